@@ -1,0 +1,165 @@
+"""Artifact names, atomic publishing, the manifest, and checked loading.
+
+A training run writes everything into a staging directory next to the output directory; only
+when every file is complete are they moved into place, the preprocessor pickle and the manifest
+last. The pickle records the SHA-256 of the model files it belongs to, so a model and a pickle
+from different runs (or a truncated or edited file) are refused instead of silently mixed.
+
+Pickles can run code when loaded: load only artifacts you trained or otherwise trust.
+"""
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import pickle
+import platform
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+
+from . import models  # noqa: F401  (registers the custom layers needed to load the .h5 files)
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "advanced_model_improved.h5"
+PREPROCESSOR_FILE = "enhanced_preprocessor.pickle"
+ENSEMBLE_DIR = "ensemble_models"
+ENSEMBLE_SPEC = "ensemble.json"
+HISTORY_PLOT = "improved_training_history.png"
+REPORT_DIR = "report"
+CONFIG_FILE = "training_config.json"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+DEFAULT_FALLBACK_INTENT = "fallback"
+# Published last, in this order: a reader that sees the new pickle sees every file it names.
+PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)
+
+
+class ArtifactError(RuntimeError):
+    """Saved artifacts are missing, damaged or do not belong together."""
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """Keras warns on every .h5 save that the format is legacy; the product contract needs .h5."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(level)
+
+
+def save_model(model, path):
+    with _quiet_absl():
+        model.save(path)
+
+
+def load_model(path):
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ArtifactError(f"{path}: cannot load the model ({error}). Retrain with "
+                            "`python jobs.py`.") from None
+
+
+def versions():
+    import nltk
+    import sklearn
+    import tensorflow as tf
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "nltk": nltk.__version__, "scikit-learn": sklearn.__version__}
+
+
+def staging_dir(out_dir):
+    """A fresh directory beside out_dir (same filesystem, so moves into out_dir are renames)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+
+
+def write_pickle(payload, path):
+    with open(path, "wb") as file:
+        pickle.dump(payload, file, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def write_manifest(staging, details):
+    files = {str(path.relative_to(staging)): sha256(path)
+             for path in sorted(staging.rglob("*")) if path.is_file()}
+    manifest = {"format_version": FORMAT_VERSION,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": versions(), **details, "files": files}
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def publish(staging, out_dir):
+    """Move every entry of staging into out_dir, replacing what is there, pickle+manifest last."""
+    staging, out_dir = Path(staging), Path(out_dir)
+    entries = sorted(staging.iterdir(), key=lambda p: (p.name in PUBLISH_LAST,
+                                                       PUBLISH_LAST.index(p.name)
+                                                       if p.name in PUBLISH_LAST else 0))
+    for entry in entries:
+        target = out_dir / entry.name
+        if entry.is_dir() and target.exists():
+            # Directories cannot be replaced in one rename: move the old one aside first.
+            retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=out_dir)) / entry.name
+            os.replace(target, retired)
+            os.replace(entry, target)
+            shutil.rmtree(retired.parent, ignore_errors=True)
+        else:
+            os.replace(entry, target)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_preprocessor(path):
+    """Unpickle the preprocessor bundle written by training (trusted files only)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            bundle = pickle.load(file)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not found. Train a model first with `python jobs.py`.") \
+            from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
+        raise ArtifactError(f"{path}: damaged or not a preprocessor pickle ({error}). Retrain "
+                            "with `python jobs.py`.") from None
+    if not isinstance(bundle, dict) or bundle.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: written by another version of intentkit; retrain with "
+                            "`python jobs.py`.")
+    return bundle
+
+
+def check_model_file(bundle, preprocessor_path, model_path, key="model_sha256"):
+    """Refuse a model file that is not the one the preprocessor was saved with."""
+    if not Path(model_path).is_file():
+        raise ArtifactError(f"{model_path}: not found. Train a model first with "
+                            "`python jobs.py`.")
+    if sha256(model_path) != bundle[key]:
+        raise ArtifactError(f"{model_path} does not match {preprocessor_path}: they come from "
+                            "different training runs or a file was changed. Use files from one "
+                            "run, or retrain with `python jobs.py`.")
+
+
+def read_ensemble_spec(ensemble_dir):
+    path = Path(ensemble_dir) / ENSEMBLE_SPEC
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not found. Train with the ensemble on "
+                            "(`python jobs.py`, the default).") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"{path}: unreadable ({error}).") from None

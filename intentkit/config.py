@@ -1,0 +1,47 @@
+"""Training configuration: one dataclass, filled from CLI flags and saved beside the artifacts."""
+from dataclasses import asdict, dataclass, field, fields
+
+
+def _option(default, help_text):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class TrainConfig:
+    data: str = _option("filesTech/final.json", "intents JSON file to train on")
+    out: str = _option("filesTech", "directory that receives the model, pickle, plots and report")
+    seed: int = _option(42, "seeds the split, augmentation and weight initialisation")
+    val_size: float = _option(0.15, "fraction of patterns held out for validation")
+    test_size: float = _option(0.15, "fraction of patterns held out for the final test")
+    augmentation_factor: int = _option(3, "new variants per training pattern (0 = off)")
+    balance: str = _option("class_weight", "class_weight | upsample (the seed's) | none")
+    tuning_epochs: int = _option(30, "epoch limit of each tuning trial")
+    tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
+    epochs: int = _option(150, "epoch limit of the final CNN-BiLSTM")
+    patience: int = _option(10, "early-stopping patience of the final CNN-BiLSTM")
+    batch_size: int = _option(64, "training batch size")
+    label_smoothing: float = _option(0.1, "label smoothing of the cross-entropy loss")
+    ensemble: bool = _option(True, "also train the transformer and CNN ensemble members")
+    ensemble_epochs: int = _option(80, "epoch limit of each ensemble member")
+    ensemble_patience: int = _option(10, "early-stopping patience of ensemble members")
+    ensemble_weights: str = _option("seed", "seed (0.4/0.4/0.2) | fitted (best log-loss on val)")
+    fallback_coverage: float = _option(
+        0.95, "share of correct validation answers kept above the fallback threshold")
+
+    def __post_init__(self):
+        choices = {"balance": ("upsample", "class_weight", "none"),
+                   "ensemble_weights": ("seed", "fitted")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {allowed}, "
+                                 f"not {getattr(self, name)!r}")
+        for name in ("tuning_epochs", "epochs", "ensemble_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def config_fields():
+    return fields(TrainConfig)

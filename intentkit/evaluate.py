@@ -1,0 +1,202 @@
+"""Scores on held-out data, the evaluation report, and the training plots."""
+import csv
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix,  # noqa: E402
+                             log_loss, precision_recall_fscore_support)
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_BINS = 15
+TOP_CONFUSIONS = 10
+
+
+def expected_calibration_error(probabilities, true_ids, bins=CALIBRATION_BINS):
+    """Average gap between confidence and accuracy over equal-width confidence bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == true_ids
+    edges = np.linspace(0, 1, bins + 1)
+    error = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
+
+
+def score(probabilities, true_ids, labels):
+    """Accuracy, macro/weighted P/R/F1, per-intent P/R/F1, log-loss and calibration error."""
+    predicted = probabilities.argmax(axis=1)
+    label_ids = np.arange(len(labels))
+    metrics = {"accuracy": float(accuracy_score(true_ids, predicted)), "n": int(len(true_ids))}
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            true_ids, predicted, labels=label_ids, average=average, zero_division=0)
+        metrics.update({f"{average}_precision": float(precision),
+                        f"{average}_recall": float(recall), f"{average}_f1": float(f1)})
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true_ids, predicted, labels=label_ids, zero_division=0)
+    metrics["per_intent"] = {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for label, p, r, f, s in zip(labels, precision, recall, f1, support)}
+    metrics["log_loss"] = float(log_loss(true_ids, probabilities, labels=label_ids))
+    metrics["expected_calibration_error"] = expected_calibration_error(probabilities, true_ids)
+    return metrics
+
+
+def plot_confusion(probabilities, true_ids, labels, path, title):
+    """Row-normalised confusion matrix; the largest off-diagonal cells are boxed in red."""
+    matrix = confusion_matrix(true_ids, probabilities.argmax(axis=1),
+                              labels=np.arange(len(labels)), normalize="true")
+    size = min(40, max(8, len(labels) * 0.25))
+    figure, axes = plt.subplots(figsize=(size, size * 0.85))
+    small = len(labels) <= 30
+    sns.heatmap(matrix, ax=axes, cmap="Blues", vmin=0, vmax=1, square=True,
+                annot=small, fmt=".2f", annot_kws={"size": 7},
+                xticklabels=labels, yticklabels=labels, cbar_kws={"shrink": 0.6})
+    off_diagonal = matrix.copy()
+    np.fill_diagonal(off_diagonal, 0)
+    for flat in np.argsort(off_diagonal, axis=None)[::-1][:TOP_CONFUSIONS]:
+        row, column = divmod(int(flat), len(labels))
+        if off_diagonal[row, column] > 0:
+            axes.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="red", lw=2))
+    axes.set(xlabel="predicted", ylabel="true", title=title)
+    axes.tick_params(labelsize=7 if small else 4)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_reliability(results, true_ids, path, bins=CALIBRATION_BINS):
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    axes.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    edges = np.linspace(0, 1, bins + 1)
+    for name, probabilities in results.items():
+        confidence = probabilities.max(axis=1)
+        correct = probabilities.argmax(axis=1) == true_ids
+        which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+        filled = [b for b in range(bins) if (which == b).any()]
+        axes.plot([confidence[which == b].mean() for b in filled],
+                  [correct[which == b].mean() for b in filled], "o-", label=name)
+    axes.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+             title="Reliability on the test split")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_history(histories, path):
+    """Accuracy and loss curves, train vs validation, one line pair per trained model."""
+    figure, (accuracy_axes, loss_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, history in histories.items():
+        for axes, metric in ((accuracy_axes, "accuracy"), (loss_axes, "loss")):
+            line, = axes.plot(history[metric], label=f"{name} train")
+            axes.plot(history[f"val_{metric}"], "--", color=line.get_color(),
+                      label=f"{name} val")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="Loss")
+    accuracy_axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_errors(path, texts, true_ids, probabilities, labels):
+    """Misclassified test rows, the most confidently wrong first."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != true_ids)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])]
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["text", "true", "predicted", "confidence"])
+        for row in wrong:
+            writer.writerow([texts[row], labels[true_ids[row]], labels[predicted[row]],
+                             f"{probabilities[row, predicted[row]]:.4f}"])
+
+
+def _summary(metrics):
+    lines = ["# Evaluation on the held-out test split", "",
+             "| model | accuracy | macro-F1 | weighted-F1 | log-loss | ECE |",
+             "|---|---|---|---|---|---|"]
+    for name, m in metrics.items():
+        lines.append(f"| {name} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
+                     f"{m['weighted_f1']:.4f} | {m['log_loss']:.4f} | "
+                     f"{m['expected_calibration_error']:.4f} |")
+    if len(metrics) > 1:
+        names = list(metrics)
+        gain = metrics[names[-1]]["accuracy"] - metrics[names[0]]["accuracy"]
+        lines += ["", f"{names[-1]} vs {names[0]}: {gain * 100:+.2f} accuracy points "
+                      f"on {metrics[names[0]]['n']} test patterns."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report_dir, results, texts, true_ids, labels):
+    """Write metrics.json, classification_report.txt, plots, errors.csv and summary.md.
+
+    `results` maps a model name ("single", "ensemble") to its test probabilities; the last
+    entry's errors go to errors.csv.
+    """
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {name: score(p, true_ids, labels) for name, p in results.items()}
+    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with open(report_dir / "classification_report.txt", "w", encoding="utf-8") as file:
+        for name, probabilities in results.items():
+            file.write(f"== {name} ==\n")
+            file.write(classification_report(true_ids, probabilities.argmax(axis=1),
+                                              labels=np.arange(len(labels)), target_names=labels,
+                                              digits=4, zero_division=0))
+            file.write("\n")
+    for name, probabilities in results.items():
+        plot_confusion(probabilities, true_ids, labels, report_dir / f"confusion_{name}.png",
+                       f"{name}: confusion on the test split (row-normalised)")
+    plot_reliability(results, true_ids, report_dir / "reliability.png")
+    write_errors(report_dir / "errors.csv", texts, true_ids, list(results.values())[-1], labels)
+    (report_dir / "summary.md").write_text(_summary(metrics))
+    return metrics
+
+
+def choose_fallback_threshold(probabilities, true_ids, coverage=0.95):
+    """Confidence below which an answer becomes the fallback, chosen on validation data.
+
+    Keeps `coverage` of the correctly answered validation rows above the threshold, so in-scope
+    users rarely see the fallback while low-confidence guesses do.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == true_ids
+    if not correct.any():
+        return 0.0
+    return float(np.quantile(confidence[correct], 1 - coverage))
+
+
+def evaluate_saved(model_dir, data_path, report_dir=None):
+    """Score the saved single model (and ensemble, if saved) on labelled data; write a report."""
+    from pathlib import Path
+
+    from . import artifacts
+    from .data import DataError, load_examples
+    from .predict import Predictor
+
+    model_dir = Path(model_dir)
+    texts, labels = load_examples(data_path)
+    kwargs = {"model_path": model_dir / artifacts.MODEL_FILE,
+              "preprocessor_path": model_dir / artifacts.PREPROCESSOR_FILE}
+    single = Predictor(**kwargs)
+    unknown = sorted(set(labels) - set(single.labels))
+    if unknown:
+        raise DataError(f"{data_path}: intents the model was not trained on: {unknown[:10]}")
+    true_ids = np.array([single.labels.index(label) for label in labels])
+    results = {"single": single.predict_proba(texts)}
+    if (model_dir / artifacts.ENSEMBLE_DIR / artifacts.ENSEMBLE_SPEC).exists():
+        results["ensemble"] = Predictor(**kwargs, use_ensemble=True).predict_proba(texts)
+    return write_report(report_dir or model_dir / "report-evaluate", results, texts, true_ids,
+                        single.labels)

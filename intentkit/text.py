@@ -1,0 +1,103 @@
+"""The text preprocessor that is pickled with the model: normalize, tokenize, index, pad.
+
+Unlike the seed, it keeps stopwords (wh-words, negations and "can" carry intent), keeps numbers
+("401k", "2 weeks"), maps unknown words to an OOV id instead of padding, and needs no NLTK
+download: tokenization uses NLTK's Treebank-style tokenizer with `preserve_line=True`, which needs
+no data, and lemmatization uses WordNet only when `resources.wordnet()` finds it.
+"""
+import functools
+import logging
+import re
+import unicodedata
+from collections import Counter
+
+import numpy as np
+from nltk.tokenize import word_tokenize
+
+from . import resources
+
+log = logging.getLogger(__name__)
+
+PAD_ID, OOV_ID = 0, 1
+OOV_TOKEN = "<oov>"
+
+# Clitics the tokenizer splits off, spelled out so that "don't" and "do not" agree.
+CLITICS = {"n't": "not", "'m": "am", "'re": "are", "'ve": "have", "'ll": "will", "'d": "would",
+           "'s": None}
+KEPT_PUNCTUATION = {"?", "!"}
+_NOT_WORD = re.compile(r"[^\w\s'?!$%]")
+# Lemmatizing very short words does more harm than good ("was" -> "wa", "has" -> "ha").
+MIN_LEMMATIZED_LENGTH = 4
+
+
+@functools.lru_cache(maxsize=100_000)
+def lemmatize(token):
+    """Noun lemma, else verb lemma, of a token ("interviews" -> "interview", "applying" -> "apply")."""
+    reader = resources.wordnet()
+    if reader is None or len(token) < MIN_LEMMATIZED_LENGTH or not token.isalpha():
+        return token
+    noun = reader.morphy(token, "n")
+    if noun and noun != token:
+        return noun
+    return reader.morphy(token, "v") or noun or token
+
+
+class TextPreprocessor:
+    """Turns raw messages into fixed-length rows of token ids; fitted on training text only.
+
+    Parameters
+    ----------
+    lemmatize : bool
+        Lemmatize with WordNet when it is installed.
+    length_percentile : float
+        Sequences are cut at this percentile of training token counts (post-truncation)...
+    min_length : int
+        ...but never shorter than this.
+    """
+
+    def __init__(self, lemmatize=True, length_percentile=95, min_length=5):
+        self.lemmatize = lemmatize
+        self.length_percentile = length_percentile
+        self.min_length = min_length
+
+    def tokenize(self, text):
+        text = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
+        text = _NOT_WORD.sub(" ", text)
+        tokens = []
+        for token in word_tokenize(text, preserve_line=True):
+            token = CLITICS.get(token, token)
+            if token is None or not (token in KEPT_PUNCTUATION or any(c.isalnum() for c in token)):
+                continue
+            tokens.append(lemmatize(token) if self.uses_lemmas_ else token)
+        return tokens
+
+    def fit(self, texts):
+        self.uses_lemmas_ = self.lemmatize and resources.wordnet() is not None
+        tokenized = [self.tokenize(text) for text in texts]
+        counts = Counter(token for tokens in tokenized for token in tokens)
+        # Most frequent first, ties alphabetical, so the vocabulary is reproducible.
+        ordered = sorted(counts, key=lambda token: (-counts[token], token))
+        self.word_index_ = {token: index for index, token in enumerate(ordered, start=2)}
+        lengths = [len(tokens) for tokens in tokenized] or [0]
+        self.max_sequence_length_ = max(self.min_length,
+                                        int(np.ceil(np.percentile(lengths, self.length_percentile))))
+        return self
+
+    @property
+    def vocab_size(self):
+        """Number of embedding rows: the vocabulary plus padding and OOV."""
+        return len(self.word_index_) + 2
+
+    def transform(self, texts):
+        if self.uses_lemmas_ and resources.wordnet() is None:
+            log.warning("this model was trained with WordNet lemmas but WordNet is missing now; "
+                        "predictions may be less accurate")
+        rows = np.zeros((len(texts), self.max_sequence_length_), dtype=np.int32)
+        for row, text in enumerate(texts):
+            ids = [self.word_index_.get(token, OOV_ID) for token in self.tokenize(text)]
+            ids = ids[:self.max_sequence_length_]  # post-truncation
+            rows[row, :len(ids)] = ids  # post-padding
+        return rows
+
+    def fit_transform(self, texts):
+        return self.fit(texts).transform(texts)

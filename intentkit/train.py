@@ -1,0 +1,279 @@
+"""The training pipeline behind `python jobs.py`: split first, then augment, fit, tune, evaluate."""
+import itertools
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from . import artifacts
+from .augment import Augmenter, upsample
+from .data import load_intents, split_data
+from .evaluate import choose_fallback_threshold, plot_history, write_report
+from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm
+from .text import TextPreprocessor
+
+log = logging.getLogger(__name__)
+
+SEED_ENSEMBLE_WEIGHTS = {"cnn_bilstm": 0.4, "transformer": 0.4, "cnn": 0.2}
+ENSEMBLE_LEARNING_RATE = 1e-3
+
+
+def set_seed(seed):
+    """Same seed, same split, same weights, same confidences (on the same machine)."""
+    random.seed(seed)
+    keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
+    tf.config.experimental.enable_op_determinism()
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One log line per epoch, through `logging` rather than Keras' progress bar."""
+
+    def __init__(self, name, epochs):
+        super().__init__()
+        self.name, self.epochs = name, epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        log.info("%s epoch %d/%d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f", self.name,
+                 epoch + 1, self.epochs, logs.get("loss", np.nan), logs.get("accuracy", np.nan),
+                 logs.get("val_loss", np.nan), logs.get("val_accuracy", np.nan))
+
+
+@dataclass
+class Dataset:
+    """Token-id matrices and one-hot targets of the three splits."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_weight: dict = None
+
+
+def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
+        checkpoint=None, label_smoothing=0.0):
+    """Adam with clipping, early stopping, LR reduction on plateau; best weights restored."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=["accuracy"])
+    callbacks = [EpochLog(name, epochs),
+                 keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                   patience=max(2, patience // 2), min_lr=1e-7)]
+    if checkpoint:
+        callbacks += [keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor,
+                                                      save_best_only=True, save_weights_only=True),
+                      keras.callbacks.EarlyStopping(monitor=monitor, patience=patience)]
+    else:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+                                                       restore_best_weights=True))
+    history = model.fit(dataset.x_train, dataset.y_train, batch_size=batch_size, epochs=epochs,
+                        validation_data=(dataset.x_val, dataset.y_val),
+                        class_weight=dataset.class_weight, callbacks=callbacks, verbose=0)
+    if checkpoint:
+        model.load_weights(checkpoint)
+    return history.history
+
+
+def probabilities(model, x):
+    return model.predict(x, batch_size=512, verbose=0)
+
+
+def tune(dataset, preprocessor, num_classes, config):
+    """Train each seed configuration briefly; pick the best validation accuracy (then loss)."""
+    trials = []
+    for number, trial in enumerate(SEED_CONFIGS, start=1):
+        keras.utils.set_random_seed(config.seed)
+        model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                                 num_classes, embedding_dim=trial["embedding_dim"],
+                                 dropout=trial["dropout"])
+        started = time.perf_counter()
+        fit(model, dataset, trial["learning_rate"], config.tuning_epochs, config.tuning_patience,
+            config.batch_size, f"tuning {number}/{len(SEED_CONFIGS)} {trial['name']}",
+            monitor="val_accuracy", label_smoothing=config.label_smoothing)
+        val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
+        trials.append({**trial, "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
+                       "seconds": round(time.perf_counter() - started, 1)})
+        log.info("tuning %d/%d %-16s val_acc %.4f  val_loss %.4f  (%.0f s)", number,
+                 len(SEED_CONFIGS), trial["name"], val_accuracy, val_loss, trials[-1]["seconds"])
+    best = max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"]))
+    log.info("best configuration: %s", best["name"])
+    return best, trials
+
+
+def fit_ensemble_weights(member_probabilities, true_ids, step=0.1):
+    """Weights on a simplex grid minimising validation log-loss."""
+    names = list(member_probabilities)
+    grid = np.round(np.arange(0, 1 + step / 2, step), 6)
+    best, best_loss = None, np.inf
+    for weights in itertools.product(grid, repeat=len(names) - 1):
+        last = 1 - sum(weights)
+        if last < -1e-9:
+            continue
+        weights = (*weights, max(last, 0.0))
+        mixed = sum(w * member_probabilities[n] for w, n in zip(weights, names))
+        loss = -np.mean(np.log(np.clip(mixed[np.arange(len(true_ids)), true_ids], 1e-12, 1)))
+        if loss < best_loss:
+            best, best_loss = dict(zip(names, map(float, weights))), loss
+    return best
+
+
+def combine(member_probabilities, weights):
+    return sum(weights[name] * p for name, p in member_probabilities.items())
+
+
+def prepare(config):
+    """Load, split first, then augment/balance the training split and fit the preprocessor."""
+    intents = load_intents(config.data)
+    split = split_data(intents.texts, intents.labels, config.val_size, config.test_size,
+                       config.seed)
+    log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
+             len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
+             len(split.test_texts))
+    augmenter = Augmenter(factor=config.augmentation_factor, seed=config.seed)
+    train_texts, train_labels = augmenter.augment(
+        split.train_texts, split.train_labels, exclude=split.val_texts + split.test_texts)
+    if config.balance == "upsample":
+        before = len(train_texts)
+        train_texts, train_labels = upsample(train_texts, train_labels, config.seed)
+        log.info("balancing: upsampled %d -> %d training rows (%d per intent)", before,
+                 len(train_texts), len(train_texts) // len(intents.tags))
+    preprocessor = TextPreprocessor().fit(train_texts)
+    log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
+             preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
+             "on" if preprocessor.uses_lemmas_ else "off")
+    label2idx = {tag: index for index, tag in enumerate(intents.tags)}
+
+    def encode(labels):
+        return keras.utils.to_categorical([label2idx[t] for t in labels], len(label2idx))
+
+    class_weight = None
+    if config.balance == "class_weight":
+        ids = np.array([label2idx[t] for t in train_labels])
+        class_weight = dict(enumerate(compute_class_weight("balanced", classes=np.arange(
+            len(label2idx)), y=ids)))
+    dataset = Dataset(preprocessor.transform(train_texts), encode(train_labels),
+                      preprocessor.transform(split.val_texts), encode(split.val_labels),
+                      preprocessor.transform(split.test_texts), encode(split.test_labels),
+                      class_weight)
+    return intents, split, preprocessor, label2idx, dataset
+
+
+def train(config):
+    """Run the whole pipeline and publish the artifacts into config.out; returns the metrics."""
+    started = time.perf_counter()
+    set_seed(config.seed)
+    log.info("training on %s", ", ".join(d.name for d in tf.config.list_logical_devices()))
+    intents, split, preprocessor, label2idx, dataset = prepare(config)
+    labels = intents.tags
+    num_classes = len(labels)
+    out_dir = Path(config.out)
+    staging = artifacts.staging_dir(out_dir)
+    try:
+        best, trials = tune(dataset, preprocessor, num_classes, config)
+        keras.utils.set_random_seed(config.seed)
+        model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                                 num_classes, embedding_dim=best["embedding_dim"],
+                                 dropout=best["dropout"])
+        histories = {"cnn_bilstm": fit(
+            model, dataset, best["learning_rate"], config.epochs, config.patience,
+            config.batch_size, "cnn_bilstm", checkpoint=str(staging / "best.weights.h5"),
+            label_smoothing=config.label_smoothing)}
+        (staging / "best.weights.h5").unlink()
+        members = {"cnn_bilstm": model}
+        if config.ensemble:
+            for name in ("transformer", "cnn"):
+                keras.utils.set_random_seed(config.seed)
+                members[name] = MODEL_BUILDERS[name](preprocessor.vocab_size,
+                                                     preprocessor.max_sequence_length_,
+                                                     num_classes)
+                histories[name] = fit(members[name], dataset, ENSEMBLE_LEARNING_RATE,
+                                      config.ensemble_epochs, config.ensemble_patience,
+                                      config.batch_size, name,
+                                      label_smoothing=config.label_smoothing)
+        val_true = dataset.y_val.argmax(axis=1)
+        test_true = dataset.y_test.argmax(axis=1)
+        val_probs = {name: probabilities(m, dataset.x_val) for name, m in members.items()}
+        test_probs = {name: probabilities(m, dataset.x_test) for name, m in members.items()}
+        results = {"single": test_probs["cnn_bilstm"]}
+        weights = None
+        if config.ensemble:
+            weights = (fit_ensemble_weights(val_probs, val_true)
+                       if config.ensemble_weights == "fitted" else dict(SEED_ENSEMBLE_WEIGHTS))
+            log.info("ensemble weights (%s): %s", config.ensemble_weights, weights)
+            results["ensemble"] = combine(test_probs, weights)
+        metrics = write_report(staging / artifacts.REPORT_DIR, results, split.test_texts,
+                               test_true, labels)
+        plot_history(histories, staging / artifacts.HISTORY_PLOT)
+        for name, m in metrics.items():
+            log.info("TEST %-8s accuracy %.4f  macro-F1 %.4f  (%d held-out patterns)", name,
+                     m["accuracy"], m["macro_f1"], m["n"])
+        if config.ensemble:
+            gain = metrics["ensemble"]["accuracy"] - metrics["single"]["accuracy"]
+            log.info("ensemble vs single: %+.2f accuracy points", gain * 100)
+
+        artifacts.save_model(model, staging / artifacts.MODEL_FILE)
+        ensemble = None
+        if config.ensemble:
+            ensemble = save_ensemble(members, weights, config.ensemble_weights,
+                                     staging / artifacts.ENSEMBLE_DIR, val_probs, val_true)
+        thresholds = {"single": choose_fallback_threshold(val_probs["cnn_bilstm"], val_true,
+                                                          config.fallback_coverage)}
+        if config.ensemble:
+            thresholds["ensemble"] = choose_fallback_threshold(
+                combine(val_probs, weights), val_true, config.fallback_coverage)
+        bundle = {
+            "format_version": artifacts.FORMAT_VERSION,
+            "preprocessor": preprocessor, "label2idx": label2idx,
+            "idx2label": {i: t for t, i in label2idx.items()},
+            "max_sequence_length": preprocessor.max_sequence_length_,
+            "vocab_size": preprocessor.vocab_size, "best_config": best,
+            "fallback_thresholds": thresholds,
+            "model_sha256": artifacts.sha256(staging / artifacts.MODEL_FILE),
+            "ensemble_sha256": artifacts.sha256(staging / artifacts.ENSEMBLE_DIR /
+                                                artifacts.ENSEMBLE_SPEC) if ensemble else None,
+        }
+        artifacts.write_pickle(bundle, staging / artifacts.PREPROCESSOR_FILE)
+        (staging / artifacts.CONFIG_FILE).write_text(json.dumps(
+            config.to_dict(), indent=2))
+        artifacts.write_manifest(staging, {
+            "data": {"path": str(config.data), "sha256": artifacts.sha256(config.data),
+                     "patterns": len(intents.texts)},
+            "labels": labels,
+            "splits": {"train": len(split.train_texts), "val": len(split.val_texts),
+                       "test": len(split.test_texts), "train_after_augmentation":
+                           int(len(dataset.x_train))},
+            "tuning": trials, "best_config": best, "ensemble_weights": weights,
+            "fallback_thresholds": thresholds,
+            "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
+                        for name, m in metrics.items()},
+            "training_seconds": round(time.perf_counter() - started, 1)})
+        artifacts.publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("saved model, preprocessor and report to %s (%.0f s)", out_dir,
+             time.perf_counter() - started)
+    return metrics
+
+
+def save_ensemble(members, weights, source, directory, val_probs, val_true):
+    """One .h5 per member plus ensemble.json with members, weights, checksums and val scores."""
+    directory.mkdir()
+    spec = {"weights_source": source, "members": []}
+    for name, model in members.items():
+        path = directory / f"{name}.h5"
+        artifacts.save_model(model, path)
+        spec["members"].append({
+            "name": name, "file": path.name, "weight": weights[name],
+            "sha256": artifacts.sha256(path),
+            "val_accuracy": float((val_probs[name].argmax(axis=1) == val_true).mean())})
+    (directory / artifacts.ENSEMBLE_SPEC).write_text(json.dumps(spec, indent=2))
+    return spec

@@ -1,0 +1,63 @@
+"""Shared fixtures: a small, clearly separable intents file and one trained model per session."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intentkit.runtime import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL_INTENTS = {
+    "greeting": ["hello there", "hi", "hey how are you", "good morning", "hello friend",
+                 "hi there bot", "hey hey", "good evening to you", "howdy", "hello again",
+                 "hi nice to meet you", "greetings"],
+    "salary": ["what does a data scientist earn", "average salary for a python developer",
+               "how much do engineers make", "what is the pay for a devops role",
+               "salary range for a junior tester", "how much money does an analyst make",
+               "typical pay for a frontend developer", "what do software engineers earn",
+               "is 120k a good salary for a backend role", "pay for a senior engineer",
+               "how much does a designer earn", "what salary should i expect"],
+    "resume": ["can you review my resume", "help me improve my cv", "how long should my resume be",
+               "what should i put on my resume", "fix the formatting of my cv",
+               "resume tips for a career switcher", "is my cv too long",
+               "how do i list projects on my resume", "should my resume have a photo",
+               "check my resume for mistakes", "write a summary for my cv",
+               "resume template for developers"],
+    "goodbye": ["bye", "goodbye", "see you later", "talk to you soon", "i have to go now",
+                "bye bye", "catch you later", "that is all for today", "see ya",
+                "good night", "farewell", "i am leaving now"],
+}
+
+
+def write_intents(path, intents=None):
+    intents = SMALL_INTENTS if intents is None else intents
+    document = {"intents": [{"tag": tag, "patterns": patterns, "responses": [f"about {tag}"]}
+                            for tag, patterns in intents.items()]}
+    Path(path).write_text(json.dumps(document, indent=1), encoding="utf-8")
+    return Path(path)
+
+
+QUICK_ARGS = ["--quick", "--tuning-epochs", "2", "--epochs", "30", "--patience", "10",
+              "--ensemble-epochs", "30", "--ensemble-patience", "10", "--batch-size", "16"]
+
+
+def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, input=stdin)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Artifacts of one quick training run on the small data set (via the real jobs.py)."""
+    work = tmp_path_factory.mktemp("trained")
+    data = write_intents(work / "intents.json")
+    out = work / "model"
+    result = run_script(ROOT / "jobs.py", "--data", data, "--out", out, *QUICK_ARGS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {"data": data, "out": out, "log": result.stdout + result.stderr,
+            "model": out / "advanced_model_improved.h5",
+            "preprocessor": out / "enhanced_preprocessor.pickle"}

@@ -1,0 +1,125 @@
+"""End to end: `python jobs.py` on small data, then prediction from separate processes."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from conftest import QUICK_ARGS, ROOT, run_script, write_intents
+
+FILES = ["advanced_model_improved.h5", "enhanced_preprocessor.pickle",
+         "improved_training_history.png", "manifest.json", "training_config.json",
+         "ensemble_models/ensemble.json", "ensemble_models/cnn_bilstm.h5",
+         "ensemble_models/transformer.h5", "ensemble_models/cnn.h5", "report/metrics.json",
+         "report/classification_report.txt", "report/confusion_single.png",
+         "report/confusion_ensemble.png", "report/reliability.png", "report/errors.csv",
+         "report/summary.md"]
+
+
+def test_training_writes_every_artifact_and_reports_test_accuracy(trained):
+    for name in FILES:
+        assert (trained["out"] / name).is_file(), name
+    assert "TEST single   accuracy" in trained["log"]
+    assert "TEST ensemble accuracy" in trained["log"]
+    assert "tuning 4/4 Conservative" in trained["log"]
+    assert not list(trained["out"].glob(".staging-*")), "staging directory left behind"
+    assert "Traceback" not in trained["log"] and "Warning" not in trained["log"]
+
+
+def test_pickle_has_the_seed_keys_and_loads_outside_main(trained):
+    code = ("import pickle, sys; b = pickle.load(open(sys.argv[1], 'rb'));"
+            "print(type(b['preprocessor']).__module__, sorted(b))")
+    result = run_script("-c", code, trained["preprocessor"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("intentkit.text ")
+    for key in ("preprocessor", "label2idx", "idx2label", "max_sequence_length", "vocab_size",
+                "best_config"):
+        assert repr(key) in result.stdout
+
+
+def test_manifest_checksums_and_metrics_match_the_files(trained):
+    from intentkit.artifacts import sha256
+    manifest = json.loads((trained["out"] / "manifest.json").read_text())
+    assert manifest["labels"] == ["goodbye", "greeting", "resume", "salary"]
+    assert manifest["data"]["sha256"] == sha256(trained["data"])
+    for name, digest in manifest["files"].items():
+        assert sha256(trained["out"] / name) == digest, name
+    metrics = json.loads((trained["out"] / "report" / "metrics.json").read_text())
+    assert manifest["metrics"]["single"]["accuracy"] == metrics["single"]["accuracy"]
+    assert [t["name"] for t in manifest["tuning"]] == [
+        "Baseline", "Higher dimension", "Larger model", "Conservative"]
+
+
+PREDICT_SCRIPT = """
+import json, sys
+from predict import predict_intent_improved
+out = []
+for text in ["hey there, good morning", "how much does a devops engineer earn",
+             "please review my cv", "see you later"]:
+    out.append(predict_intent_improved(text, model_path=sys.argv[1], preprocessor_path=sys.argv[2],
+                                       use_ensemble=sys.argv[3] == "1", threshold=0.0))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_separate_process_gets_sensible_intents(trained, ensemble):
+    result = run_script("-c", PREDICT_SCRIPT, trained["model"], trained["preprocessor"],
+                        "1" if ensemble else "0")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    for answer in answers:
+        assert set(answer) >= {"intent", "confidence", "all_probabilities", "model_type"}
+        assert answer["model_type"] == ("ensemble" if ensemble else "single")
+        assert abs(sum(answer["all_probabilities"].values()) - 1) < 1e-4
+    intents = [a["intent"] for a in answers]
+    assert sum(a == b for a, b in zip(intents, ["greeting", "salary", "resume", "goodbye"])) >= 3
+
+
+def test_same_seed_retrain_gives_the_same_confidences(trained, tmp_path):
+    out = tmp_path / "again"
+    result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", out, *QUICK_ARGS)
+    assert result.returncode == 0, result.stderr
+    first = json.loads((trained["out"] / "report" / "metrics.json").read_text())
+    second = json.loads((out / "report" / "metrics.json").read_text())
+    assert first["single"]["log_loss"] == second["single"]["log_loss"]
+    assert first["ensemble"]["log_loss"] == second["ensemble"]["log_loss"]
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (lambda p: p.write_text('{"intents": [}'), "invalid JSON at line 1"),
+    (lambda p: p.unlink(), "file not found"),
+    (lambda p: write_intents(p, {"a": ["x"] * 9, "b": ["y", "z"]}), "distinct pattern(s)"),
+])
+def test_bad_data_exits_nonzero_and_leaves_the_model_untouched(trained, tmp_path, mutation,
+                                                                message):
+    out = tmp_path / "model"
+    out.mkdir()
+    for name in ("advanced_model_improved.h5", "enhanced_preprocessor.pickle"):
+        (out / name).write_bytes((trained["out"] / name).read_bytes())
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    data = tmp_path / "data.json"
+    write_intents(data)
+    mutation(data)
+    result = run_script(ROOT / "jobs.py", "--data", data, "--out", out, "--quick")
+    assert result.returncode == 2
+    assert message in result.stderr and str(data) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_evaluate_command_rescores_the_saved_model(trained, tmp_path):
+    report = tmp_path / "report"
+    result = run_script(ROOT / "jobs.py", "evaluate", "--data", trained["data"], "--model-dir",
+                        trained["out"], "--report", report)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics) == {"single", "ensemble"}
+    assert metrics["single"]["n"] == 48
+
+
+def test_help_lists_the_options():
+    result = run_script(ROOT / "jobs.py", "--help")
+    assert result.returncode == 0
+    for flag in ("--data", "--out", "--seed", "--augmentation-factor", "--balance", "--quick"):
+        assert flag in result.stdout

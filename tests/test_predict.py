@@ -1,0 +1,149 @@
+"""Serving: cached loading, the error contract, fallback, batch and thread safety."""
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from intentkit import artifacts
+from intentkit import predict as serving
+from intentkit.predict import Predictor, get_predictor, predict_intent_improved
+
+MESSAGES = ["hello there friend", "what is the salary of a tester", "check my cv please",
+            "bye for now", "how much do analysts earn", "good night"]
+
+
+@pytest.fixture
+def paths(trained):
+    return {"model_path": trained["model"], "preprocessor_path": trained["preprocessor"]}
+
+
+@pytest.fixture
+def load_counter(monkeypatch):
+    calls = []
+    real = artifacts.load_model
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+    monkeypatch.setattr(artifacts, "load_model", counting)
+    serving._cache.clear()
+    return calls
+
+
+def test_second_call_does_not_reload(paths, load_counter):
+    first = predict_intent_improved("hello", **paths)
+    for _ in range(5):
+        assert predict_intent_improved("hello", **paths) == first
+    assert len(load_counter) == 1
+
+
+def test_changed_file_on_disk_is_reloaded(trained, tmp_path, load_counter):
+    copy = tmp_path / "model"
+    shutil.copytree(trained["out"], copy)
+    kwargs = {"model_path": copy / artifacts.MODEL_FILE,
+              "preprocessor_path": copy / artifacts.PREPROCESSOR_FILE}
+    first = get_predictor(**kwargs)
+    assert get_predictor(**kwargs) is first
+    stat = os.stat(kwargs["model_path"])
+    os.utime(kwargs["model_path"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert get_predictor(**kwargs) is not first
+    assert len(load_counter) == 2
+
+
+def test_errors_follow_the_seed_contract_or_raise_when_strict(paths, tmp_path):
+    result = predict_intent_improved("hi", model_path=tmp_path / "missing.h5",
+                                     preprocessor_path=paths["preprocessor_path"])
+    assert result["model_type"] == "error" and result["intent"] == "unknown"
+    assert result["confidence"] == 0.0 and result["all_probabilities"] == {}
+    assert "missing.h5" in result["error"]
+    with pytest.raises(artifacts.ArtifactError, match="missing.h5"):
+        predict_intent_improved("hi", model_path=tmp_path / "missing.h5",
+                                preprocessor_path=paths["preprocessor_path"], strict=True)
+    for bad in (None, 42, ["hi"]):
+        assert predict_intent_improved(bad, **paths)["model_type"] == "error"
+
+
+def test_model_from_another_run_is_refused(trained, tmp_path):
+    mixed = tmp_path / "mixed.h5"
+    shutil.copy(trained["out"] / "ensemble_models" / "transformer.h5", mixed)
+    result = predict_intent_improved("hi", model_path=mixed,
+                                     preprocessor_path=trained["preprocessor"])
+    assert "different training runs" in result["error"]
+
+
+def test_truncated_pickle_is_refused(trained, tmp_path):
+    broken = tmp_path / "broken.pickle"
+    broken.write_bytes(trained["preprocessor"].read_bytes()[:100])
+    result = predict_intent_improved("hi", model_path=trained["model"], preprocessor_path=broken)
+    assert "damaged" in result["error"]
+
+
+def test_threshold_fallback_and_top_k(paths):
+    predictor = Predictor(**paths)
+    confident = predictor.predict("what is the salary of a tester", top_k=2, threshold=0.0)
+    assert not confident["fallback"] and confident["intent"] == confident["top_k"][0]["intent"]
+    assert len(confident["top_k"]) == 2
+    unsure = predictor.predict("what is the salary of a tester", top_k=3, threshold=1.01)
+    assert unsure["fallback"] and unsure["intent"] == "fallback"
+    assert [c["intent"] for c in unsure["top_k"]][:2] == [c["intent"] for c in confident["top_k"]]
+    assert 0 < predictor.threshold < 1
+
+
+@pytest.mark.parametrize("text", ["", "   ", "?!...", "\x00\x07"])
+def test_input_without_words_gets_the_fallback(paths, text):
+    result = Predictor(**paths).predict(text)
+    assert result["fallback"] and result["intent"] == "fallback" and result["confidence"] == 0.0
+
+
+def test_batch_equals_single(paths):
+    predictor = Predictor(**paths)
+    batch = predictor.predict_batch(MESSAGES)
+    for text, from_batch in zip(MESSAGES, batch):
+        single = predictor.predict(text)
+        assert single["intent"] == from_batch["intent"]
+        assert np.isclose(single["confidence"], from_batch["confidence"], atol=1e-6)
+
+
+def test_threads_give_the_same_answers_as_sequential_calls(paths):
+    expected = [predict_intent_improved(t, **paths) for t in MESSAGES]
+    work = MESSAGES * 200
+
+    def call(text):
+        return predict_intent_improved(text, **paths)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, work))
+    for position, result in enumerate(results):
+        reference = expected[position % len(MESSAGES)]
+        assert result["intent"] == reference["intent"]
+        assert np.isclose(result["confidence"], reference["confidence"], atol=1e-6)
+
+
+def test_ensemble_combines_members_with_their_weights(trained):
+    spec = artifacts.read_ensemble_spec(trained["out"] / artifacts.ENSEMBLE_DIR)
+    weights = {m["name"]: m["weight"] for m in spec["members"]}
+    assert weights == {"cnn_bilstm": 0.4, "transformer": 0.4, "cnn": 0.2}
+    ensemble = Predictor(trained["model"], trained["preprocessor"], use_ensemble=True)
+    single = Predictor(trained["model"], trained["preprocessor"])
+    members = {m["name"]: artifacts.load_model(trained["out"] / "ensemble_models" / m["file"])
+               for m in spec["members"]}
+    ids = single.preprocessor.transform(MESSAGES)
+    expected = sum(weights[n] * members[n](ids, training=False).numpy() for n in members)
+    assert np.allclose(ensemble.predict_proba(MESSAGES), expected, atol=1e-5)
+    assert np.allclose(single.predict_proba(MESSAGES),
+                       members["cnn_bilstm"](ids, training=False).numpy(), atol=1e-5)
+
+
+def test_cli_prints_json_for_one_text_and_for_a_file(trained, tmp_path):
+    from conftest import ROOT, run_script
+    args = ["--model", trained["model"], "--preprocessor", trained["preprocessor"]]
+    one = run_script(ROOT / "predict.py", "good morning", *args)
+    assert one.returncode == 0, one.stderr
+    assert '"intent"' in one.stdout
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello\nbye\n\nmy resume\n")
+    many = run_script(ROOT / "predict.py", "--file", lines, *args)
+    assert many.returncode == 0 and len(many.stdout.strip().splitlines()) == 3
+    shell = run_script(ROOT / "predict.py", *args, stdin="hello there\n\n")
+    assert shell.returncode == 0 and "(" in shell.stdout
