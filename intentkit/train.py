@@ -5,6 +5,7 @@ import logging
 import random
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,27 +131,26 @@ def combine(member_probabilities, weights):
     return sum(weights[name] * p for name, p in member_probabilities.items())
 
 
-def prepare(config):
-    """Load, split first, then augment/balance the training split and fit the preprocessor."""
-    intents = load_intents(config.data)
-    split = split_data(intents.texts, intents.labels, config.val_size, config.test_size,
-                       config.seed)
-    log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
-             len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
-             len(split.test_texts))
+def class_counts(labels):
+    counts = Counter(labels).values()
+    return f"{len(labels)} rows, {min(counts)}-{max(counts)} per intent"
+
+
+def featurize(split, tags, config):
+    """Augment and balance the training split, fit the preprocessor on it, encode all splits."""
     augmenter = Augmenter(factor=config.augmentation_factor, seed=config.seed)
+    log.info("training split before augmentation: %s", class_counts(split.train_labels))
     train_texts, train_labels = augmenter.augment(
         split.train_texts, split.train_labels, exclude=split.val_texts + split.test_texts)
     if config.balance == "upsample":
-        before = len(train_texts)
         train_texts, train_labels = upsample(train_texts, train_labels, config.seed)
-        log.info("balancing: upsampled %d -> %d training rows (%d per intent)", before,
-                 len(train_texts), len(train_texts) // len(intents.tags))
+    log.info("training split after augmentation and balancing (%s): %s", config.balance,
+             class_counts(train_labels))
     preprocessor = TextPreprocessor().fit(train_texts)
     log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
              preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
              "on" if preprocessor.uses_lemmas_ else "off")
-    label2idx = {tag: index for index, tag in enumerate(intents.tags)}
+    label2idx = {tag: index for index, tag in enumerate(tags)}
 
     def encode(labels):
         return keras.utils.to_categorical([label2idx[t] for t in labels], len(label2idx))
@@ -164,7 +164,18 @@ def prepare(config):
                       preprocessor.transform(split.val_texts), encode(split.val_labels),
                       preprocessor.transform(split.test_texts), encode(split.test_labels),
                       class_weight)
-    return intents, split, preprocessor, label2idx, dataset
+    return preprocessor, label2idx, dataset
+
+
+def prepare(config):
+    """Load and split first; then featurize the splits."""
+    intents = load_intents(config.data)
+    split = split_data(intents.texts, intents.labels, config.val_size, config.test_size,
+                       config.seed)
+    log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
+             len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
+             len(split.test_texts))
+    return (intents, split, *featurize(split, intents.tags, config))
 
 
 def train(config):

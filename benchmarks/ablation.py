@@ -1,0 +1,136 @@
+"""Ablation of augmentation and balancing: same seed, same split, same model, one change at a time.
+
+    python benchmarks/ablation.py [--datasets default banking77-10] [--quick]
+
+Datasets:
+  default       filesTech/final.json, split 70/15/15 like jobs.py
+  banking77-10  ../shared/datasets/banking77: 10 training patterns per intent (a small chatbot
+                dataset), 3 more per intent for validation, scored on the official test split
+Every variant trains the CNN-BiLSTM "Baseline" configuration; a TF-IDF + logistic regression row
+(no augmentation) is measured in the same run for scale. Prints a markdown table and writes JSON
+to benchmarks/results/ablation.json.
+"""
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+
+from intentkit.config import TrainConfig  # noqa: E402
+from intentkit.data import Split, load_examples, load_intents, split_data  # noqa: E402
+from intentkit.models import SEED_CONFIGS, build_cnn_bilstm  # noqa: E402
+from intentkit.train import featurize, fit, set_seed  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "datasets"
+VARIANTS = {  # name -> (augmentation_factor, balance)
+    "neither": (0, "none"),
+    "augmentation": (3, "none"),
+    "class weights": (0, "class_weight"),
+    "augmentation + class weights (default)": (3, "class_weight"),
+    "augmentation + upsampling (seed)": (3, "upsample"),
+}
+
+
+def default_split(seed):
+    data = load_intents(ROOT / "filesTech" / "final.json")
+    return split_data(data.texts, data.labels, seed=seed), data.tags
+
+
+def banking77_split(seed, train_per_intent=10, val_per_intent=3):
+    data = load_intents(SHARED / "banking77" / "train.json")
+    rng = np.random.default_rng(seed)
+    by_label = defaultdict(list)
+    for text, label in zip(data.texts, data.labels):
+        by_label[label].append(text)
+    parts = {"train": ([], []), "val": ([], [])}
+    for label in sorted(by_label):
+        texts = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
+        for name, chunk in (("train", texts[:train_per_intent]),
+                            ("val", texts[train_per_intent:train_per_intent + val_per_intent])):
+            parts[name][0].extend(chunk)
+            parts[name][1].extend([label] * len(chunk))
+    test_texts, test_labels = load_examples(SHARED / "banking77" / "test.json")
+    return Split(*parts["train"], *parts["val"], test_texts, test_labels), data.tags
+
+
+DATASETS = {"default": default_split, "banking77-10": banking77_split}
+
+
+def run_variant(split, tags, augmentation_factor, balance, seed, epochs):
+    config = TrainConfig(seed=seed, augmentation_factor=augmentation_factor, balance=balance)
+    set_seed(seed)
+    preprocessor, label2idx, dataset = featurize(split, tags, config)
+    trial = SEED_CONFIGS[0]
+    keras.utils.set_random_seed(seed)
+    model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                             len(tags), embedding_dim=trial["embedding_dim"],
+                             dropout=trial["dropout"])
+    started = time.perf_counter()
+    fit(model, dataset, trial["learning_rate"], epochs, 10, config.batch_size, "ablation",
+        label_smoothing=config.label_smoothing)
+    seconds = time.perf_counter() - started
+    predicted = model.predict(dataset.x_test, verbose=0).argmax(axis=1)
+    true = dataset.y_test.argmax(axis=1)
+    return {"train_rows": int(len(dataset.x_train)), "seconds": round(seconds, 1),
+            "accuracy": float(accuracy_score(true, predicted)),
+            "macro_f1": float(f1_score(true, predicted, average="macro"))}
+
+
+def tfidf_baseline(split):
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                          LogisticRegression(C=10, max_iter=2000))
+    model.fit(split.train_texts, split.train_labels)
+    predicted = model.predict(split.test_texts)
+    return {"train_rows": len(split.train_texts), "seconds": 0.0,
+            "accuracy": float(accuracy_score(split.test_labels, predicted)),
+            "macro_f1": float(f1_score(split.test_labels, predicted, average="macro"))}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--quick", action="store_true", help="5 epochs per variant (smoke run)")
+    parser.add_argument("--out", default=ROOT / "benchmarks" / "results" / "ablation.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    epochs = 5 if args.quick else 60
+    results = {}
+    for dataset in args.datasets:
+        split, tags = DATASETS[dataset](args.seed)
+        results[dataset] = {"TF-IDF + logistic regression (reference)": tfidf_baseline(split)}
+        for name, (factor, balance) in VARIANTS.items():
+            results[dataset][name] = run_variant(split, tags, factor, balance, args.seed, epochs)
+            print(f"{dataset:13} {name:40} {results[dataset][name]}", flush=True)
+    lines = ["| dataset | variant | train rows | test accuracy | test macro-F1 | train s |",
+             "|---|---|---|---|---|---|"]
+    for dataset, rows in results.items():
+        for name, r in rows.items():
+            lines.append(f"| {dataset} | {name} | {r['train_rows']} | {r['accuracy']:.4f} | "
+                         f"{r['macro_f1']:.4f} | {r['seconds']} |")
+    print("\n".join(lines))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"seed": args.seed, "epochs": epochs, "results": results},
+                              indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Report numbers agree with scikit-learn; ensemble weights and thresholds behave."""
+import json
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+from intentkit.data import load_intents, split_data
+from intentkit.evaluate import choose_fallback_threshold, expected_calibration_error, score
+from intentkit.predict import Predictor
+from intentkit.train import combine, fit_ensemble_weights
+
+
+def test_report_metrics_agree_with_sklearn_on_the_test_split(trained):
+    data = load_intents(trained["data"])
+    split = split_data(data.texts, data.labels, seed=42)  # jobs.py's default split
+    metrics = json.loads((trained["out"] / "report" / "metrics.json").read_text())
+    for name, ensemble in (("single", False), ("ensemble", True)):
+        predictor = Predictor(trained["model"], trained["preprocessor"], use_ensemble=ensemble)
+        probabilities = predictor.predict_proba(split.test_texts)
+        predicted = [predictor.labels[i] for i in probabilities.argmax(axis=1)]
+        true_ids = [predictor.labels.index(t) for t in split.test_labels]
+        assert metrics[name]["n"] == len(split.test_texts)
+        assert np.isclose(metrics[name]["accuracy"], accuracy_score(split.test_labels, predicted))
+        assert np.isclose(metrics[name]["macro_f1"],
+                          f1_score(split.test_labels, predicted, average="macro"))
+        assert np.isclose(metrics[name]["log_loss"],
+                          log_loss(true_ids, probabilities, labels=range(4)), atol=1e-4)
+    errors = (trained["out"] / "report" / "errors.csv").read_text().splitlines()
+    wrong = round((1 - metrics["ensemble"]["accuracy"]) * metrics["ensemble"]["n"])
+    assert len(errors) == 1 + wrong
+
+
+def test_score_and_calibration_on_a_known_case():
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.7, 0.3]])
+    true_ids = np.array([0, 1, 1, 0])
+    metrics = score(probabilities, true_ids, ["a", "b"])
+    assert metrics["accuracy"] == 0.75
+    assert metrics["per_intent"]["b"]["recall"] == 0.5
+    # Bins: 0.9 right, 0.6 wrong, 0.8 right, 0.7 right -> each gap |acc - conf| weighted 1/4.
+    expected = (0.1 + 0.6 + 0.2 + 0.3) / 4
+    assert np.isclose(expected_calibration_error(probabilities, true_ids), expected)
+
+
+def test_fitted_weights_sum_to_one_and_prefer_the_better_member():
+    true_ids = np.array([0, 1, 0, 1])
+    good = np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2], [0.2, 0.8]])
+    noisy = np.full((4, 2), 0.5)
+    weights = fit_ensemble_weights({"good": good, "noisy": noisy, "other": noisy}, true_ids)
+    assert np.isclose(sum(weights.values()), 1.0)
+    assert weights["good"] > 0.5
+    assert np.allclose(combine({"good": good, "noisy": noisy}, {"good": 1.0, "noisy": 0.0}), good)
+
+
+def test_threshold_keeps_the_requested_share_of_correct_answers():
+    confidence = np.linspace(0.5, 1.0, 100)
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    threshold = choose_fallback_threshold(probabilities, np.zeros(100, int), coverage=0.9)
+    assert np.isclose((confidence >= threshold).mean(), 0.9, atol=0.01)
