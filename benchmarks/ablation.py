@@ -35,7 +35,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from intentkit.config import TrainConfig  # noqa: E402
 from intentkit.data import Split, load_examples, load_intents, split_data  # noqa: E402
 from intentkit.models import SEED_CONFIGS, build_cnn_bilstm  # noqa: E402
-from intentkit.train import featurize, fit, set_seed  # noqa: E402
+from intentkit.train import featurize, fit, probabilities, set_seed  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 VARIANTS = {  # name -> (augmentation_factor, balance)
@@ -85,7 +85,7 @@ def run_variant(split, tags, augmentation_factor, balance, seed, epochs):
     fit(model, dataset, trial["learning_rate"], epochs, 10, config.batch_size, "ablation",
         label_smoothing=config.label_smoothing)
     seconds = time.perf_counter() - started
-    predicted = model.predict(dataset.x_test, verbose=0).argmax(axis=1)
+    predicted = probabilities(model, dataset.x_test).argmax(axis=1)
     true = dataset.y_test.argmax(axis=1)
     return {"train_rows": int(len(dataset.x_train)), "seconds": round(seconds, 1),
             "accuracy": float(accuracy_score(true, predicted)),

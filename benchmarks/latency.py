@@ -4,7 +4,8 @@
 
 Needs a trained model (`python jobs.py`). Measures, in this one run:
 - cold start: a fresh process that imports predict, loads and answers one message;
-- warm single-call latency p50/p99 of predict_intent_improved (single model and ensemble);
+- warm single-call latency p50/p99 of predict_intent_improved, for the single model and the
+  ensemble, on the Keras runtime (tf.function) and the TensorFlow-free NumPy runtime;
 - batch throughput of Predictor.predict_batch;
 - resident memory after 100 and after --calls calls;
 - the seed's way: load the .h5 and pickle on every call and use model.predict (a few calls).
@@ -50,24 +51,25 @@ def percentiles(seconds):
             "p99_ms": round(float(np.percentile(milliseconds, 99)), 3)}
 
 
-def cold_start(paths, ensemble):
+def cold_start(paths, ensemble, runtime):
     code = ("import time; t = time.perf_counter(); from predict import predict_intent_improved;"
             f"r = predict_intent_improved('hello', model_path={str(paths['model_path'])!r}, "
-            f"preprocessor_path={str(paths['preprocessor_path'])!r}, use_ensemble={ensemble});"
+            f"preprocessor_path={str(paths['preprocessor_path'])!r}, use_ensemble={ensemble}, "
+            f"runtime={runtime!r});"
             "assert r['model_type'] != 'error', r; print(time.perf_counter() - t)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     return round(float(result.stdout.strip().splitlines()[-1]), 2)
 
 
-def warm(paths, ensemble, calls):
-    predict_intent_improved(MESSAGES[0], **paths, use_ensemble=ensemble)
+def warm(paths, ensemble, runtime, calls):
+    predict_intent_improved(MESSAGES[0], **paths, use_ensemble=ensemble, runtime=runtime)
     timings = []
     rss_after_100 = None
     for call in range(calls):
         text = MESSAGES[call % len(MESSAGES)]
         started = time.perf_counter()
-        predict_intent_improved(text, **paths, use_ensemble=ensemble)
+        predict_intent_improved(text, **paths, use_ensemble=ensemble, runtime=runtime)
         timings.append(time.perf_counter() - started)
         if call + 1 == 100:
             rss_after_100 = rss_mib()
@@ -76,8 +78,8 @@ def warm(paths, ensemble, calls):
             "rss_growth_percent": round(100 * (rss_mib() / rss_after_100 - 1), 2)}
 
 
-def batch_throughput(paths, ensemble, size=2000):
-    predictor = Predictor(**paths, use_ensemble=ensemble)
+def batch_throughput(paths, ensemble, runtime, size=2000):
+    predictor = Predictor(**paths, use_ensemble=ensemble, runtime=runtime)
     texts = [MESSAGES[i % len(MESSAGES)] for i in range(size)]
     predictor.predict_batch(texts[:10])
     started = time.perf_counter()
@@ -111,11 +113,13 @@ def main():
     if not paths["model_path"].exists():
         sys.exit(f"no model in {args.model_dir}: run `python jobs.py` first")
     results = {}
-    for name, ensemble in (("single", False), ("ensemble", True)):
-        results[name] = {"cold_start_s": cold_start(paths, ensemble),
-                         **warm(paths, ensemble, args.calls),
-                         "batch_per_s": batch_throughput(paths, ensemble)}
-        print(name, results[name], flush=True)
+    for runtime in ("keras", "numpy"):
+        for model, ensemble in (("single", False), ("ensemble", True)):
+            name = f"{model}, {runtime}"
+            results[name] = {"cold_start_s": cold_start(paths, ensemble, runtime),
+                             **warm(paths, ensemble, runtime, args.calls),
+                             "batch_per_s": batch_throughput(paths, ensemble, runtime)}
+            print(name, results[name], flush=True)
     results["seed load-per-call"] = seed_load_per_call(paths)
     print("seed load-per-call", results["seed load-per-call"], flush=True)
     columns = ["cold_start_s", "p50_ms", "p99_ms", "batch_per_s", "rss_after_100_mib",

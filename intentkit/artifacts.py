@@ -19,10 +19,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import keras
-
-from . import models  # noqa: F401  (registers the custom layers needed to load the .h5 files)
-
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "advanced_model_improved.h5"
@@ -33,7 +29,7 @@ HISTORY_PLOT = "improved_training_history.png"
 REPORT_DIR = "report"
 CONFIG_FILE = "training_config.json"
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_FALLBACK_INTENT = "fallback"
 # Published last, in this order: a reader that sees the new pickle sees every file it names.
 PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)
@@ -69,6 +65,12 @@ def save_model(model, path):
 
 
 def load_model(path):
+    """The Keras model in a .h5 file (imports TensorFlow; see numpy_runtime for a light path)."""
+    from .runtime import import_tensorflow_quietly
+    import_tensorflow_quietly()
+    import keras
+
+    from . import models  # noqa: F401  (registers the custom layers the .h5 files use)
     try:
         return keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -77,6 +79,7 @@ def load_model(path):
 
 
 def versions():
+    import keras
     import nltk
     import sklearn
     import tensorflow as tf

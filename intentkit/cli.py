@@ -110,19 +110,27 @@ def predict_main(argv=None):
     parser.add_argument("--model", default=DEFAULT_MODEL_PATH)
     parser.add_argument("--preprocessor", default=DEFAULT_PREPROCESSOR_PATH)
     parser.add_argument("--ensemble", action="store_true", help="use the ensemble")
+    parser.add_argument("--runtime", choices=("keras", "numpy"), default="keras",
+                        help="numpy: same answers without importing TensorFlow (fast start)")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=None,
                         help="fallback confidence threshold (default: the trained one)")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="fallback when the top two are closer than this (default: trained)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
 
     def run():
         from .predict import get_predictor
-        predictor = get_predictor(args.model, args.preprocessor, args.ensemble)
+        from .runtime import import_tensorflow_quietly
+        if args.runtime == "keras":
+            import_tensorflow_quietly(verbose=args.verbose)
+        predictor = get_predictor(args.model, args.preprocessor, args.ensemble, args.runtime)
 
         def answer(texts):
-            for result in predictor.predict_batch(texts, args.top_k, args.threshold):
+            for result in predictor.predict_batch(texts, args.top_k, args.threshold,
+                                                  args.margin):
                 print(json.dumps(result, ensure_ascii=False))
         if args.text is not None:
             answer([args.text])
@@ -133,7 +141,7 @@ def predict_main(argv=None):
         else:
             print("Type a message (empty line or Ctrl-D to quit).")
             for line in iter(lambda: input("> "), ""):
-                result = predictor.predict(line, args.top_k, args.threshold)
+                result = predictor.predict(line, args.top_k, args.threshold, args.margin)
                 ranked = ", ".join(f"{c['intent']} {c['confidence']:.2f}" for c in result["top_k"])
                 print(f"{result['intent']}  ({ranked})")
         return 0

@@ -27,6 +27,8 @@ class TrainConfig:
     ensemble_weights: str = _option("seed", "seed (0.4/0.4/0.2) | fitted (best log-loss on val)")
     fallback_coverage: float = _option(
         0.95, "share of correct validation answers kept above the fallback threshold")
+    fallback_margin: float = _option(
+        0.0, "fallback when the top two confidences are closer than this (0 = off)")
 
     def __post_init__(self):
         choices = {"balance": ("upsample", "class_weight", "none"),

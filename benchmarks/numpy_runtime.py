@@ -1,0 +1,54 @@
+"""Is the TensorFlow-free NumPy runtime exact? Compare it with the Keras path on every pattern.
+
+    python benchmarks/numpy_runtime.py [--model-dir filesTech] [--data filesTech/final.json]
+
+Needs a trained model (`python jobs.py`). For the single model and the ensemble, scores every
+pattern of the data file through Predictor(runtime="keras") and Predictor(runtime="numpy") and
+reports the largest probability difference and how often the top intent agrees. Speed and memory
+of both runtimes are in benchmarks/latency.py. Writes benchmarks/results/numpy_runtime.json.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from intentkit import artifacts  # noqa: E402
+from intentkit.data import load_examples  # noqa: E402
+from intentkit.predict import Predictor  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default=ROOT / "filesTech", type=Path)
+    parser.add_argument("--data", default=ROOT / "filesTech" / "final.json", type=Path)
+    parser.add_argument("--out", default=ROOT / "benchmarks" / "results" / "numpy_runtime.json")
+    args = parser.parse_args()
+    texts, _ = load_examples(args.data)
+    paths = {"model_path": args.model_dir / artifacts.MODEL_FILE,
+             "preprocessor_path": args.model_dir / artifacts.PREPROCESSOR_FILE}
+    results = {}
+    for name, ensemble in (("single", False), ("ensemble", True)):
+        keras_probabilities, numpy_probabilities = (
+            Predictor(**paths, use_ensemble=ensemble, runtime=runtime).predict_proba(texts)
+            for runtime in ("keras", "numpy"))
+        results[name] = {
+            "rows": len(texts),
+            "max_abs_difference": float(abs(keras_probabilities - numpy_probabilities).max()),
+            "top_intent_agreement": float((keras_probabilities.argmax(axis=1)
+                                           == numpy_probabilities.argmax(axis=1)).mean())}
+    print("| model | rows | max abs probability difference | top-intent agreement |")
+    print("|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['rows']} | {r['max_abs_difference']:.2e} | "
+              f"{r['top_intent_agreement']:.2%} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
