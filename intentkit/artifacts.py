@@ -29,7 +29,7 @@ HISTORY_PLOT = "improved_training_history.png"
 REPORT_DIR = "report"
 CONFIG_FILE = "training_config.json"
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_FALLBACK_INTENT = "fallback"
 # Published last, in this order: a reader that sees the new pickle sees every file it names.
 PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)

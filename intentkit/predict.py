@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import artifacts
+from . import artifacts, resources
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,10 @@ class Predictor:
             artifacts.check_model_file(bundle, self.preprocessor_path, self.model_path)
             members = [(load(self.model_path), 1.0)]
         self.preprocessor = bundle["preprocessor"]
+        if self.preprocessor.uses_lemmas_:
+            # WordNet (seconds to load) only lemmatizes words unseen in training: load it in the
+            # background instead of on the first request that needs it.
+            threading.Thread(target=resources.wordnet, daemon=True).start()
         self.labels = [bundle["idx2label"][i] for i in range(len(bundle["idx2label"]))]
         self.threshold = bundle["fallback_thresholds"][self.model_type]
         self.margin = bundle["fallback_margin"]

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -71,9 +72,19 @@ def _find_wordnet_root():
     return None
 
 
-@functools.lru_cache(maxsize=1)
+_load_lock = threading.Lock()
+
+
 def wordnet():
-    """The WordNet corpus reader, or None (with one warning) when WordNet is not installed."""
+    """The WordNet corpus reader, or None (with one warning) when WordNet is not installed.
+
+    Loaded once (about 3 s) and shared; the lock makes concurrent first calls wait for it."""
+    with _load_lock:
+        return _load_wordnet()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_wordnet():
     root = _find_wordnet_root()
     if root is None:
         log.warning("WordNet is not available, so lemmatization and synonym augmentation are "
@@ -85,3 +96,6 @@ def wordnet():
     with warnings.catch_warnings():  # "multilingual functions are not available": not needed
         warnings.simplefilter("ignore", UserWarning)
         return WordNetCorpusReader(str(root / "corpora" / "wordnet"), omw_reader=None)
+
+
+wordnet.cache_clear = _load_wordnet.cache_clear  # forget the reader (tests simulate its absence)

@@ -6,7 +6,6 @@ download: tokenization uses NLTK's Treebank-style tokenizer with `preserve_line=
 no data, and lemmatization uses WordNet only when `resources.wordnet()` finds it.
 """
 import functools
-import logging
 import re
 import unicodedata
 from collections import Counter
@@ -15,8 +14,6 @@ import numpy as np
 from nltk.tokenize import word_tokenize
 
 from . import resources
-
-log = logging.getLogger(__name__)
 
 PAD_ID, OOV_ID = 0, 1
 OOV_TOKEN = "<oov>"
@@ -60,19 +57,31 @@ class TextPreprocessor:
         self.length_percentile = length_percentile
         self.min_length = min_length
 
-    def tokenize(self, text):
+    def _words(self, text):
+        """Normalized tokens before lemmatization."""
         text = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
         text = _NOT_WORD.sub(" ", text)
-        tokens = []
+        words = []
         for token in word_tokenize(text, preserve_line=True):
             token = CLITICS.get(token, token)
-            if token is None or not (token in KEPT_PUNCTUATION or any(c.isalnum() for c in token)):
-                continue
-            tokens.append(lemmatize(token) if self.uses_lemmas_ else token)
-        return tokens
+            if token is not None and (token in KEPT_PUNCTUATION
+                                      or any(c.isalnum() for c in token)):
+                words.append(token)
+        return words
+
+    def tokenize(self, text):
+        words = self._words(text)
+        if not self.uses_lemmas_:
+            return words
+        # Words seen in training need no WordNet at prediction time (it takes seconds to load).
+        return [self.lemmas_.get(word) or lemmatize(word) for word in words]
 
     def fit(self, texts):
         self.uses_lemmas_ = self.lemmatize and resources.wordnet() is not None
+        self.lemmas_ = {}
+        if self.uses_lemmas_:
+            self.lemmas_ = {word: lemmatize(word)
+                            for word in {w for text in texts for w in self._words(text)}}
         tokenized = [self.tokenize(text) for text in texts]
         counts = Counter(token for tokens in tokenized for token in tokens)
         # Most frequent first, ties alphabetical, so the vocabulary is reproducible.
@@ -89,9 +98,6 @@ class TextPreprocessor:
         return len(self.word_index_) + 2
 
     def transform(self, texts):
-        if self.uses_lemmas_ and resources.wordnet() is None:
-            log.warning("this model was trained with WordNet lemmas but WordNet is missing now; "
-                        "predictions may be less accurate")
         rows = np.zeros((len(texts), self.max_sequence_length_), dtype=np.int32)
         for row, text in enumerate(texts):
             ids = [self.word_index_.get(token, OOV_ID) for token in self.tokenize(text)]

@@ -1,6 +1,7 @@
 """The preprocessor keeps the words that carry intent and maps unknown words to OOV."""
 import numpy as np
 
+from intentkit import resources
 from intentkit.text import OOV_ID, PAD_ID, TextPreprocessor
 
 
@@ -38,3 +39,14 @@ def test_lemmatizes_with_wordnet():
     preprocessor = TextPreprocessor().fit(["interviews"])
     assert preprocessor.uses_lemmas_
     assert preprocessor.tokenize("Applying for interviews") == ["apply", "for", "interview"]
+
+
+def test_training_words_keep_their_lemmas_without_loading_wordnet(monkeypatch):
+    preprocessor = TextPreprocessor().fit(["Applying for interviews"])
+    monkeypatch.setattr(resources, "_find_wordnet_root", lambda: None)
+    resources.wordnet.cache_clear()
+    try:
+        assert preprocessor.tokenize("interviews applying") == ["interview", "apply"]
+        assert preprocessor.tokenize("hiring") == ["hiring"]  # unseen: left as it is
+    finally:
+        resources.wordnet.cache_clear()
