@@ -11,7 +11,6 @@ Every variant trains the CNN-BiLSTM "Baseline" configuration; a TF-IDF + logisti
 to benchmarks/results/ablation.json.
 """
 import argparse
-import json
 import logging
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import report  # noqa: E402
 from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -119,18 +119,10 @@ def main():
         for name, (factor, balance) in VARIANTS.items():
             results[dataset][name] = run_variant(split, tags, factor, balance, args.seed, epochs)
             print(f"{dataset:13} {name:40} {results[dataset][name]}", flush=True)
-    lines = ["| dataset | variant | train rows | test accuracy | test macro-F1 | train s |",
-             "|---|---|---|---|---|---|"]
-    for dataset, rows in results.items():
-        for name, r in rows.items():
-            lines.append(f"| {dataset} | {name} | {r['train_rows']} | {r['accuracy']:.4f} | "
-                         f"{r['macro_f1']:.4f} | {r['seconds']} |")
-    print("\n".join(lines))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seed": args.seed, "epochs": epochs, "results": results},
-                              indent=2))
-
+    report(["dataset", "variant", "train rows", "test accuracy", "test macro-F1", "train s"],
+           [[dataset, name, r["train_rows"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+             r["seconds"]] for dataset, rows in results.items() for name, r in rows.items()],
+           {"seed": args.seed, "epochs": epochs, "results": results}, args.out)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,6 @@ Needs a trained model (`python jobs.py`). Measures, in this one run:
 Prints a markdown table and writes benchmarks/results/latency.json.
 """
 import argparse
-import json
 import pickle
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import report  # noqa: E402
 from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -124,14 +124,9 @@ def main():
     print("seed load-per-call", results["seed load-per-call"], flush=True)
     columns = ["cold_start_s", "p50_ms", "p99_ms", "batch_per_s", "rss_after_100_mib",
                f"rss_after_{args.calls}_mib", "rss_growth_percent"]
-    lines = ["| path | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in results.items():
-        lines.append(f"| {name} | " + " | ".join(str(row.get(c, "–")) for c in columns) + " |")
-    print("\n".join(lines))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"calls": args.calls, "results": results}, indent=2))
-
+    report(["path", *columns], [[name, *(row.get(c, "–") for c in columns)]
+                                for name, row in results.items()],
+           {"calls": args.calls, "results": results}, args.out)
 
 if __name__ == "__main__":
     main()

@@ -8,13 +8,13 @@ reports the largest probability difference and how often the top intent agrees. 
 of both runtimes are in benchmarks/latency.py. Writes benchmarks/results/numpy_runtime.json.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import report  # noqa: E402
 from intentkit import artifacts  # noqa: E402
 from intentkit.data import load_examples  # noqa: E402
 from intentkit.predict import Predictor  # noqa: E402
@@ -40,15 +40,9 @@ def main():
             "max_abs_difference": float(abs(keras_probabilities - numpy_probabilities).max()),
             "top_intent_agreement": float((keras_probabilities.argmax(axis=1)
                                            == numpy_probabilities.argmax(axis=1)).mean())}
-    print("| model | rows | max abs probability difference | top-intent agreement |")
-    print("|---|---|---|---|")
-    for name, r in results.items():
-        print(f"| {name} | {r['rows']} | {r['max_abs_difference']:.2e} | "
-              f"{r['top_intent_agreement']:.2%} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-
+    report(["model", "rows", "max abs probability difference", "top-intent agreement"],
+           [[name, r["rows"], f"{r['max_abs_difference']:.2e}", f"{r['top_intent_agreement']:.2%}"]
+            for name, r in results.items()], results, args.out)
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,6 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import MISSING
 
 from .config import TrainConfig, config_fields
 

@@ -140,14 +140,19 @@ def _conv1d(config, weights):
     return conv
 
 
-@_builds("BatchNormalization")
-def _batch_normalization(config, weights):
+def _scale_and_center(config, weights):
+    """(gamma, beta, remaining weights) of a normalization layer over the last axis."""
     if config["axis"] not in (-1, [-1]):
-        raise NotImplementedError("BatchNormalization is only supported on the last axis")
+        raise NotImplementedError(f"{config['name']}: only the last axis is supported")
     weights = list(weights)
     gamma = weights.pop(0) if config["scale"] else 1.0
     beta = weights.pop(0) if config["center"] else 0.0
-    moving_mean, moving_variance = weights
+    return gamma, beta, weights
+
+
+@_builds("BatchNormalization")
+def _batch_normalization(config, weights):
+    gamma, beta, (moving_mean, moving_variance) = _scale_and_center(config, weights)
     # Inference uses the moving statistics: fold them into one scale and shift.
     scale = gamma / np.sqrt(moving_variance + np.float32(config["epsilon"]))
     shift = beta - moving_mean * scale
@@ -164,11 +169,7 @@ def _layer_norm(gamma, beta, epsilon):
 
 @_builds("LayerNormalization")
 def _layer_normalization(config, weights):
-    if config["axis"] not in (-1, [-1]):
-        raise NotImplementedError("LayerNormalization is only supported on the last axis")
-    weights = list(weights)
-    gamma = weights.pop(0) if config["scale"] else 1.0
-    beta = weights.pop(0) if config["center"] else 0.0
+    gamma, beta, _ = _scale_and_center(config, weights)
     return _layer_norm(gamma, beta, np.float32(config["epsilon"]))
 
 

@@ -1,8 +1,6 @@
 """End to end: `python jobs.py` on small data, then prediction from separate processes."""
 import json
-import pickle
 
-import numpy as np
 import pytest
 
 from conftest import QUICK_ARGS, ROOT, run_script, write_intents

@@ -115,7 +115,7 @@ def test_batch_equals_single(paths):
 
 def test_threads_give_the_same_answers_as_sequential_calls(paths):
     expected = [predict_intent_improved(t, **paths) for t in MESSAGES]
-    work = MESSAGES * 200
+    work = [MESSAGES[i % len(MESSAGES)] for i in range(8 * 200)]  # 8 threads x 200 calls
 
     def call(text):
         return predict_intent_improved(text, **paths)
