@@ -9,7 +9,7 @@ in-scope training intents, then scores the official test split (in-scope + `oos`
   answers above it (needs no out-of-scope examples);
 - "tuned on val OOS": the threshold that maximises accuracy over all validation rows, `oos`
   counting as its own class (possible when you have out-of-scope examples).
-A message below the threshold is the fallback, which is right for `oos` rows and wrong for
+("no fallback" shows plain in-scope accuracy.) A message below the threshold is the fallback, which is right for `oos` rows and wrong for
 in-scope rows. A TF-IDF + logistic regression reference goes through the same two rules.
 Prints a markdown table; writes benchmarks/results/oos.json.
 """
@@ -69,7 +69,8 @@ def evaluate(name, val_probabilities, test_probabilities, val, test, tags, cover
     val_texts, val_labels = val
     scope_rows = [i for i, label in enumerate(val_labels) if label != OOS]
     true_ids = np.array([tags.index(val_labels[i]) for i in scope_rows])
-    rules = {"product rule": choose_fallback_threshold(val_probabilities[scope_rows], true_ids,
+    rules = {"no fallback": 0.0,
+             "product rule": choose_fallback_threshold(val_probabilities[scope_rows], true_ids,
                                                        coverage),
              "tuned on val OOS": tuned_threshold(val_probabilities, val_labels, tags)}
     return {f"{name}, {rule}": scores(test_probabilities, test[1], tags, threshold)
