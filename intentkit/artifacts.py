@@ -88,10 +88,17 @@ def versions():
 
 
 def staging_dir(out_dir):
-    """A fresh directory beside out_dir (same filesystem, so moves into out_dir are renames)."""
+    """A fresh directory inside out_dir (same filesystem, so moves into out_dir are renames).
+    Made before training starts, so an unusable --out fails in seconds, not after the run."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"{out_dir}: --out must be a directory, and this is a file.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+    except OSError as error:
+        raise ArtifactError(f"{out_dir}: cannot write the model there ({error.strerror}); "
+                            "choose another --out directory.") from None
 
 
 def write_pickle(payload, path):

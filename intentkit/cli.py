@@ -43,16 +43,19 @@ def _train_parser():
         prog="jobs.py", description="Train the intent classifier: split first, augment the "
         "training split, tune the CNN-BiLSTM, train the ensemble, evaluate on the test split. "
         "`jobs.py evaluate --help` scores a saved model.")
+    # No argparse defaults: the dataclass holds them, and flags given explicitly override --quick.
     for field in config_fields():
         flag = "--" + field.name.replace("_", "-")
-        if field.type is bool or isinstance(field.default, bool):
+        if isinstance(field.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=field.default, help=field.metadata["help"])
+                                default=argparse.SUPPRESS,
+                                help=f"{field.metadata['help']} (default: {field.default})")
         else:
-            parser.add_argument(flag, type=type(field.default), default=field.default,
+            parser.add_argument(flag, type=type(field.default), default=argparse.SUPPRESS,
                                 help=f"{field.metadata['help']} (default: {field.default})")
     parser.add_argument("--quick", action="store_true",
-                        help="a fast smoke run: few epochs, light augmentation")
+                        help="a fast smoke run: few epochs, light augmentation (flags given "
+                        "explicitly still apply)")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser
 
@@ -79,7 +82,7 @@ def train_main(argv=None):
     _setup_logging(verbose)
 
     def run():
-        config = TrainConfig(**{**args, **(QUICK if quick else {})})
+        config = TrainConfig(**{**(QUICK if quick else {}), **args})
         from .train import train
         train(config)
         return 0

@@ -209,9 +209,9 @@ def train(config):
     started = time.perf_counter()
     set_seed(config.seed)
     log.info("training on %s", ", ".join(d.name for d in tf.config.list_logical_devices()))
+    out_dir = Path(config.out)
     intents, split, preprocessor, label2idx, dataset = prepare(config)
     labels = intents.tags
-    out_dir = Path(config.out)
     staging = artifacts.staging_dir(out_dir)
     try:
         best, trials = tune(dataset, preprocessor, len(labels), config)

@@ -88,3 +88,12 @@ def test_split_too_small_says_what_to_do():
     labels = ["a", "b"] * 5
     with pytest.raises(DataError, match="Add patterns or change --val-size/--test-size"):
         split_data(texts, labels, 0.05, 0.05)
+
+
+def test_a_hundred_thousand_patterns_load_and_split(tmp_path):
+    intents = {f"intent_{i}": [f"message {j} about topic {i}" for j in range(1000)]
+               for i in range(100)}
+    data = load_intents(write_intents(tmp_path / "big.json", intents))
+    split = split_data(data.texts, data.labels)
+    assert len(data.texts) == 100_000
+    assert len(split.train_texts) + len(split.val_texts) + len(split.test_texts) == 100_000

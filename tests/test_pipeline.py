@@ -21,6 +21,9 @@ def test_training_writes_every_artifact_and_reports_test_accuracy(trained):
     assert "TEST ensemble accuracy" in trained["log"]
     assert "tuning 4/4 Conservative" in trained["log"]
     assert not list(trained["out"].glob(".staging-*")), "staging directory left behind"
+    config = json.loads((trained["out"] / "training_config.json").read_text())
+    assert config["epochs"] == 30, "a flag given explicitly must win over --quick"
+    assert config["augmentation_factor"] == 1, "--quick lightens augmentation"
     assert "Traceback" not in trained["log"] and "Warning" not in trained["log"]
 
 
@@ -104,6 +107,16 @@ def test_bad_data_exits_nonzero_and_leaves_the_model_untouched(trained, tmp_path
     assert message in result.stderr and str(data) in result.stderr
     assert "Traceback" not in result.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_unusable_output_directory_fails_before_training(tmp_path, trained):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x")
+    result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", not_a_directory,
+                        "--quick")
+    assert result.returncode == 2
+    assert "--out must be a directory" in result.stderr and "Traceback" not in result.stderr
+    assert "tuning" not in result.stderr + result.stdout
 
 
 def test_evaluate_command_rescores_the_saved_model(trained, tmp_path):
