@@ -25,6 +25,7 @@ def intents_with(*entries):
     (intents_with({"tag": "x", "patterns": ["ok", 5]}), "patterns[1] is a int (5)"),
     (intents_with({"tag": "x", "patterns": ["ok", "   "]}), "patterns[1] is empty"),
     (intents_with({"tag": "x", "patterns": ["a" * 20_000]}), "20,000 characters long"),
+    (intents_with({"tag": "x", "patterns": ["word " * 200_000]}), "1,000,000 characters long"),
     (intents_with({**GOOD, "tag": "greeting"}), "intents[4] repeats tag 'greeting' of intents[0]"),
     (intents_with({**GOOD, "patterns": ["a", "b", "c"]}),
      f"has 3 distinct pattern(s); at least {MIN_PATTERNS_PER_INTENT}"),

@@ -104,6 +104,12 @@ def test_input_without_words_gets_the_fallback(paths, text):
     assert result["fallback"] and result["intent"] == "fallback" and result["confidence"] == 0.0
 
 
+def test_a_100k_character_message_is_answered(paths):
+    result = predict_intent_improved("what does a data scientist earn " * 3_000, **paths)
+    assert result["model_type"] == "single" and result["intent"] in (
+        "salary", artifacts.DEFAULT_FALLBACK_INTENT)
+
+
 def test_batch_equals_single(paths):
     predictor = Predictor(**paths)
     batch = predictor.predict_batch(MESSAGES)
