@@ -1,9 +1,9 @@
 """Artifact names, atomic publishing, the manifest, and checked loading.
 
-A training run writes everything into a staging directory next to the output directory; only
-when every file is complete are they moved into place, the preprocessor pickle and the manifest
-last. The pickle records the SHA-256 of the model files it belongs to, so a model and a pickle
-from different runs (or a truncated or edited file) are refused instead of silently mixed.
+A training run writes everything into a staging directory inside the output directory; only
+when every file is complete does `publish` make it current, with one atomic rename. The pickle
+records the SHA-256 of the model files it belongs to, so a model and a pickle from different
+runs (or a truncated or edited file) are refused instead of silently mixed.
 
 Pickles can run code when loaded: load only artifacts you trained or otherwise trust.
 """
@@ -31,7 +31,10 @@ CONFIG_FILE = "training_config.json"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 3
 DEFAULT_FALLBACK_INTENT = "fallback"
-# Published last, in this order: a reader that sees the new pickle sees every file it names.
+RUNS_DIR = ".runs"  # every published run, plus the `current` link
+CURRENT_RUN = "current"
+RUNS_KEPT = 2  # the current run and the one before it
+# Without symbolic links, published last in this order (see publish).
 PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)
 
 
@@ -117,11 +120,59 @@ def write_manifest(staging, details):
 
 
 def publish(staging, out_dir):
-    """Move every entry of staging into out_dir, replacing what is there, pickle+manifest last."""
+    """Make the staged run the current model with one atomic rename.
+
+    Each run is kept in `out_dir/.runs/<id>/`; `.runs/current` is a symbolic link to one of
+    them, replaced by a single rename, and the names the product promises
+    (`advanced_model_improved.h5`, `enhanced_preprocessor.pickle`, `ensemble_models/`, ...)
+    are fixed links into `.runs/current/`. A reader, or a run killed at any moment, sees the
+    old set or the new set, never a mix. Where symbolic links are unavailable (Windows without
+    the privilege), the files are moved in one by one instead, pickle and manifest last.
+    """
     staging, out_dir = Path(staging), Path(out_dir)
-    entries = sorted(staging.iterdir(), key=lambda p: (p.name in PUBLISH_LAST,
-                                                       PUBLISH_LAST.index(p.name)
-                                                       if p.name in PUBLISH_LAST else 0))
+    runs = out_dir / RUNS_DIR
+    runs.mkdir(exist_ok=True)
+    run = runs / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f-")
+                  + staging.name.removeprefix(".staging-"))
+    os.replace(staging, run)
+    run.chmod(0o755)  # mkdtemp made it private; the model must be readable by the serving user
+    try:
+        _point(runs / CURRENT_RUN, run.name)
+    except (OSError, NotImplementedError) as error:
+        log.warning("symbolic links unavailable (%s): replacing files one by one", error)
+        _move_entries(run, out_dir)
+        return
+    for entry in run.iterdir():
+        link = out_dir / entry.name
+        target = Path(RUNS_DIR) / CURRENT_RUN / entry.name
+        if not (link.is_symlink() and Path(os.readlink(link)) == target):
+            _point(link, target)  # once per name: later runs only move `current`
+    current = os.readlink(runs / CURRENT_RUN)
+    kept = sorted(p.name for p in runs.iterdir()
+                  if not p.name.startswith(".") and p.name != CURRENT_RUN)
+    for old in kept[:-RUNS_KEPT]:
+        if old != current:
+            shutil.rmtree(runs / old, ignore_errors=True)
+
+
+def _point(link, target):
+    """Make `link` a symbolic link to `target` in one rename, whatever `link` was before."""
+    temporary = link.with_name(f".link-{os.getpid()}-{link.name}")
+    os.symlink(target, temporary)
+    if link.is_dir() and not link.is_symlink():  # a real directory from an older layout
+        retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=link.parent))
+        os.replace(link, retired / link.name)
+        os.replace(temporary, link)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(temporary, link)
+
+
+def _move_entries(run, out_dir):
+    """Fallback without links: move each entry into out_dir, pickle and manifest last."""
+    entries = sorted(run.iterdir(), key=lambda p: (p.name in PUBLISH_LAST,
+                                                   PUBLISH_LAST.index(p.name)
+                                                   if p.name in PUBLISH_LAST else 0))
     for entry in entries:
         target = out_dir / entry.name
         if entry.is_dir() and target.exists():
@@ -132,7 +183,7 @@ def publish(staging, out_dir):
             shutil.rmtree(retired.parent, ignore_errors=True)
         else:
             os.replace(entry, target)
-    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
 
 
 def load_preprocessor(path):
