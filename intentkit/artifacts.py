@@ -186,10 +186,24 @@ def _move_entries(run, out_dir):
     shutil.rmtree(run, ignore_errors=True)
 
 
+def _check_against_manifest(path):
+    """Before unpickling: the pickle must be the one the manifest beside it lists."""
+    manifest = path.parent / MANIFEST_FILE
+    try:
+        expected = json.loads(manifest.read_text())["files"].get(path.name)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # no (readable) manifest beside it: the model checksum check still applies
+    if expected and sha256(path) != expected:
+        raise ArtifactError(f"{path} does not match {manifest}: it was edited, truncated or "
+                            "comes from another run. Retrain with `python jobs.py`.")
+
+
 def load_preprocessor(path):
-    """Unpickle the preprocessor bundle written by training (trusted files only)."""
+    """Unpickle the preprocessor bundle written by training (trusted files only), after
+    checking it against the manifest."""
     path = Path(path)
     try:
+        _check_against_manifest(path)
         with open(path, "rb") as file:
             bundle = pickle.load(file)
     except FileNotFoundError:

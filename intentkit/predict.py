@@ -178,6 +178,17 @@ _cache = {}
 _cache_lock = threading.Lock()
 
 
+def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, attempts=3):
+    """A Predictor whose files all come from one run: reading them can straddle the instant a
+    retrain switches runs, and a second read then sees the new set whole."""
+    for attempt in range(attempts):
+        try:
+            return Predictor(model_path, preprocessor_path, use_ensemble, runtime=runtime)
+        except artifacts.ArtifactError:
+            if attempt == attempts - 1:
+                raise
+
+
 def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
                   use_ensemble=False, runtime="keras"):
     """The cached Predictor for these files, reloaded only when one of them changed on disk.
@@ -193,8 +204,8 @@ def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPR
             predictor = _cache.get(key)
             if predictor is None or predictor.is_stale():
                 try:
-                    _cache[key] = Predictor(model_path, preprocessor_path, use_ensemble,
-                                            runtime=runtime)
+                    _cache[key] = _load_consistent(model_path, preprocessor_path, use_ensemble,
+                                                   runtime)
                 except artifacts.ArtifactError as error:
                     if predictor is None:
                         raise

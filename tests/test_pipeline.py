@@ -1,5 +1,6 @@
 """End to end: `python jobs.py` on small data, then prediction from separate processes."""
 import json
+import shutil
 
 import pytest
 
@@ -134,3 +135,24 @@ def test_help_lists_the_options():
     assert result.returncode == 0
     for flag in ("--data", "--out", "--seed", "--augmentation-factor", "--balance", "--quick"):
         assert flag in result.stdout
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_previous_model(trained, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / "model"
+    shutil.copytree(trained["out"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    process = subprocess.Popen([sys.executable, str(ROOT / "jobs.py"), "--data", trained["data"],
+                                "--out", out, *QUICK_ARGS], cwd=ROOT, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)
+    for line in process.stderr:
+        if line.startswith("tuning 1/4"):
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    assert "interrupted: nothing was published" in rest and "Traceback" not in rest
+    assert not list(out.glob(".staging-*"))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

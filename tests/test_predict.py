@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -192,3 +193,55 @@ def test_numpy_runtime_gives_the_keras_answers_without_tensorflow(trained):
                                      use_ensemble=ensemble).predict(text)
             assert light["intent"] == keras_answer["intent"]
             assert np.isclose(light["confidence"], keras_answer["confidence"], atol=1e-4)
+
+
+def test_an_edited_pickle_is_refused_before_unpickling(trained, tmp_path, monkeypatch):
+    copy = tmp_path / "model"
+    shutil.copytree(trained["out"], copy)
+    pickle_path = copy / artifacts.PREPROCESSOR_FILE
+    pickle_path.write_bytes(pickle_path.read_bytes() + b"edited")
+    unpickled = []
+    monkeypatch.setattr(artifacts.pickle, "load", lambda file: unpickled.append(file))
+    result = predict_intent_improved("hi", model_path=copy / artifacts.MODEL_FILE,
+                                     preprocessor_path=pickle_path)
+    assert "does not match" in result["error"] and "manifest.json" in result["error"]
+    assert unpickled == []
+
+
+def test_threads_see_the_old_or_the_new_run_while_retrains_switch(trained, tmp_path):
+    """Run "never" never falls back, run "always" always does and uses another model file:
+    a mix of the two would fail its checksum check, so every answer must be one of the two."""
+    import pickle
+    out = tmp_path / "served"
+    out.mkdir()
+    bundle = artifacts.load_preprocessor(trained["preprocessor"])
+    other_model = trained["out"] / artifacts.ENSEMBLE_DIR / "transformer.h5"
+
+    def stage(threshold, model):
+        staging = artifacts.staging_dir(out)
+        shutil.copy(model, staging / artifacts.MODEL_FILE)
+        run = {**bundle, "fallback_thresholds": {"single": threshold, "ensemble": threshold},
+               "model_sha256": artifacts.sha256(model)}
+        (staging / artifacts.PREPROCESSOR_FILE).write_bytes(pickle.dumps(run))
+        return staging
+
+    kwargs = {"model_path": out / artifacts.MODEL_FILE,
+              "preprocessor_path": out / artifacts.PREPROCESSOR_FILE}
+    artifacts.publish(stage(0.0, trained["model"]), out)
+    results, stop = [], False
+
+    def ask():
+        while not stop:
+            results.append(predict_intent_improved("what is the salary of a tester", **kwargs))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        workers = [pool.submit(ask) for _ in range(8)]
+        for switch in range(6):
+            threshold, model = (1.01, other_model) if switch % 2 == 0 else (0.0, trained["model"])
+            artifacts.publish(stage(threshold, model), out)
+            time.sleep(1)  # let the threads reload and answer from this run
+        stop = True
+        for worker in workers:
+            worker.result()
+    assert results and all(r["model_type"] == "single" for r in results), \
+        [r for r in results if r["model_type"] != "single"][:3]
+    assert {r["fallback"] for r in results} == {True, False}, "both runs were served"
