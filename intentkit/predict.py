@@ -114,9 +114,11 @@ class Predictor:
                 raise TypeError(f"text {position} is {type(text).__name__}, not a string")
         threshold = self.threshold if threshold is None else threshold
         margin = self.margin if margin is None else margin
-        probabilities = self.predict_proba(texts) if texts else np.zeros((0, len(self.labels)))
-        return [self._result(text, row, top_k, threshold, margin)
-                for text, row in zip(texts, probabilities)]
+        tokenized = [self.preprocessor.tokenize(text) for text in texts]  # once per message
+        probabilities = (self._forward(self.preprocessor.encode(tokenized)) if texts
+                         else np.zeros((0, len(self.labels))))
+        return [self._result(tokens, row, top_k, threshold, margin)
+                for tokens, row in zip(tokenized, probabilities)]
 
     def predict(self, text, top_k=DEFAULT_TOP_K, threshold=None, margin=None):
         """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback"}.
@@ -128,9 +130,9 @@ class Predictor:
         """
         return self.predict_batch([text], top_k, threshold, margin)[0]
 
-    def _result(self, text, probabilities, top_k, threshold, margin):
+    def _result(self, tokens, probabilities, top_k, threshold, margin):
         ranked = np.argsort(-probabilities)
-        has_words = any(token.isalnum() for token in self.preprocessor.tokenize(text))
+        has_words = any(token.isalnum() for token in tokens)
         best = int(ranked[0])
         confidence = float(probabilities[best])
         runner_up = float(probabilities[ranked[1]]) if len(ranked) > 1 else 0.0

@@ -98,9 +98,13 @@ class TextPreprocessor:
         return len(self.word_index_) + 2
 
     def transform(self, texts):
-        rows = np.zeros((len(texts), self.max_sequence_length_), dtype=np.int32)
-        for row, text in enumerate(texts):
-            ids = [self.word_index_.get(token, OOV_ID) for token in self.tokenize(text)]
+        return self.encode([self.tokenize(text) for text in texts])
+
+    def encode(self, tokenized):
+        """Rows of token ids from already tokenized texts (lists of tokens)."""
+        rows = np.zeros((len(tokenized), self.max_sequence_length_), dtype=np.int32)
+        for row, tokens in enumerate(tokenized):
+            ids = [self.word_index_.get(token, OOV_ID) for token in tokens]
             ids = ids[:self.max_sequence_length_]  # post-truncation
             rows[row, :len(ids)] = ids  # post-padding
         return rows
