@@ -31,6 +31,9 @@ CONFIG_FILE = "training_config.json"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 3
 DEFAULT_FALLBACK_INTENT = "fallback"
+# What an ensemble member reads (its "input" in ensemble.json).
+TOKEN_IDS = "token_ids"
+SENTENCE_EMBEDDING = "sentence_embedding"  # all-MiniLM-L6-v2's, see intentkit.pretrained
 RUNS_DIR = ".runs"  # every published run, plus the `current` link
 CURRENT_RUN = "current"
 RUNS_KEPT = 2  # the current run and the one before it

@@ -13,15 +13,27 @@ class TrainConfig:
     seed: int = _option(42, "seeds the split, augmentation and weight initialisation")
     val_size: float = _option(0.15, "fraction of patterns held out for validation")
     test_size: float = _option(0.15, "fraction of patterns held out for the final test")
+    val_data: str = _option("", "labelled file (intents JSON or a JSON list of {text, intent}) "
+                            "used as the validation split instead of carving one from --data")
+    test_data: str = _option("", "labelled file used as the test split instead of carving one "
+                             "from --data (e.g. a benchmark's official test set)")
     augmentation_factor: int = _option(3, "new variants per training pattern (0 = off)")
+    augmentation_max_rows: int = _option(
+        5000, "skip augmentation when the training split has more rows (it pays on small data "
+        "sets; on large ones it multiplies training time)")
     balance: str = _option("class_weight", "class_weight | upsample (the seed's) | none")
     tuning_epochs: int = _option(30, "epoch limit of each tuning trial")
+    tuning_max_rows: int = _option(
+        4000, "tuning trials train on a stratified sample of at most this many rows")
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
     epochs: int = _option(150, "epoch limit of the final CNN-BiLSTM")
     patience: int = _option(10, "early-stopping patience of the final CNN-BiLSTM")
     batch_size: int = _option(64, "training batch size")
     label_smoothing: float = _option(0.1, "label smoothing of the cross-entropy loss")
     ensemble: bool = _option(True, "also train the transformer and CNN ensemble members")
+    transformer: str = _option(
+        "minilm", "minilm: pretrained all-MiniLM-L6-v2 encoder (frozen) with a trained head | "
+        "scratch: the seed's transformer trained from scratch")
     ensemble_epochs: int = _option(80, "epoch limit of each ensemble member")
     ensemble_patience: int = _option(10, "early-stopping patience of ensemble members")
     ensemble_weights: str = _option("seed", "seed (0.4/0.4/0.2) | fitted (best log-loss on val)")
@@ -32,12 +44,16 @@ class TrainConfig:
 
     def __post_init__(self):
         choices = {"balance": ("upsample", "class_weight", "none"),
-                   "ensemble_weights": ("seed", "fitted")}
+                   "ensemble_weights": ("seed", "fitted"), "transformer": ("minilm", "scratch")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name.replace('_', '-')} must be one of {allowed}, "
                                  f"not {getattr(self, name)!r}")
-        for name in ("tuning_epochs", "epochs", "ensemble_epochs", "batch_size"):
+        for name in ("val_size", "test_size"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 0.5")
+        for name in ("tuning_epochs", "epochs", "ensemble_epochs", "batch_size",
+                     "tuning_max_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 

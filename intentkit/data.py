@@ -146,15 +146,23 @@ def load_intents(path):
 
 
 def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
-    """Stratified train/validation/test split, seeded. Done before augmentation or fitting."""
-    if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
-        raise ValueError("val_size and test_size must be in (0, 1) and sum to less than 1.")
+    """Stratified train/validation/test split, seeded. Done before augmentation or fitting.
+
+    A size of 0 leaves that split empty, for a caller that has its own validation or test file.
+    """
+    if not (0 <= val_size < 1 and 0 <= test_size < 1 and val_size + test_size < 1):
+        raise ValueError("val_size and test_size must be in [0, 1) and sum to less than 1.")
+    rest_texts, rest_labels, test_texts, test_labels = list(texts), list(labels), [], []
     try:
-        rest_texts, test_texts, rest_labels, test_labels = train_test_split(
-            texts, labels, test_size=test_size, stratify=labels, random_state=seed)
-        train_texts, val_texts, train_labels, val_labels = train_test_split(
-            rest_texts, rest_labels, test_size=val_size / (1 - test_size), stratify=rest_labels,
-            random_state=seed)
+        if test_size:
+            rest_texts, test_texts, rest_labels, test_labels = train_test_split(
+                rest_texts, rest_labels, test_size=test_size, stratify=rest_labels,
+                random_state=seed)
+        train_texts, train_labels, val_texts, val_labels = rest_texts, rest_labels, [], []
+        if val_size:
+            train_texts, val_texts, train_labels, val_labels = train_test_split(
+                rest_texts, rest_labels, test_size=val_size / (1 - test_size),
+                stratify=rest_labels, random_state=seed)
     except ValueError as error:
         raise DataError(f"cannot split {len(texts)} patterns of {len(set(labels))} intents into "
                         f"train/validation/test ({error}). Add patterns or change "

@@ -182,22 +182,33 @@ def write_report(report_dir, results, texts, true_ids, labels, reference=None):
     return metrics
 
 
-def reference_baseline(split):
-    """TF-IDF (words 1-2) + logistic regression on the raw training split, C chosen on
-    validation: the strong, cheap baseline a deep model must beat, measured in the same run."""
+def tfidf_logistic_regression(c):
+    """TF-IDF over words 1-2 + logistic regression: the cheap linear baseline."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
+    return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                         LogisticRegression(C=c, max_iter=2000))
 
+
+def fit_best_on_val(make_model, grid, train, val):
+    """Fit make_model(value) for each value on (texts, labels) `train`; returns the model with
+    the best validation accuracy and its value (the first of equals)."""
     best = None
-    for c in (1.0, 10.0, 100.0):
-        model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                              LogisticRegression(C=c, max_iter=2000))
-        model.fit(split.train_texts, split.train_labels)
-        val_accuracy = model.score(split.val_texts, split.val_labels)
+    for value in grid:
+        model = make_model(value).fit(*train)
+        val_accuracy = model.score(*val)
         if best is None or val_accuracy > best[0]:
-            best = (val_accuracy, c, model)
-    _, c, model = best
+            best = (val_accuracy, model, value)
+    return best[1], best[2]
+
+
+def reference_baseline(split):
+    """TF-IDF + logistic regression on the raw training split, C chosen on validation: the
+    strong, cheap baseline a deep model must beat, measured in the same run."""
+    model, c = fit_best_on_val(tfidf_logistic_regression, (1.0, 10.0, 100.0),
+                               (split.train_texts, split.train_labels),
+                               (split.val_texts, split.val_labels))
     predicted = model.predict(split.test_texts)
     return {"name": "TF-IDF + logistic regression", "C": c,
             "accuracy": float(accuracy_score(split.test_labels, predicted)),

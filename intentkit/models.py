@@ -205,5 +205,14 @@ def build_cnn(vocab_size, max_length, num_classes, embedding_dim=128, dropout=0.
     return keras.Model(token_ids, outputs, name="cnn")
 
 
+def build_embedding_classifier(embedding_dim, num_classes, units=(512,), dropout=0.3):
+    """The trained head of the pretrained member: a small MLP over fixed sentence embeddings
+    (all-MiniLM-L6-v2's, computed by intentkit.pretrained)."""
+    embeddings = keras.Input(shape=(embedding_dim,), name="sentence_embedding")
+    features = layers.Dropout(dropout)(embeddings)
+    outputs = _classifier_head(features, num_classes, units=units, dropout=dropout)
+    return keras.Model(embeddings, outputs, name="minilm_head")
+
+
 MODEL_BUILDERS = {"cnn_bilstm": build_cnn_bilstm, "transformer": build_transformer,
                   "cnn": build_cnn}

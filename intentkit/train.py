@@ -6,20 +6,21 @@ import random
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
-from . import artifacts
+from . import artifacts, pretrained
 from .augment import Augmenter, upsample
-from .data import load_intents, split_data
+from .data import DataError, duplicate_key, load_examples, load_intents, split_data
 from .evaluate import (choose_fallback_threshold, plot_history, reference_baseline,
                        write_report)
-from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm
+from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm, build_embedding_classifier
 from .text import TextPreprocessor
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,16 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     class_weight: dict = None
+    # The same rows as all-MiniLM-L6-v2 sentence embeddings (the pretrained member's input).
+    embedded: "Dataset" = None
+
+
+@dataclass
+class Member:
+    """An ensemble member, the Dataset it reads and the name of its input (see artifacts)."""
+    model: keras.Model
+    data: Dataset
+    input: str = artifacts.TOKEN_IDS
 
 
 def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
@@ -91,8 +102,20 @@ def probabilities(model, x, batch_size=1024):
                            for start in range(0, len(x), batch_size)])
 
 
+def sample_rows(dataset, max_rows, seed):
+    """A stratified sample of the training rows (all of them when there are few)."""
+    if len(dataset.x_train) <= max_rows:
+        return dataset
+    keep, _ = train_test_split(np.arange(len(dataset.x_train)), train_size=max_rows,
+                               stratify=dataset.y_train.argmax(axis=1), random_state=seed)
+    log.info("tuning on a stratified sample of %d of %d training rows (--tuning-max-rows)",
+             max_rows, len(dataset.x_train))
+    return replace(dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep])
+
+
 def tune(dataset, preprocessor, num_classes, config):
     """Train each seed configuration briefly; pick the best validation accuracy (then loss)."""
+    dataset = sample_rows(dataset, config.tuning_max_rows, config.seed)
     trials = []
     for number, trial in enumerate(SEED_CONFIGS, start=1):
         keras.utils.set_random_seed(config.seed)
@@ -139,16 +162,49 @@ def class_counts(labels):
     return f"{len(labels)} rows, {min(counts)}-{max(counts)} per intent"
 
 
+def augment_and_balance(split, config):
+    """The training split after augmentation (small data sets only) and balancing."""
+    log.info("training split before augmentation: %s", class_counts(split.train_labels))
+    texts, labels = list(split.train_texts), list(split.train_labels)
+    if len(texts) > config.augmentation_max_rows:
+        log.info("augmentation skipped: %d training rows > --augmentation-max-rows %d",
+                 len(texts), config.augmentation_max_rows)
+    else:
+        texts, labels = Augmenter(factor=config.augmentation_factor, seed=config.seed).augment(
+            texts, labels, exclude=split.val_texts + split.test_texts)
+    if config.balance == "upsample":
+        texts, labels = upsample(texts, labels, config.seed)
+    log.info("training split after augmentation and balancing (%s): %s", config.balance,
+             class_counts(labels))
+    return texts, labels
+
+
+def sentence_embeddings(config, *text_lists):
+    """all-MiniLM-L6-v2 embeddings of each list, or None when the pretrained member is off or
+    its package is missing (the transformer member is then trained from scratch)."""
+    if config.transformer != "minilm":
+        return None
+    try:
+        encoder = pretrained.sentence_encoder()
+    except pretrained.PretrainedUnavailable as error:
+        log.warning("%s; the transformer member is trained from scratch instead", error)
+        return None
+    total = sum(map(len, text_lists))
+    log.info("embedding %d texts with the pretrained all-MiniLM-L6-v2 encoder", total)
+    started, done = time.perf_counter(), 0
+    embeddings = []
+    for texts in text_lists:
+        def progress(count, _, offset=done):
+            log.info("embedded %d/%d texts (%.0f s)", offset + count, total,
+                     time.perf_counter() - started)
+        embeddings.append(encoder.embed(texts, progress=progress if total > 2000 else None))
+        done += len(texts)
+    return embeddings
+
+
 def featurize(split, tags, config):
     """Augment and balance the training split, fit the preprocessor on it, encode all splits."""
-    augmenter = Augmenter(factor=config.augmentation_factor, seed=config.seed)
-    log.info("training split before augmentation: %s", class_counts(split.train_labels))
-    train_texts, train_labels = augmenter.augment(
-        split.train_texts, split.train_labels, exclude=split.val_texts + split.test_texts)
-    if config.balance == "upsample":
-        train_texts, train_labels = upsample(train_texts, train_labels, config.seed)
-    log.info("training split after augmentation and balancing (%s): %s", config.balance,
-             class_counts(train_labels))
+    train_texts, train_labels = augment_and_balance(split, config)
     preprocessor = TextPreprocessor().fit(train_texts)
     log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
              preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
@@ -167,14 +223,44 @@ def featurize(split, tags, config):
                       preprocessor.transform(split.val_texts), encode(split.val_labels),
                       preprocessor.transform(split.test_texts), encode(split.test_labels),
                       class_weight)
+    embeddings = sentence_embeddings(config, train_texts, split.val_texts, split.test_texts)
+    if embeddings:
+        dataset.embedded = replace(dataset, x_train=embeddings[0], x_val=embeddings[1],
+                                   x_test=embeddings[2])
     return preprocessor, label2idx, dataset
+
+
+def split_first(intents, config):
+    """The seeded stratified split, or the given validation/test files in place of carved ones."""
+    given = {}
+    for name, path in (("val", config.val_data), ("test", config.test_data)):
+        if not path:
+            continue
+        texts, labels = load_examples(path)
+        unknown = sorted(set(labels) - set(intents.tags))
+        if unknown:
+            raise DataError(f"{path}: {len(unknown)} intent(s) not in {config.data}: "
+                            f"{unknown[:5]}; remove those rows (there is nothing to learn them "
+                            "from) or add the intents to the training data.")
+        given[name] = (texts, labels)
+    split = split_data(intents.texts, intents.labels, 0 if "val" in given else config.val_size,
+                       0 if "test" in given else config.test_size, config.seed)
+    if "val" in given:
+        split = replace(split, val_texts=given["val"][0], val_labels=given["val"][1])
+    if "test" in given:
+        split = replace(split, test_texts=given["test"][0], test_labels=given["test"][1])
+        training = {duplicate_key(t) for t in split.train_texts}
+        seen = sum(duplicate_key(t) in training for t in split.test_texts)
+        if seen:
+            log.warning("%s: %d of %d test texts also appear in the training data",
+                        config.test_data, seen, len(split.test_texts))
+    return split
 
 
 def prepare(config):
     """Load and split first; then featurize the splits."""
     intents = load_intents(config.data)
-    split = split_data(intents.texts, intents.labels, config.val_size, config.test_size,
-                       config.seed)
+    split = split_first(intents, config)
     log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
              len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
              len(split.test_texts))
@@ -182,7 +268,9 @@ def prepare(config):
 
 
 def train_members(dataset, preprocessor, num_classes, best, config, staging):
-    """The final CNN-BiLSTM with the best configuration, then the other ensemble members."""
+    """The final CNN-BiLSTM with the best configuration, then the other ensemble members.
+
+    The pretrained member reads sentence embeddings, the others token ids."""
     keras.utils.set_random_seed(config.seed)
     model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
                              num_classes, embedding_dim=best["embedding_dim"],
@@ -193,14 +281,21 @@ def train_members(dataset, preprocessor, num_classes, best, config, staging):
                                    checkpoint=str(checkpoint),
                                    label_smoothing=config.label_smoothing)}
     checkpoint.unlink()
-    members = {"cnn_bilstm": model}
+    members = {"cnn_bilstm": Member(model, dataset)}
     for name in ("transformer", "cnn") if config.ensemble else ():
         keras.utils.set_random_seed(config.seed)
-        members[name] = MODEL_BUILDERS[name](preprocessor.vocab_size,
-                                             preprocessor.max_sequence_length_, num_classes)
-        histories[name] = fit(members[name], dataset, ENSEMBLE_LEARNING_RATE,
+        if name == "transformer" and dataset.embedded is not None:
+            member = Member(build_embedding_classifier(dataset.embedded.x_train.shape[1],
+                                                       num_classes),
+                            dataset.embedded, artifacts.SENTENCE_EMBEDDING)
+        else:
+            member = Member(MODEL_BUILDERS[name](preprocessor.vocab_size,
+                                                 preprocessor.max_sequence_length_, num_classes),
+                            dataset)
+        histories[name] = fit(member.model, member.data, ENSEMBLE_LEARNING_RATE,
                               config.ensemble_epochs, config.ensemble_patience,
                               config.batch_size, name, label_smoothing=config.label_smoothing)
+        members[name] = member
     return members, histories
 
 
@@ -218,8 +313,8 @@ def train(config):
         members, histories = train_members(dataset, preprocessor, len(labels), best, config,
                                            staging)
         val_true = dataset.y_val.argmax(axis=1)
-        val_probs = {name: probabilities(m, dataset.x_val) for name, m in members.items()}
-        test_probs = {name: probabilities(m, dataset.x_test) for name, m in members.items()}
+        val_probs = {name: probabilities(m.model, m.data.x_val) for name, m in members.items()}
+        test_probs = {name: probabilities(m.model, m.data.x_test) for name, m in members.items()}
 
         results = {"single": test_probs["cnn_bilstm"]}
         val_results = {"single": val_probs["cnn_bilstm"]}
@@ -245,7 +340,7 @@ def train(config):
         thresholds = {name: choose_fallback_threshold(p, val_true, config.fallback_coverage)
                       for name, p in val_results.items()}
 
-        artifacts.save_model(members["cnn_bilstm"], staging / artifacts.MODEL_FILE)
+        artifacts.save_model(members["cnn_bilstm"].model, staging / artifacts.MODEL_FILE)
         if config.ensemble:
             save_ensemble(members, weights, config.ensemble_weights,
                           staging / artifacts.ENSEMBLE_DIR, val_probs, val_true)
@@ -270,6 +365,7 @@ def train(config):
                        "test": len(split.test_texts),
                        "train_after_augmentation": int(len(dataset.x_train))},
             "tuning": trials, "best_config": best, "ensemble_weights": weights,
+            "member_inputs": {name: m.input for name, m in members.items()},
             "fallback_thresholds": thresholds,
             "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                         for name, m in metrics.items()},
@@ -284,14 +380,17 @@ def train(config):
 
 
 def save_ensemble(members, weights, source, directory, val_probs, val_true):
-    """One .h5 per member plus ensemble.json with members, weights, checksums and val scores."""
+    """One .h5 per member plus ensemble.json with members, weights, inputs, checksums and val
+    scores; a member reading sentence embeddings also records the encoder's checksum."""
     directory.mkdir()
     spec = {"weights_source": source, "members": []}
-    for name, model in members.items():
+    for name, member in members.items():
         path = directory / f"{name}.h5"
-        artifacts.save_model(model, path)
-        spec["members"].append({
-            "name": name, "file": path.name, "weight": weights[name],
-            "sha256": artifacts.sha256(path),
-            "val_accuracy": float((val_probs[name].argmax(axis=1) == val_true).mean())})
+        artifacts.save_model(member.model, path)
+        entry = {"name": name, "file": path.name, "weight": weights[name],
+                 "input": member.input, "sha256": artifacts.sha256(path),
+                 "val_accuracy": float((val_probs[name].argmax(axis=1) == val_true).mean())}
+        if member.input == artifacts.SENTENCE_EMBEDDING:
+            entry["encoder_sha256"] = pretrained.sentence_encoder().sha256
+        spec["members"].append(entry)
     (directory / artifacts.ENSEMBLE_SPEC).write_text(json.dumps(spec, indent=2))

@@ -1,0 +1,257 @@
+"""Benchmark harness: our pipeline against strong peers on intent data sets, in one run.
+
+    python benchmarks/run.py [--datasets DIR ...] [--quick] [--seed 42] [--out PREFIX]
+
+A dataset directory holds `train.json` (intents format), `test.json` and optionally `val.json`
+(lists of {"text", "intent"}); without `val.json` a validation split is carved from the training
+data, stratified and seeded, exactly as `jobs.py` does. For each directory:
+
+- ours: the `jobs.py` pipeline (`intentkit.train.train`, default configuration, the official
+  validation/test files passed as --val-data/--test-data), scored as the single CNN-BiLSTM and as
+  the ensemble, loaded back through the Predictor that a chatbot uses;
+- peers, trained in the same run on the same training/validation rows, C chosen on validation:
+  TF-IDF words 1-2 + logistic regression, TF-IDF words 1-2 + chars 2-5 + LinearSVC, and frozen
+  all-MiniLM-L6-v2 sentence embeddings + logistic regression.
+
+Test rows whose intent is not a training intent (CLINC150's `oos`) are out of scope: accuracy and
+macro-F1 are over the in-scope rows; OOS recall and precision use each system's fallback
+threshold, chosen on in-scope validation rows by the product's rule (95 % coverage). Train time
+is wall time, the peers' including their C search (and, for MiniLM, embedding the texts).
+Latency is a warm single query (p50/p99 over 300 test texts); throughput is one batch call.
+Prints a markdown table; writes PREFIX.json and PREFIX.md (default benchmarks/results/run).
+"""
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common import report  # noqa: E402
+from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import numpy as np  # noqa: E402
+from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import f1_score  # noqa: E402
+from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
+from sklearn.svm import LinearSVC  # noqa: E402
+
+from intentkit import artifacts, pretrained  # noqa: E402
+from intentkit.cli import QUICK  # noqa: E402
+from intentkit.config import TrainConfig  # noqa: E402
+from intentkit.data import load_examples, load_intents  # noqa: E402
+from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # noqa: E402
+                                tfidf_logistic_regression)
+from intentkit.predict import Predictor  # noqa: E402
+from intentkit.train import split_first, train  # noqa: E402
+
+DATASETS = [ROOT.parent / "shared" / "datasets" / name for name in ("clinc150", "banking77")]
+COVERAGE = TrainConfig.fallback_coverage
+LATENCY_QUERIES, BATCH_ROWS = 300, 2000
+QUICK_PER_INTENT, QUICK_TEST_ROWS = 15, 400
+
+
+def word_char_svm(c):
+    return make_pipeline(make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
+        LinearSVC(C=c))
+
+
+def write_json(path, document):
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+def prepare_files(directory, work, quick, seed):
+    """Paths for the pipeline: training intents (capped per intent in --quick), in-scope
+    validation and test files; plus the full test rows, out-of-scope ones included."""
+    intents = load_intents(directory / "train.json")
+    train_path = directory / "train.json"
+    rng = random.Random(seed)
+    test = list(zip(*load_examples(directory / "test.json")))
+    if quick:
+        by_tag = {}
+        for text, tag in zip(intents.texts, intents.labels):
+            by_tag.setdefault(tag, []).append(text)
+        train_path = write_json(work / "train.json", {"intents": [
+            {"tag": tag, "patterns": rng.sample(texts, min(len(texts), QUICK_PER_INTENT)),
+             "responses": []} for tag, texts in by_tag.items()]})
+        test = rng.sample(test, min(len(test), QUICK_TEST_ROWS))
+    tags = set(intents.tags)
+    files = {"data": str(train_path), "test_data": write_json(work / "test_in_scope.json", [
+        {"text": text, "intent": tag} for text, tag in test if tag in tags])}
+    if (directory / "val.json").exists():
+        val = zip(*load_examples(directory / "val.json"))
+        files["val_data"] = write_json(work / "val_in_scope.json", [
+            {"text": text, "intent": tag} for text, tag in val if tag in tags])
+    return files, [text for text, _ in test], [tag for _, tag in test]
+
+
+def timed(function):
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def speed(predict_one, predict_many, texts):
+    """Warm single-query latency (ms, p50/p99) and batch throughput (texts per second)."""
+    for text in texts[:20]:
+        predict_one(text)
+    times = []
+    for text in texts[:LATENCY_QUERIES]:
+        started = time.perf_counter()
+        predict_one(text)
+        times.append((time.perf_counter() - started) * 1000)
+    batch = (texts * (BATCH_ROWS // len(texts) + 1))[:BATCH_ROWS]
+    _, seconds = timed(lambda: predict_many(batch))
+    return {"latency_p50_ms": float(np.percentile(times, 50)),
+            "latency_p99_ms": float(np.percentile(times, 99)),
+            "batch_texts_per_second": BATCH_ROWS / seconds}
+
+
+def scores(val_scores, val_labels, test_scores, test_labels, tags, threshold=None):
+    """In-scope accuracy and macro-F1; OOS recall/precision at the validation-chosen threshold.
+    Score matrices have one column per tag, in `tags` order."""
+    if threshold is None:
+        threshold = choose_fallback_threshold(
+            val_scores, np.array([tags.index(label) for label in val_labels]), COVERAGE)
+    predicted = np.array(tags, dtype=object)[test_scores.argmax(axis=1)]
+    labels = np.array(test_labels, dtype=object)
+    in_scope = np.isin(labels, tags)
+    result = {"accuracy": float((predicted[in_scope] == labels[in_scope]).mean()),
+              "macro_f1": float(f1_score(labels[in_scope], predicted[in_scope],
+                                         average="macro")),
+              "threshold": float(threshold), "test_rows": int(in_scope.sum())}
+    if not in_scope.all():
+        said_oos = test_scores.max(axis=1) < threshold
+        result["oos_recall"] = float(said_oos[~in_scope].mean())
+        result["oos_precision"] = float((~in_scope)[said_oos].mean()) if said_oos.any() else 0.0
+    return result
+
+
+def sklearn_scores(model, inputs, tags):
+    """Probabilities (or SVM decision values) in `tags` order."""
+    raw = (model.predict_proba(inputs) if hasattr(model, "predict_proba")
+           else model.decision_function(inputs))
+    return raw[:, [list(model.classes_).index(tag) for tag in tags]]
+
+
+def run_ours(files, test_texts, test_labels, work, seed, quick):
+    config = TrainConfig(**{**(QUICK if quick else {}), **files, "out": str(work / "model"),
+                            "seed": seed})
+    _, seconds = timed(lambda: train(config))
+    split = split_first(load_intents(config.data), config)
+    results = {}
+    for name, ensemble in (("ours: single CNN-BiLSTM", False),
+                           ("ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)", True)):
+        predictor = Predictor(work / "model" / artifacts.MODEL_FILE,
+                              work / "model" / artifacts.PREPROCESSOR_FILE, use_ensemble=ensemble)
+        results[name] = {
+            **scores(predictor.predict_proba(split.val_texts), split.val_labels,
+                     predictor.predict_proba(test_texts), test_labels, predictor.labels,
+                     threshold=predictor.threshold),
+            "train_seconds": seconds,
+            **speed(predictor.predict, predictor.predict_batch, test_texts)}
+    return config, split, results
+
+
+def run_peers(split, test_texts, test_labels, tags):
+    train_rows, val_rows = (split.train_texts, split.train_labels), (split.val_texts,
+                                                                     split.val_labels)
+    results = {}
+    for name, make, grid in (("TF-IDF words + logistic regression", tfidf_logistic_regression,
+                              (1.0, 10.0, 100.0)),
+                             ("TF-IDF words + chars + LinearSVC", word_char_svm,
+                              (0.1, 0.3, 1.0, 3.0))):
+        (model, c), seconds = timed(lambda: fit_best_on_val(make, grid, train_rows, val_rows))
+        results[name] = {
+            **scores(sklearn_scores(model, split.val_texts, tags), split.val_labels,
+                     sklearn_scores(model, test_texts, tags), test_labels, tags),
+            "C": c, "train_seconds": seconds,
+            **speed(lambda text: model.predict([text]), model.predict, test_texts)}
+
+    encoder = pretrained.sentence_encoder()
+
+    def fit_minilm():
+        embedded = (encoder.embed(split.train_texts), split.train_labels)
+        return fit_best_on_val(lambda c: LogisticRegression(C=c, max_iter=3000),
+                               (1.0, 10.0, 100.0), embedded,
+                               (encoder.embed(split.val_texts), split.val_labels))
+    (model, c), seconds = timed(fit_minilm)
+    results["frozen MiniLM embeddings + logistic regression"] = {
+        **scores(sklearn_scores(model, encoder.embed(split.val_texts), tags), split.val_labels,
+                 sklearn_scores(model, encoder.embed(test_texts), tags), test_labels, tags),
+        "C": c, "train_seconds": seconds,
+        **speed(lambda text: model.predict(encoder.embed([text])),
+                lambda texts: model.predict(encoder.embed(texts)), test_texts)}
+    return results
+
+
+def table_rows(results):
+    rows = []
+    for dataset, systems in results.items():
+        best = max(systems, key=lambda name: systems[name]["accuracy"])
+        for name, r in systems.items():
+            oos = (f"{r['oos_recall']:.3f} / {r['oos_precision']:.3f}" if "oos_recall" in r
+                   else "–")
+            accuracy = f"{r['accuracy'] * 100:.2f} %"
+            rows.append([dataset, name, f"**{accuracy}**" if name == best else accuracy,
+                         f"{r['macro_f1']:.4f}", f"{r['train_seconds']:.0f} s",
+                         f"{r['latency_p50_ms']:.2f} / {r['latency_p99_ms']:.2f}",
+                         f"{r['batch_texts_per_second']:.0f}", oos])
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", type=Path, default=DATASETS,
+                        help="dataset directories (default: CLINC150 and Banking77 in "
+                        "../shared/datasets)")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK_PER_INTENT} "
+                        f"training rows per intent, {QUICK_TEST_ROWS} test rows, jobs.py --quick")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "run",
+                        help="prefix of the .json and .md results")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("absl", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    results, details = {}, {}
+    for directory in args.datasets:
+        with tempfile.TemporaryDirectory() as scratch:
+            work = Path(scratch)
+            files, test_texts, test_labels = prepare_files(directory, work, args.quick, args.seed)
+            config, split, ours = run_ours(files, test_texts, test_labels, work, args.seed,
+                                           args.quick)
+            tags = load_intents(config.data).tags
+            results[directory.name] = {**ours, **run_peers(split, test_texts, test_labels,
+                                                           tags)}
+            details[directory.name] = {
+                "intents": len(tags), "train_rows": len(split.train_texts),
+                "val_rows": len(split.val_texts), "val_source": "val.json" if "val_data" in files
+                else "carved from train.json", "test_rows": len(test_texts),
+                "manifest": json.loads((work / "model" / artifacts.MANIFEST_FILE).read_text())}
+
+    header = ["dataset", "system", "accuracy", "macro-F1", "train time", "latency p50 / p99 ms",
+              "batch texts/s", "OOS recall / precision"]
+    rows = table_rows(results)
+    report(header, rows, {"quick": args.quick, "seed": args.seed, "results": results,
+                          "datasets": details}, args.out.with_suffix(".json"))
+    args.out.with_suffix(".md").write_text("\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        + ["| " + " | ".join(row) + " |" for row in rows]) + "\n")
+
+
+if __name__ == "__main__":
+    main()

