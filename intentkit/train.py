@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from . import artifacts
+from . import artifacts, feedback
 from .augment import Augmenter, upsample
 from .data import load_intents, split_data
 from .evaluate import (choose_fallback_threshold, plot_history, reference_baseline,
@@ -171,14 +171,17 @@ def featurize(split, tags, config):
 
 
 def prepare(config):
-    """Load and split first; then featurize the splits."""
+    """Load and split first; fold confirmed feedback into the training split; featurize."""
     intents = load_intents(config.data)
     split = split_data(intents.texts, intents.labels, config.val_size, config.test_size,
                        config.seed)
     log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
              len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
              len(split.test_texts))
-    return (intents, split, *featurize(split, intents.tags, config))
+    feedback_report = None
+    if config.feedback:
+        split, feedback_report = feedback.fold_into_training(split, config.feedback, intents.tags)
+    return (intents, split, *featurize(split, intents.tags, config), feedback_report)
 
 
 def train_members(dataset, preprocessor, num_classes, best, config, staging):
@@ -210,7 +213,7 @@ def train(config):
     set_seed(config.seed)
     log.info("training on %s", ", ".join(d.name for d in tf.config.list_logical_devices()))
     out_dir = Path(config.out)
-    intents, split, preprocessor, label2idx, dataset = prepare(config)
+    intents, split, preprocessor, label2idx, dataset, feedback_report = prepare(config)
     labels = intents.tags
     staging = artifacts.staging_dir(out_dir)
     try:
@@ -273,7 +276,7 @@ def train(config):
             "fallback_thresholds": thresholds,
             "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                         for name, m in metrics.items()},
-            "reference": reference,
+            "reference": reference, "feedback": feedback_report,
             "training_seconds": round(time.perf_counter() - started, 1)})
         artifacts.publish(staging, out_dir)
     finally:
