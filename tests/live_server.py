@@ -12,16 +12,20 @@ import urllib.request
 import pytest
 
 
+def missing(message):
+    """Skip the tests of an optional extra that is not installed, saying how to install it; fail
+    instead when INTENTKIT_REQUIRE_EXTRAS=1 (CI sets it: nothing may be skipped there)."""
+    if os.environ.get("INTENTKIT_REQUIRE_EXTRAS") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
 def require(module):
-    """Import an optional test dependency. Missing, the tests are skipped with the install line,
-    or fail when INTENTKIT_REQUIRE_EXTRAS=1 (CI sets it: nothing may be skipped there)."""
+    """Import a module of requirements-serve.txt, or skip (see `missing`)."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        message = f"{module} is missing: pip install -r requirements-serve.txt"
-        if os.environ.get("INTENTKIT_REQUIRE_EXTRAS") == "1":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message, allow_module_level=True)
+        missing(f"{module} is missing: pip install -r requirements-serve.txt")
 
 
 def call(url, method="GET", body=None, raw=None):

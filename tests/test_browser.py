@@ -5,7 +5,7 @@ import shutil
 import tempfile
 
 import pytest
-from live_server import require, serving
+from live_server import missing, require, serving
 
 require("fastapi")
 webdriver = require("selenium.webdriver")
@@ -26,7 +26,8 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
 @pytest.fixture
 def browser():
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        require("chromium (apt-get install chromium chromium-driver)")
+        missing(f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium "
+                "chromium-driver")
     profile = tempfile.mkdtemp(prefix="intentkit-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
