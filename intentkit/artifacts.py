@@ -221,6 +221,18 @@ def load_preprocessor(path):
     return bundle
 
 
+def run_info(path):
+    """Which published run an artifact belongs to: {"run": its `.runs/` directory name (None
+    outside that layout), "created": the manifest's time (None without a manifest)}."""
+    real = Path(os.path.realpath(path))
+    try:
+        created = json.loads((real.parent / MANIFEST_FILE).read_text()).get("created")
+    except (OSError, ValueError, AttributeError):
+        created = None
+    return {"run": real.parent.name if real.parent.parent.name == RUNS_DIR else None,
+            "created": created}
+
+
 def check_model_file(bundle, preprocessor_path, model_path, key="model_sha256"):
     """Refuse a model file that is not the one the preprocessor was saved with."""
     if not Path(model_path).is_file():

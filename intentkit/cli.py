@@ -119,8 +119,14 @@ def predict_main(argv=None):
                         help="fallback confidence threshold (default: the trained one)")
     parser.add_argument("--margin", type=float, default=None,
                         help="fallback when the top two are closer than this (default: trained)")
+    parser.add_argument("--correct", metavar="INTENT", help="record that TEXT's right intent "
+                        "is INTENT (with the prediction) in --feedback-file, for retraining")
+    parser.add_argument("--feedback-file", help="JSON-lines file that --correct appends to")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if (args.correct is None) != (args.feedback_file is None) or (
+            args.correct is not None and args.text is None):
+        parser.error("--correct INTENT and --feedback-file FILE go together, with one TEXT")
     _setup_logging(args.verbose)
 
     def run():
@@ -134,7 +140,13 @@ def predict_main(argv=None):
             for result in predictor.predict_batch(texts, args.top_k, args.threshold,
                                                   args.margin):
                 print(json.dumps(result, ensure_ascii=False))
-        if args.text is not None:
+        if args.correct is not None:
+            from .feedback import record_feedback
+            result = predictor.predict(args.text, args.top_k, args.threshold, args.margin)
+            row = record_feedback(args.feedback_file, args.text, result["intent"], args.correct,
+                                  predictor.labels, predictor.run_info["run"])
+            print(json.dumps(row, ensure_ascii=False))
+        elif args.text is not None:
             answer([args.text])
         elif args.file:
             stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")

@@ -41,6 +41,8 @@ class TrainConfig:
         0.95, "share of correct validation answers kept above the fallback threshold")
     fallback_margin: float = _option(
         0.0, "fallback when the top two confidences are closer than this (0 = off)")
+    feedback: str = _option(
+        "", "JSON-lines feedback file whose confirmed rows join the training split (empty = off)")
 
     def __post_init__(self):
         choices = {"balance": ("upsample", "class_weight", "none"),

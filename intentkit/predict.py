@@ -60,6 +60,7 @@ class Predictor:
         # File signatures are taken before each load: a change during loading means a reload.
         self.signatures = {}
         self._watch(self.preprocessor_path)
+        self.run_info = artifacts.run_info(self.preprocessor_path)  # the model's version
         bundle = artifacts.load_preprocessor(self.preprocessor_path)
         if use_ensemble:
             if bundle["ensemble_sha256"] is None:

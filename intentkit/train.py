@@ -15,7 +15,7 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
-from . import artifacts, pretrained
+from . import artifacts, feedback, pretrained
 from .augment import Augmenter, upsample
 from .data import DataError, duplicate_key, load_examples, load_intents, split_data
 from .evaluate import (choose_fallback_threshold, plot_history, reference_baseline,
@@ -258,13 +258,16 @@ def split_first(intents, config):
 
 
 def prepare(config):
-    """Load and split first; then featurize the splits."""
+    """Load and split first; fold confirmed feedback into the training split; featurize."""
     intents = load_intents(config.data)
     split = split_first(intents, config)
     log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
              len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
              len(split.test_texts))
-    return (intents, split, *featurize(split, intents.tags, config))
+    feedback_report = None
+    if config.feedback:
+        split, feedback_report = feedback.fold_into_training(split, config.feedback, intents.tags)
+    return (intents, split, *featurize(split, intents.tags, config), feedback_report)
 
 
 def train_members(dataset, preprocessor, num_classes, best, config, staging):
@@ -305,7 +308,7 @@ def train(config):
     set_seed(config.seed)
     log.info("training on %s", ", ".join(d.name for d in tf.config.list_logical_devices()))
     out_dir = Path(config.out)
-    intents, split, preprocessor, label2idx, dataset = prepare(config)
+    intents, split, preprocessor, label2idx, dataset, feedback_report = prepare(config)
     labels = intents.tags
     staging = artifacts.staging_dir(out_dir)
     try:
@@ -369,7 +372,7 @@ def train(config):
             "fallback_thresholds": thresholds,
             "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                         for name, m in metrics.items()},
-            "reference": reference,
+            "reference": reference, "feedback": feedback_report,
             "training_seconds": round(time.perf_counter() - started, 1)})
         artifacts.publish(staging, out_dir)
     finally:

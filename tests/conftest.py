@@ -45,6 +45,19 @@ QUICK_ARGS = ["--quick", "--tuning-epochs", "2", "--epochs", "30", "--patience",
               "--ensemble-epochs", "30", "--ensemble-patience", "10", "--batch-size", "16"]
 
 
+def write_feedback(path, data_path):
+    """Corrections for the fixture's run: one to add, and one of each kind to skip."""
+    from intentkit.data import load_intents, split_data
+    data = load_intents(data_path)
+    test_text = split_data(data.texts, data.labels).test_texts[0]  # TrainConfig's split
+    rows = [("what is the salary of a nurse", "salary", True), (test_text, "salary", True),
+            ("tell me a joke", "jokes", True), ("howdy partner", "greeting", False)]
+    Path(path).write_text("".join(json.dumps({"text": t, "predicted": "fallback", "correct": c,
+                                              "confirmed": ok}) + "\n"
+                                  for t, c, ok in rows), encoding="utf-8")
+    return Path(path), test_text
+
+
 def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, input=stdin)
@@ -52,12 +65,16 @@ def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """Artifacts of one quick training run on the small data set (via the real jobs.py)."""
+    """Artifacts of one quick training run on the small data set (via the real jobs.py), with
+    a feedback file folded in."""
     work = tmp_path_factory.mktemp("trained")
     data = write_intents(work / "intents.json")
+    feedback, feedback_test_text = write_feedback(work / "feedback.jsonl", data)
     out = work / "model"
-    result = run_script(ROOT / "jobs.py", "--data", data, "--out", out, *QUICK_ARGS)
+    result = run_script(ROOT / "jobs.py", "--data", data, "--out", out, "--feedback", feedback,
+                        *QUICK_ARGS)
     assert result.returncode == 0, result.stdout + result.stderr
     return {"data": data, "out": out, "log": result.stdout + result.stderr,
+            "feedback": feedback, "feedback_test_text": feedback_test_text,
             "model": out / "advanced_model_improved.h5",
             "preprocessor": out / "enhanced_preprocessor.pickle"}

@@ -80,7 +80,8 @@ def test_separate_process_gets_sensible_intents(trained, ensemble):
 
 def test_same_seed_retrain_gives_the_same_confidences(trained, tmp_path):
     out = tmp_path / "again"
-    result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", out, *QUICK_ARGS)
+    result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", out,
+                        "--feedback", trained["feedback"], *QUICK_ARGS)  # the fixture's inputs
     assert result.returncode == 0, result.stderr
     first = json.loads((trained["out"] / "report" / "metrics.json").read_text())
     second = json.loads((out / "report" / "metrics.json").read_text())

@@ -1,0 +1,158 @@
+"""Corrected predictions: recorded as JSON lines, folded into the next run's training split.
+
+A row is `{"time", "text", "predicted", "correct", "confirmed", "model"}`. Only confirmed rows
+are used for training (a chatbot can record end-user corrections as unconfirmed, for a person to
+review and flip to true). Folding happens after the split and touches the training split only: a
+row whose text is a validation or test pattern is skipped, since training on it would leak into
+the held-out evaluation (the split is seeded, so the same data and seed give the same test split).
+"""
+import json
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .data import MAX_PATTERN_CHARS, DataError, Split, duplicate_key
+
+log = logging.getLogger(__name__)
+
+# Why a row is not added to the training split (report keys).
+SKIP_REASONS = {
+    "unconfirmed": "not confirmed",
+    "unknown_intent": "intent not in the training data",
+    "in_val_or_test": "text is a validation or test pattern",
+    "in_training": "text already in the training split",
+    "repeated": "text repeats an earlier feedback row",
+}
+
+_write_lock = threading.Lock()
+
+
+def check_text(text, what="text"):
+    """A message usable as a training pattern; raises TypeError or ValueError saying why not."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a string, not {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{what} is empty; give the message that was misclassified")
+    if len(text) > MAX_PATTERN_CHARS:
+        raise ValueError(f"{what} is {len(text):,} characters long (limit "
+                         f"{MAX_PATTERN_CHARS:,}); a feedback row is one user message")
+
+
+def record_feedback(path, text, predicted, correct, labels=None, model_version=None,
+                    confirmed=True):
+    """Append one correction to the JSON-lines file `path` and return the row.
+
+    `labels`, when given, are the model's intents: `correct` must be one of them. The line is
+    written with one `write` on a file opened for appending, so concurrent writers (threads or
+    processes) never interleave inside a line.
+    """
+    check_text(text)
+    for name, value in (("predicted", predicted), ("correct", correct)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty intent name, not {value!r}")
+    if labels is not None and correct not in labels:
+        raise ValueError(f"correct intent {correct!r} is not one of the model's intents: "
+                         f"{', '.join(sorted(labels))}")
+    if not isinstance(confirmed, bool):
+        raise TypeError(f"confirmed must be true or false, not {confirmed!r}")
+    row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "text": text,
+           "predicted": predicted, "correct": correct, "confirmed": confirmed,
+           "model": model_version}
+    line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    with _write_lock:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(descriptor, line)
+        finally:
+            os.close(descriptor)
+    if written != len(line):
+        raise OSError(f"{path}: only {written} of {len(line)} bytes written (disk full?)")
+    return row
+
+
+def read_feedback(path):
+    """Every row of a feedback file, validated; DataError names the file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path}: feedback file not found. Record feedback first "
+                        "(`python predict.py --feedback-file FILE --correct INTENT TEXT`) or "
+                        "drop --feedback.") from None
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 (byte {error.start}).") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: invalid JSON ({error.msg}, column {error.colno}); fix "
+                            "or delete the line.") from None
+        if not isinstance(row, dict):
+            raise DataError(f'{where}: expected an object like {{"text": ..., "correct": ...,'
+                            ' "confirmed": true}.')
+        try:
+            check_text(row.get("text"))
+            if not isinstance(row.get("correct"), str) or not row["correct"].strip():
+                raise ValueError('"correct" must be a non-empty intent name')
+            if not isinstance(row.get("confirmed", False), bool):
+                raise TypeError('"confirmed" must be true or false')
+        except (TypeError, ValueError) as error:
+            raise DataError(f"{where}: {error}.") from None
+        rows.append(row)
+    return rows
+
+
+def load_feedback(path):
+    """The confirmed rows of a feedback file (see read_feedback for errors)."""
+    return [row for row in read_feedback(path) if row.get("confirmed") is True]
+
+
+def fold_into_training(split, path, tags):
+    """Add the confirmed feedback rows of `path` to the training split only.
+
+    Returns the new Split and a report `{"file", "rows", "added", "skipped": {reason: n}}`.
+    """
+    rows = read_feedback(path)
+    held_out = {duplicate_key(text) for text in split.val_texts + split.test_texts}
+    in_training = {duplicate_key(text) for text in split.train_texts}
+    added_keys = set()
+    known = set(tags)
+    texts, labels = list(split.train_texts), list(split.train_labels)
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    examples = []
+    for row in rows:
+        key = duplicate_key(row["text"])
+        if row.get("confirmed") is not True:
+            reason = "unconfirmed"
+        elif row["correct"] not in known:
+            reason = "unknown_intent"
+        elif key in held_out:
+            reason = "in_val_or_test"
+        elif key in in_training:
+            reason = "in_training"
+        elif key in added_keys:
+            reason = "repeated"
+        else:
+            added_keys.add(key)
+            texts.append(row["text"].strip())
+            labels.append(row["correct"])
+            continue
+        skipped[reason] += 1
+        examples.append(f"{row['text'][:60]!r} ({SKIP_REASONS[reason]})")
+    added = len(texts) - len(split.train_texts)
+    report = {"file": str(path), "rows": len(rows), "added": added,
+              "skipped": {reason: n for reason, n in skipped.items() if n}}
+    log.info("feedback: %d added to the training split, %d skipped%s", added,
+             len(rows) - added, "".join(f"; {n} {SKIP_REASONS[r]}"
+                                        for r, n in report["skipped"].items()))
+    if examples:
+        log.info("feedback skipped: %s%s", "; ".join(examples[:5]),
+                 " ..." if len(examples) > 5 else "")
+    return Split(texts, labels, split.val_texts, split.val_labels, split.test_texts,
+                 split.test_labels), report

@@ -1,0 +1,138 @@
+"""Feedback: recording corrections, reading them back, folding them into the training split."""
+import json
+import threading
+
+import pytest
+from conftest import SMALL_INTENTS
+
+from intentkit.cli import predict_main, train_main
+from intentkit.data import DataError, Split, split_data
+from intentkit.feedback import (
+    fold_into_training,
+    load_feedback,
+    read_feedback,
+    record_feedback,
+)
+
+LABELS = sorted(SMALL_INTENTS)
+
+
+def test_record_appends_one_json_line_per_correction(tmp_path):
+    path = tmp_path / "feedback.jsonl"
+    first = record_feedback(path, "hey you", "fallback", "greeting", LABELS, "run-1")
+    record_feedback(path, "pay for nurses?", "resume", "salary", confirmed=False)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows[0] == first
+    assert {k: rows[0][k] for k in ("text", "predicted", "correct", "confirmed", "model")} == {
+        "text": "hey you", "predicted": "fallback", "correct": "greeting", "confirmed": True,
+        "model": "run-1"}
+    assert rows[0]["time"].endswith("+00:00")
+    assert rows[1]["confirmed"] is False
+    assert [r["text"] for r in load_feedback(path)] == ["hey you"], "only confirmed rows"
+
+
+@pytest.mark.parametrize("text, correct, message", [
+    ("", "greeting", "text is empty"),
+    ("   ", "greeting", "text is empty"),
+    ("x" * 10_001, "greeting", "10,001 characters"),
+    ("hello", "jokes", "'jokes' is not one of the model's intents: goodbye, greeting"),
+    ("hello", "", "correct must be a non-empty intent name"),
+])
+def test_record_rejects_bad_rows_and_writes_nothing(tmp_path, text, correct, message):
+    path = tmp_path / "feedback.jsonl"
+    with pytest.raises(ValueError, match=message):
+        record_feedback(path, text, "fallback", correct, LABELS)
+    assert not path.exists()
+
+
+def test_concurrent_writers_never_interleave_lines(tmp_path):
+    path = tmp_path / "feedback.jsonl"
+
+    def write(worker):
+        for number in range(50):
+            record_feedback(path, f"message {worker}-{number} " + "y" * 3000, "a", "b")
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(read_feedback(path)) == 400
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"text": "hi", "correct": "greeting", "confirmed": true}\n{"text": "hi"\n',
+     r"feedback.jsonl: line 2: invalid JSON"),
+    ('\n["hi", "greeting"]\n', r"line 2: expected an object"),
+    ('{"text": "hi", "confirmed": true}\n', r'line 1: "correct" must be a non-empty intent'),
+    ('{"text": "", "correct": "greeting"}\n', r"line 1: text is empty"),
+    ('{"text": "hi", "correct": "greeting", "confirmed": "yes"}\n', r'"confirmed" must be'),
+])
+def test_malformed_file_names_file_and_line(tmp_path, content, message):
+    path = tmp_path / "feedback.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        load_feedback(path)
+
+
+def test_fold_adds_confirmed_rows_to_training_split_only(tmp_path):
+    texts = [t for patterns in SMALL_INTENTS.values() for t in patterns]
+    labels = [tag for tag, patterns in SMALL_INTENTS.items() for _ in patterns]
+    split = split_data(texts, labels)
+    path = tmp_path / "feedback.jsonl"
+    for text, correct, confirmed in [
+            ("what is the salary of a nurse", "salary", True),   # added
+            ("What is the salary of a NURSE!", "salary", True),  # repeats the row above
+            (split.test_texts[0], "greeting", True),             # a test pattern
+            (split.val_texts[0].upper(), "greeting", True),      # a validation pattern
+            (split.train_texts[0], split.train_labels[0], True),  # already in training
+            ("tell me a joke", "jokes", True),                   # unknown intent
+            ("bye for now friend", "goodbye", False)]:           # not confirmed
+        record_feedback(path, text, "fallback", correct, confirmed=confirmed)
+    folded, report = fold_into_training(split, path, LABELS)
+    assert isinstance(folded, Split)
+    assert folded.train_texts == split.train_texts + ["what is the salary of a nurse"]
+    assert folded.train_labels == split.train_labels + ["salary"]
+    assert (folded.val_texts, folded.test_texts) == (split.val_texts, split.test_texts)
+    assert report == {"file": str(path), "rows": 7, "added": 1, "skipped": {
+        "unconfirmed": 1, "unknown_intent": 1, "in_val_or_test": 2, "in_training": 1,
+        "repeated": 1}}
+
+
+def test_training_run_folds_feedback_and_reports_it(trained):
+    manifest = json.loads((trained["out"] / "manifest.json").read_text())
+    assert manifest["feedback"] == {"file": str(trained["feedback"]), "rows": 4, "added": 1,
+                                    "skipped": {"unconfirmed": 1, "unknown_intent": 1,
+                                                "in_val_or_test": 1}}
+    texts = [t for patterns in SMALL_INTENTS.values() for t in patterns]
+    labels = [tag for tag, patterns in SMALL_INTENTS.items() for _ in patterns]
+    split = split_data(texts, labels)
+    assert manifest["splits"]["train"] == len(split.train_texts) + 1
+    assert manifest["splits"]["test"] == len(split.test_texts)
+    assert trained["feedback_test_text"] in split.test_texts
+    assert ("feedback: 1 added to the training split, 3 skipped; 1 not confirmed; 1 intent not "
+            "in the training data; 1 text is a validation or test pattern") in trained["log"]
+
+
+def test_training_with_missing_feedback_file_stops_with_one_line(trained, tmp_path, caplog):
+    code = train_main(["--data", str(trained["data"]), "--out", str(tmp_path / "out"),
+                       "--feedback", str(tmp_path / "nope.jsonl")])
+    assert code == 2
+    assert "nope.jsonl: feedback file not found" in caplog.text
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_predict_cli_records_a_correction(trained, tmp_path, capsys, caplog):
+    path = tmp_path / "feedback.jsonl"
+    args = ["--model", str(trained["model"]), "--preprocessor", str(trained["preprocessor"]),
+            "--feedback-file", str(path)]
+    assert predict_main([*args, "--correct", "salary", "what do plumbers make"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert read_feedback(path) == [row]
+    assert row["correct"] == "salary" and row["predicted"] in LABELS + ["fallback"]
+    assert row["model"] == trained["preprocessor"].resolve().parent.name
+
+    assert predict_main([*args, "--correct", "jokes", "tell me a joke"]) == 2
+    assert "'jokes' is not one of the model's intents" in caplog.text
+    assert len(read_feedback(path)) == 1
+    with pytest.raises(SystemExit):
+        predict_main([*args, "what do plumbers make"])  # --feedback-file without --correct

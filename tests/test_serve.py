@@ -1,0 +1,115 @@
+"""The HTTP service, through real requests to a server on a loopback port."""
+import json
+
+import pytest
+from live_server import call, require, serving
+
+require("fastapi")
+require("uvicorn")
+
+from intentkit.predict import get_predictor
+from intentkit.serve import create_app
+
+MESSAGES = ["hello there friend", "what is the salary of a tester", "check my cv please"]
+
+
+@pytest.fixture(scope="module")
+def service(trained, tmp_path_factory):
+    feedback = tmp_path_factory.mktemp("serve") / "feedback.jsonl"
+    app = create_app(trained["model"], trained["preprocessor"], feedback_path=feedback,
+                     max_text_chars=200, max_batch=5)
+    with serving(app) as url:
+        yield {"url": url, "feedback": feedback,
+               "predictor": get_predictor(trained["model"], trained["preprocessor"])}
+
+
+def test_health_names_the_model_version(service, trained):
+    status, body = call(service["url"] + "/health")
+    assert status == 200
+    assert body["status"] == "ok" and body["labels"] == 4 and body["runtime"] == "keras"
+    assert body["model"]["run"] == trained["preprocessor"].resolve().parent.name
+    manifest = json.loads((trained["out"] / "manifest.json").read_text())
+    assert body["model"]["created"] == manifest["created"]
+    assert body["model"]["type"] == "single" and body["feedback"] is True
+
+
+def test_predict_answers_like_the_predictor(service):
+    for text in MESSAGES:
+        status, body = call(service["url"] + "/predict", "POST", {"text": text, "top_k": 2})
+        assert status == 200
+        expected = service["predictor"].predict(text, top_k=2)
+        assert body["intent"] == expected["intent"] and body["fallback"] == expected["fallback"]
+        assert [c["intent"] for c in body["top_k"]] == [c["intent"] for c in expected["top_k"]]
+        assert body["confidence"] == pytest.approx(expected["confidence"], abs=1e-6)
+
+
+def test_batch_answers_each_text_in_order(service):
+    status, body = call(service["url"] + "/predict/batch", "POST", {"texts": MESSAGES})
+    assert status == 200
+    assert [r["intent"] for r in body["results"]] == [
+        service["predictor"].predict(text)["intent"] for text in MESSAGES]
+
+
+@pytest.mark.parametrize("path, body, status, detail", [
+    ("/predict", {"text": ""}, 422, "text: String should have at least 1 character"),
+    ("/predict", {"text": "x" * 201}, 422, "text: String should have at most 200 characters"),
+    ("/predict", {"text": 42}, 422, "text: Input should be a valid string"),
+    ("/predict", {"txt": "hi"}, 422, "text: Field required; txt: Extra inputs are not permitted"),
+    ("/predict", {"text": "hi", "top_k": 0}, 422, "top_k: Input should be greater than or equal"),
+    ("/predict/batch", {"texts": ["hi"] * 6}, 422, "texts: List should have at most 5 items"),
+    ("/predict/batch", {"texts": []}, 422, "texts: List should have at least 1 item"),
+    ("/predict/batch", {"texts": ["hi", ""]}, 422, "texts.1: String should have at least 1"),
+    ("/predict", b'{"text": "hi"', 422, "the request body is not valid JSON"),
+    ("/predict/batch", {"texts": ["x" * 200] * 1200}, 413,
+     "request body of 244,811 bytes is over the limit of 10,096; send at most 5 texts"),
+    ("/feedback", {"text": "hi", "predicted": "greeting", "correct": "jokes"}, 422,
+     "correct intent 'jokes' is not one of the model's intents: goodbye, greeting, resume"),
+    ("/feedback", {"text": "  ", "predicted": "greeting", "correct": "salary"}, 422,
+     "text is empty"),
+    ("/nowhere", {"text": "hi"}, 404, "Not Found"),
+])
+def test_bad_requests_get_a_clear_4xx(service, path, body, status, detail):
+    raw = body if isinstance(body, bytes) else None
+    answer = call(service["url"] + path, "POST", None if raw else body, raw)
+    assert answer == (status, {"detail": answer[1]["detail"]})
+    assert answer[1]["detail"].startswith(detail)
+    assert not service["feedback"].exists() or "jokes" not in service["feedback"].read_text()
+
+
+def test_feedback_is_recorded_with_the_model_version(service, trained):
+    text = "what would a plumber earn"
+    status, body = call(service["url"] + "/feedback", "POST",
+                        {"text": text, "predicted": "greeting", "correct": "salary"})
+    assert status == 201
+    rows = [json.loads(line) for line in service["feedback"].read_text().splitlines()]
+    assert rows[-1] == body["recorded"]
+    assert (rows[-1]["text"], rows[-1]["predicted"], rows[-1]["correct"]) == (
+        text, "greeting", "salary")
+    assert rows[-1]["confirmed"] is True
+    assert rows[-1]["model"] == trained["preprocessor"].resolve().parent.name
+
+
+def test_feedback_off_and_missing_model_are_clear(trained, tmp_path):
+    with serving(create_app(trained["model"], trained["preprocessor"])) as url:
+        status, body = call(url + "/feedback", "POST",
+                            {"text": "hi", "predicted": "greeting", "correct": "salary"})
+        assert (status, body["detail"]) == (
+            404, "feedback is off: start the service with --feedback FILE")
+    missing = tmp_path / "missing.pickle"
+    with serving(create_app(trained["model"], missing), ready_status=503) as url:
+        for path, body in (("/health", None), ("/predict", {"text": "hi"})):
+            status, answer = call(url + path, "POST" if body else "GET", body)
+            assert status == 503
+            assert answer["detail"] == (f"model not available: {missing}: not found. Train a "
+                                        "model first with `python jobs.py`.")
+    with pytest.raises(ValueError, match="max_batch must be at least 1"):
+        create_app(trained["model"], trained["preprocessor"], max_batch=0)
+
+
+def test_page_is_served(service):
+    import urllib.request
+    with urllib.request.urlopen(service["url"] + "/", timeout=30) as response:
+        page = response.read().decode()
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'id="message"' in page and "http" not in page.split("<script>")[1], \
+        "the page must not load anything from elsewhere"
