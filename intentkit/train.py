@@ -3,7 +3,10 @@ import itertools
 import json
 import logging
 import random
+import re
+import shlex
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -14,11 +17,12 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from . import artifacts
+from . import artifacts, devices
 from .augment import Augmenter, upsample
 from .data import load_intents, split_data
 from .evaluate import (choose_fallback_threshold, plot_history, reference_baseline,
                        write_report)
+from .model_card import write_model_card
 from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm
 from .text import TextPreprocessor
 
@@ -61,13 +65,21 @@ class Dataset:
     class_weight: dict = None
 
 
+def tensorboard_callbacks(config, name):
+    """A TensorBoard callback logging to --tensorboard DIR/<name>, when asked for."""
+    if not config.tensorboard:
+        return []
+    folder = re.sub(r"\W+", "_", name).strip("_")
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(config.tensorboard) / folder))]
+
+
 def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
-        checkpoint=None, label_smoothing=0.0):
+        checkpoint=None, label_smoothing=0.0, callbacks=()):
     """Adam with clipping, early stopping, LR reduction on plateau; best weights restored."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                   metrics=["accuracy"])
-    callbacks = [EpochLog(name, epochs),
+    callbacks = [EpochLog(name, epochs), *callbacks,
                  keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                    patience=max(2, patience // 2), min_lr=1e-7)]
     if checkpoint:
@@ -102,7 +114,8 @@ def tune(dataset, preprocessor, num_classes, config):
         started = time.perf_counter()
         fit(model, dataset, trial["learning_rate"], config.tuning_epochs, config.tuning_patience,
             config.batch_size, f"tuning {number}/{len(SEED_CONFIGS)} {trial['name']}",
-            monitor="val_accuracy", label_smoothing=config.label_smoothing)
+            monitor="val_accuracy", label_smoothing=config.label_smoothing,
+            callbacks=tensorboard_callbacks(config, f"tuning {trial['name']}"))
         val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
         trials.append({**trial, "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
                        "seconds": round(time.perf_counter() - started, 1)})
@@ -139,8 +152,9 @@ def class_counts(labels):
     return f"{len(labels)} rows, {min(counts)}-{max(counts)} per intent"
 
 
-def featurize(split, tags, config):
-    """Augment and balance the training split, fit the preprocessor on it, encode all splits."""
+def featurize(split, tags, config, preprocessor=None):
+    """Augment and balance the training split, fit the preprocessor on it (unless one is given:
+    --finetune keeps the published vocabulary), encode all splits."""
     augmenter = Augmenter(factor=config.augmentation_factor, seed=config.seed)
     log.info("training split before augmentation: %s", class_counts(split.train_labels))
     train_texts, train_labels = augmenter.augment(
@@ -149,7 +163,7 @@ def featurize(split, tags, config):
         train_texts, train_labels = upsample(train_texts, train_labels, config.seed)
     log.info("training split after augmentation and balancing (%s): %s", config.balance,
              class_counts(train_labels))
-    preprocessor = TextPreprocessor().fit(train_texts)
+    preprocessor = preprocessor or TextPreprocessor().fit(train_texts)
     log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
              preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
              "on" if preprocessor.uses_lemmas_ else "off")
@@ -170,15 +184,19 @@ def featurize(split, tags, config):
     return preprocessor, label2idx, dataset
 
 
-def prepare(config):
-    """Load and split first; then featurize the splits."""
+def prepare(config, published=None):
+    """Load and split first; then featurize the splits (with the published model's
+    preprocessor, after checking its labels, when fine-tuning)."""
     intents = load_intents(config.data)
+    if published:
+        published.check_labels(intents.tags, config.data)
     split = split_data(intents.texts, intents.labels, config.val_size, config.test_size,
                        config.seed)
     log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
              len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
              len(split.test_texts))
-    return (intents, split, *featurize(split, intents.tags, config))
+    return (intents, split, *featurize(split, intents.tags, config,
+                                       published.preprocessor if published else None))
 
 
 def train_members(dataset, preprocessor, num_classes, best, config, staging):
@@ -191,7 +209,8 @@ def train_members(dataset, preprocessor, num_classes, best, config, staging):
     histories = {"cnn_bilstm": fit(model, dataset, best["learning_rate"], config.epochs,
                                    config.patience, config.batch_size, "cnn_bilstm",
                                    checkpoint=str(checkpoint),
-                                   label_smoothing=config.label_smoothing)}
+                                   label_smoothing=config.label_smoothing,
+                                   callbacks=tensorboard_callbacks(config, "cnn_bilstm"))}
     checkpoint.unlink()
     members = {"cnn_bilstm": model}
     for name in ("transformer", "cnn") if config.ensemble else ():
@@ -200,7 +219,8 @@ def train_members(dataset, preprocessor, num_classes, best, config, staging):
                                              preprocessor.max_sequence_length_, num_classes)
         histories[name] = fit(members[name], dataset, ENSEMBLE_LEARNING_RATE,
                               config.ensemble_epochs, config.ensemble_patience,
-                              config.batch_size, name, label_smoothing=config.label_smoothing)
+                              config.batch_size, name, label_smoothing=config.label_smoothing,
+                              callbacks=tensorboard_callbacks(config, name))
     return members, histories
 
 
@@ -208,15 +228,24 @@ def train(config):
     """Run the whole pipeline and publish the artifacts into config.out; returns the metrics."""
     started = time.perf_counter()
     set_seed(config.seed)
-    log.info("training on %s", ", ".join(d.name for d in tf.config.list_logical_devices()))
     out_dir = Path(config.out)
-    intents, split, preprocessor, label2idx, dataset = prepare(config)
+    published = None
+    if config.finetune:
+        from . import finetune  # it builds on this module
+        published = finetune.read_published(out_dir)
+    intents, split, preprocessor, label2idx, dataset = prepare(config, published)
     labels = intents.tags
     staging = artifacts.staging_dir(out_dir)
     try:
-        best, trials = tune(dataset, preprocessor, len(labels), config)
-        members, histories = train_members(dataset, preprocessor, len(labels), best, config,
-                                           staging)
+        with devices.training_devices(config.mixed_precision):
+            if published:  # tuning skipped: the published members train on
+                best, trials = published.bundle["best_config"], []
+                members, histories = finetune.continue_training(published, dataset, config)
+            else:
+                best, trials = tune(dataset, preprocessor, len(labels), config)
+                members, histories = train_members(dataset, preprocessor, len(labels), best,
+                                                   config, staging)
+        members = {name: devices.as_float32(model) for name, model in members.items()}
         val_true = dataset.y_val.argmax(axis=1)
         val_probs = {name: probabilities(m, dataset.x_val) for name, m in members.items()}
         test_probs = {name: probabilities(m, dataset.x_test) for name, m in members.items()}
@@ -262,7 +291,8 @@ def train(config):
             if config.ensemble else None,
         }, staging / artifacts.PREPROCESSOR_FILE)
         (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
-        artifacts.write_manifest(staging, {
+        seconds = round(time.perf_counter() - started, 1)
+        details = {
             "data": {"path": str(config.data), "sha256": artifacts.sha256(config.data),
                      "patterns": len(intents.texts)},
             "labels": labels,
@@ -273,8 +303,11 @@ def train(config):
             "fallback_thresholds": thresholds,
             "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                         for name, m in metrics.items()},
-            "reference": reference,
-            "training_seconds": round(time.perf_counter() - started, 1)})
+            "reference": reference, "training_seconds": seconds,
+            "finetune": finetune.report_time_saved(published, seconds) if published else None,
+            "command_line": shlex.join(sys.argv)}
+        write_model_card(staging / artifacts.MODEL_CARD_FILE, details, details["command_line"])
+        artifacts.write_manifest(staging, details)
         artifacts.publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
