@@ -62,7 +62,7 @@ def read_published(out_dir):
                 files[member["name"]] = ensemble_dir / member["file"]
                 artifacts.check_model_file(member, spec_path, files[member["name"]], key="sha256")
     manifest = json.loads((out_dir / artifacts.MANIFEST_FILE).read_text())
-    full_run_seconds = manifest.get("finetune", {}).get("full_run_seconds",
+    full_run_seconds = (manifest.get("finetune") or {}).get("full_run_seconds",
                                                         manifest["training_seconds"])
     return Published(out_dir, bundle, files, full_run_seconds)
 

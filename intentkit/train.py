@@ -163,7 +163,8 @@ def featurize(split, tags, config, preprocessor=None):
         train_texts, train_labels = upsample(train_texts, train_labels, config.seed)
     log.info("training split after augmentation and balancing (%s): %s", config.balance,
              class_counts(train_labels))
-    preprocessor = preprocessor or TextPreprocessor().fit(train_texts)
+    if preprocessor is None:
+        preprocessor = TextPreprocessor().fit(train_texts)
     log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
              preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
              "on" if preprocessor.uses_lemmas_ else "off")
