@@ -42,7 +42,8 @@ def _train_parser():
     parser = argparse.ArgumentParser(
         prog="jobs.py", description="Train the intent classifier: split first, augment the "
         "training split, tune the CNN-BiLSTM, train the ensemble, evaluate on the test split. "
-        "`jobs.py evaluate --help` scores a saved model.")
+        "`jobs.py evaluate --help` scores a saved model; `jobs.py import --help` converts CSV/TSV "
+        "or Rasa NLU data to intents JSON.")
     # No argparse defaults: the dataclass holds them, and flags given explicitly override --quick.
     for field in config_fields():
         flag = "--" + field.name.replace("_", "-")

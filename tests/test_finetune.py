@@ -5,6 +5,9 @@ import shutil
 
 from conftest import QUICK_ARGS, ROOT, SMALL_INTENTS, run_script
 
+from intentkit.config import TrainConfig
+from intentkit.config_file import read_config_file
+
 
 def copy_of_trained(trained, tmp_path):
     out = tmp_path / "model"
@@ -29,6 +32,11 @@ def test_model_card_describes_the_run(trained):
     assert "| tensorflow | 2." in card and "--ensemble-epochs 30" in card
     assert manifest["command_line"] in card and "Intended use" in card
     assert "model_card.md" in manifest["files"]
+
+
+def test_saved_configuration_replays_with_config(trained):
+    saved = trained["out"] / "training_config.json"
+    assert TrainConfig(**read_config_file(saved)).to_dict() == json.loads(saved.read_text())
 
 
 def test_finetune_with_same_labels_is_faster_and_logs_time_saved(trained, tmp_path):
@@ -59,7 +67,8 @@ def test_finetune_with_same_labels_is_faster_and_logs_time_saved(trained, tmp_pa
 
     predicted = run_script(ROOT / "predict.py", "hello there friend", "--model",
                            out / "advanced_model_improved.h5", "--preprocessor",
-                           out / "enhanced_preprocessor.pickle", "--ensemble")
+                           out / "enhanced_preprocessor.pickle", "--ensemble", "--runtime",
+                           "numpy")
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout)["model_type"] == "ensemble"
 

@@ -3,10 +3,10 @@ import json
 import logging
 
 import pytest
-
 from conftest import SMALL_INTENTS, write_intents
+
 from intentkit import cli
-from intentkit.data import DataError, load_intents
+from intentkit.data import DataError, load_examples, load_intents
 
 RASA = """\
 version: "3.1"
@@ -107,6 +107,11 @@ def test_bad_rasa_files_name_the_file_and_item(tmp_path, content, message):
     with pytest.raises(DataError) as error:
         load_intents(path)
     assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+def test_evaluation_data_can_be_a_csv(tmp_path):
+    texts, labels = load_examples(write_table(tmp_path / "eval.csv", small_rows()))
+    assert list(zip(texts, labels)) == small_rows()
 
 
 def test_import_command_writes_intents_json(tmp_path):
