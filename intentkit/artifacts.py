@@ -28,6 +28,7 @@ ENSEMBLE_SPEC = "ensemble.json"
 HISTORY_PLOT = "improved_training_history.png"
 REPORT_DIR = "report"
 CONFIG_FILE = "training_config.json"
+MODEL_CARD_FILE = "model_card.md"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 3
 DEFAULT_FALLBACK_INTENT = "fallback"

@@ -42,7 +42,8 @@ def _train_parser():
     parser = argparse.ArgumentParser(
         prog="jobs.py", description="Train the intent classifier: split first, augment the "
         "training split, tune the CNN-BiLSTM, train the ensemble, evaluate on the test split. "
-        "`jobs.py evaluate --help` scores a saved model.")
+        "`jobs.py evaluate --help` scores a saved model; `jobs.py import --help` converts CSV/TSV "
+        "or Rasa NLU data to intents JSON.")
     # No argparse defaults: the dataclass holds them, and flags given explicitly override --quick.
     for field in config_fields():
         flag = "--" + field.name.replace("_", "-")
@@ -56,6 +57,9 @@ def _train_parser():
     parser.add_argument("--quick", action="store_true",
                         help="a fast smoke run: few epochs, light augmentation (flags given "
                         "explicitly still apply)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="read options from a .yaml/.yml/.json file (keys: the option names "
+                        "above); precedence: defaults < --quick < FILE < flags given explicitly")
     parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
     return parser
 
@@ -77,12 +81,16 @@ def train_main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["evaluate"]:
         return evaluate_main(argv[1:])
+    if argv[:1] == ["import"]:
+        return import_main(argv[1:])
     args = vars(_train_parser().parse_args(argv))
-    quick, verbose = args.pop("quick"), args.pop("verbose")
+    quick, verbose, config_file = args.pop("quick"), args.pop("verbose"), args.pop("config")
     _setup_logging(verbose)
 
     def run():
-        config = TrainConfig(**{**(QUICK if quick else {}), **args})
+        from .config_file import read_config_file
+        from_file = read_config_file(config_file) if config_file else {}
+        config = TrainConfig(**{**(QUICK if quick else {}), **from_file, **args})
         from .train import train
         train(config)
         return 0
@@ -98,6 +106,25 @@ def evaluate_main(argv):
         for name, m in evaluate_saved(args.model_dir, args.data, args.report).items():
             log.info("%-8s accuracy %.4f  macro-F1 %.4f  (%d patterns)", name, m["accuracy"],
                      m["macro_f1"], m["n"])
+        return 0
+    return _run(run, args.verbose)
+
+
+def import_main(argv):
+    parser = argparse.ArgumentParser(
+        prog="jobs.py import", description="Convert a CSV/TSV of text,intent or a Rasa NLU YAML "
+        "file into an intents JSON file, with the same checks as training.")
+    parser.add_argument("source", help=".csv, .tsv, .yml/.yaml (Rasa NLU) or .json")
+    parser.add_argument("destination", help="the intents JSON file to write")
+    parser.add_argument("--verbose", action="store_true", help="debug logs and tracebacks")
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+
+    def run():
+        from .importers import convert
+        data = convert(args.source, args.destination)
+        log.info("wrote %s: %d intents, %d patterns", args.destination, len(data.tags),
+                 len(data.texts))
         return 0
     return _run(run, args.verbose)
 

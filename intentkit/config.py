@@ -8,7 +8,8 @@ def _option(default, help_text):
 
 @dataclass
 class TrainConfig:
-    data: str = _option("filesTech/final.json", "intents JSON file to train on")
+    data: str = _option("filesTech/final.json",
+                        "intents file to train on: .json, .csv/.tsv (text,intent) or Rasa .yml")
     out: str = _option("filesTech", "directory that receives the model, pickle, plots and report")
     seed: int = _option(42, "seeds the split, augmentation and weight initialisation")
     val_size: float = _option(0.15, "fraction of patterns held out for validation")
@@ -43,6 +44,11 @@ class TrainConfig:
         0.0, "fallback when the top two confidences are closer than this (0 = off)")
     feedback: str = _option(
         "", "JSON-lines feedback file whose confirmed rows join the training split (empty = off)")
+    mixed_precision: bool = _option(
+        False, "train in float16 with float32 weights and outputs (fast on recent GPUs)")
+    finetune: bool = _option(
+        False, "continue from the model published in --out (same labels) instead of a full run")
+    tensorboard: str = _option("", "write TensorBoard logs to this directory (empty = off)")
 
     def __post_init__(self):
         choices = {"balance": ("upsample", "class_weight", "none"),

@@ -50,7 +50,8 @@ def duplicate_key(text):
     return words or " ".join(text.casefold().split())  # all symbols, e.g. only emoji
 
 
-def _read_json(path):
+def read_text(path):
+    """The file's text; a missing, unreadable or non-UTF-8 file is a DataError."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -58,10 +59,14 @@ def _read_json(path):
     except OSError as error:
         raise DataError(f"{path}: cannot read the file ({error.strerror}).") from None
     try:
-        text = raw.decode("utf-8-sig")  # tolerates a byte-order mark
+        return raw.decode("utf-8-sig")  # tolerates a byte-order mark
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not UTF-8 (byte {error.start} is 0x{raw[error.start]:02x}). "
                         "Save the file as UTF-8.") from None
+
+
+def _read_json(path):
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -100,10 +105,19 @@ def _check_intent(path, index, intent):
     return tag.strip(), patterns, responses
 
 
+def _read_document(path):
+    """An intents document from JSON, or converted from CSV/TSV/Rasa YAML by the suffix."""
+    from .importers import IMPORTERS, read_foreign  # importers build on this module
+    if path.suffix.lower() in IMPORTERS:
+        return read_foreign(path)
+    return _read_json(path)
+
+
 def load_intents(path):
-    """Read and validate an intents file; raises DataError with a precise message."""
+    """Read and validate an intents file (JSON, CSV/TSV or Rasa NLU YAML); raises DataError
+    with a precise message."""
     path = Path(path)
-    document = _read_json(path)
+    document = _read_document(path)
     if not isinstance(document, dict) or not isinstance(document.get("intents"), list):
         raise DataError(f'{path}: the top level must be an object with an "intents" list, '
                         'e.g. {"intents": [{"tag": "greeting", "patterns": ["hi"], '
@@ -173,7 +187,7 @@ def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
 def load_examples(path):
     """Labelled messages from an intents file or a JSON list of {"text", "intent"} (eval files)."""
     path = Path(path)
-    document = _read_json(path)
+    document = _read_document(path)
     if isinstance(document, dict):
         data = load_intents(path)
         return data.texts, data.labels

@@ -3,7 +3,10 @@ import itertools
 import json
 import logging
 import random
+import re
+import shlex
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -15,11 +18,12 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
-from . import artifacts, feedback, pretrained
+from . import artifacts, devices, feedback, pretrained
 from .augment import Augmenter, upsample
 from .data import DataError, duplicate_key, load_examples, load_intents, split_data
 from .evaluate import (choose_fallback_threshold, plot_history, reference_baseline,
                        write_report)
+from .model_card import write_model_card
 from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm, build_embedding_classifier
 from .text import TextPreprocessor
 
@@ -72,13 +76,21 @@ class Member:
     input: str = artifacts.TOKEN_IDS
 
 
+def tensorboard_callbacks(config, name):
+    """A TensorBoard callback logging to --tensorboard DIR/<name>, when asked for."""
+    if not config.tensorboard:
+        return []
+    folder = re.sub(r"\W+", "_", name).strip("_")
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(config.tensorboard) / folder))]
+
+
 def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
-        checkpoint=None, label_smoothing=0.0):
+        checkpoint=None, label_smoothing=0.0, callbacks=()):
     """Adam with clipping, early stopping, LR reduction on plateau; best weights restored."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                   metrics=["accuracy"])
-    callbacks = [EpochLog(name, epochs),
+    callbacks = [EpochLog(name, epochs), *callbacks,
                  keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                    patience=max(2, patience // 2), min_lr=1e-7)]
     if checkpoint:
@@ -125,7 +137,8 @@ def tune(dataset, preprocessor, num_classes, config):
         started = time.perf_counter()
         fit(model, dataset, trial["learning_rate"], config.tuning_epochs, config.tuning_patience,
             config.batch_size, f"tuning {number}/{len(SEED_CONFIGS)} {trial['name']}",
-            monitor="val_accuracy", label_smoothing=config.label_smoothing)
+            monitor="val_accuracy", label_smoothing=config.label_smoothing,
+            callbacks=tensorboard_callbacks(config, f"tuning {trial['name']}"))
         val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
         trials.append({**trial, "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
                        "seconds": round(time.perf_counter() - started, 1)})
@@ -202,10 +215,12 @@ def sentence_embeddings(config, *text_lists):
     return embeddings
 
 
-def featurize(split, tags, config):
-    """Augment and balance the training split, fit the preprocessor on it, encode all splits."""
+def featurize(split, tags, config, preprocessor=None):
+    """Augment and balance the training split, fit the preprocessor on it (unless one is given:
+    --finetune keeps the published vocabulary), encode all splits."""
     train_texts, train_labels = augment_and_balance(split, config)
-    preprocessor = TextPreprocessor().fit(train_texts)
+    if preprocessor is None:
+        preprocessor = TextPreprocessor().fit(train_texts)
     log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
              preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
              "on" if preprocessor.uses_lemmas_ else "off")
@@ -257,9 +272,12 @@ def split_first(intents, config):
     return split
 
 
-def prepare(config):
-    """Load and split first; fold confirmed feedback into the training split; featurize."""
+def prepare(config, published=None):
+    """Load and split first; fold confirmed feedback into the training split; featurize (with
+    the published model's preprocessor, after checking its labels, when fine-tuning)."""
     intents = load_intents(config.data)
+    if published:
+        published.check_labels(intents.tags, config.data)
     split = split_first(intents, config)
     log.info("%s: %d patterns, %d intents -> train %d / val %d / test %d", config.data,
              len(intents.texts), len(intents.tags), len(split.train_texts), len(split.val_texts),
@@ -267,7 +285,9 @@ def prepare(config):
     feedback_report = None
     if config.feedback:
         split, feedback_report = feedback.fold_into_training(split, config.feedback, intents.tags)
-    return (intents, split, *featurize(split, intents.tags, config), feedback_report)
+    return (intents, split, *featurize(split, intents.tags, config,
+                                       published.preprocessor if published else None),
+            feedback_report)
 
 
 def train_members(dataset, preprocessor, num_classes, best, config, staging):
@@ -282,7 +302,8 @@ def train_members(dataset, preprocessor, num_classes, best, config, staging):
     histories = {"cnn_bilstm": fit(model, dataset, best["learning_rate"], config.epochs,
                                    config.patience, config.batch_size, "cnn_bilstm",
                                    checkpoint=str(checkpoint),
-                                   label_smoothing=config.label_smoothing)}
+                                   label_smoothing=config.label_smoothing,
+                                   callbacks=tensorboard_callbacks(config, "cnn_bilstm"))}
     checkpoint.unlink()
     members = {"cnn_bilstm": Member(model, dataset)}
     for name in ("transformer", "cnn") if config.ensemble else ():
@@ -297,7 +318,8 @@ def train_members(dataset, preprocessor, num_classes, best, config, staging):
                             dataset)
         histories[name] = fit(member.model, member.data, ENSEMBLE_LEARNING_RATE,
                               config.ensemble_epochs, config.ensemble_patience,
-                              config.batch_size, name, label_smoothing=config.label_smoothing)
+                              config.batch_size, name, label_smoothing=config.label_smoothing,
+                              callbacks=tensorboard_callbacks(config, name))
         members[name] = member
     return members, histories
 
@@ -306,15 +328,26 @@ def train(config):
     """Run the whole pipeline and publish the artifacts into config.out; returns the metrics."""
     started = time.perf_counter()
     set_seed(config.seed)
-    log.info("training on %s", ", ".join(d.name for d in tf.config.list_logical_devices()))
     out_dir = Path(config.out)
-    intents, split, preprocessor, label2idx, dataset, feedback_report = prepare(config)
+    published = None
+    if config.finetune:
+        from . import finetune  # it builds on this module
+        published = finetune.read_published(out_dir)
+    intents, split, preprocessor, label2idx, dataset, feedback_report = prepare(
+        config, published)
     labels = intents.tags
     staging = artifacts.staging_dir(out_dir)
     try:
-        best, trials = tune(dataset, preprocessor, len(labels), config)
-        members, histories = train_members(dataset, preprocessor, len(labels), best, config,
-                                           staging)
+        with devices.training_devices(config.mixed_precision):
+            if published:  # tuning skipped: the published members train on
+                best, trials = published.bundle["best_config"], []
+                members, histories = finetune.continue_training(published, dataset, config)
+            else:
+                best, trials = tune(dataset, preprocessor, len(labels), config)
+                members, histories = train_members(dataset, preprocessor, len(labels), best,
+                                                   config, staging)
+        members = {name: replace(m, model=devices.as_float32(m.model))
+                   for name, m in members.items()}
         val_true = dataset.y_val.argmax(axis=1)
         val_probs = {name: probabilities(m.model, m.data.x_val) for name, m in members.items()}
         test_probs = {name: probabilities(m.model, m.data.x_test) for name, m in members.items()}
@@ -360,7 +393,8 @@ def train(config):
             if config.ensemble else None,
         }, staging / artifacts.PREPROCESSOR_FILE)
         (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
-        artifacts.write_manifest(staging, {
+        seconds = round(time.perf_counter() - started, 1)
+        details = {
             "data": {"path": str(config.data), "sha256": artifacts.sha256(config.data),
                      "patterns": len(intents.texts)},
             "labels": labels,
@@ -372,8 +406,11 @@ def train(config):
             "fallback_thresholds": thresholds,
             "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                         for name, m in metrics.items()},
-            "reference": reference, "feedback": feedback_report,
-            "training_seconds": round(time.perf_counter() - started, 1)})
+            "reference": reference, "feedback": feedback_report, "training_seconds": seconds,
+            "finetune": finetune.report_time_saved(published, seconds) if published else None,
+            "command_line": shlex.join(sys.argv)}
+        write_model_card(staging / artifacts.MODEL_CARD_FILE, details, details["command_line"])
+        artifacts.write_manifest(staging, details)
         artifacts.publish(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,127 @@
+"""Intents from other formats: a CSV/TSV of `text,intent` rows and Rasa NLU YAML.
+
+Each importer turns its file into the intents document of our JSON format; `data.load_intents`
+then runs the same checks on it as on a JSON file (minimum patterns, duplicates, lengths), so
+the messages are the same whatever the format. Rows the importer alone can see (a malformed CSV
+line, a Rasa item without examples) are reported here, with the file and the line or item.
+"""
+import csv
+import json
+import logging
+import os
+import re
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from .data import DataError, load_intents, read_text
+
+log = logging.getLogger(__name__)
+
+# Rasa entity annotations: [text](entity), [text](entity:value), [text]{"entity": ...}.
+RASA_ENTITY = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
+RASA_OTHER_ITEMS = ("synonym", "regex", "lookup")
+
+
+def _document(patterns_by_tag):
+    return {"intents": [{"tag": tag, "patterns": patterns, "responses": []}
+                        for tag, patterns in patterns_by_tag.items()]}
+
+
+def read_table(path):
+    """A CSV (or TSV) with a header naming the columns `text` and `intent`."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    rows = csv.reader(read_text(path).splitlines(), delimiter=delimiter)
+    patterns = defaultdict(list)
+    try:
+        header = [name.strip().lower() for name in next(rows, [])]
+        if "text" not in header or "intent" not in header:
+            raise DataError(f"{path}: line 1 must be the header naming the columns text and "
+                            f"intent (e.g. `text{delimiter}intent`), not {header!r}.")
+        text_column, intent_column = header.index("text"), header.index("intent")
+        for row in rows:
+            if not row:
+                continue  # blank line
+            where = f"{path}: line {rows.line_num}"
+            if len(row) != len(header):
+                raise DataError(f"{where} has {len(row)} field(s) where the header has "
+                                f"{len(header)}; quote texts that contain the delimiter.")
+            text, intent = row[text_column].strip(), row[intent_column].strip()
+            if not text or not intent:
+                empty = "text" if not text else "intent"
+                raise DataError(f"{where}: the {empty} is empty; fill it in or remove the line.")
+            patterns[intent].append(text)
+    except csv.Error as error:
+        raise DataError(f"{path}: line {rows.line_num}: {error}.") from None
+    return _document(patterns)
+
+
+def read_rasa(path):
+    """Rasa NLU YAML: `nlu:` items `- intent: NAME` with an `examples: |` block of `- ...`."""
+    try:
+        document = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DataError(f"{path}: invalid YAML{where}: "
+                        f"{getattr(error, 'problem', None) or error}.") from None
+    if not isinstance(document, dict) or not isinstance(document.get("nlu"), list):
+        raise DataError(f"{path}: expected Rasa NLU data: a top-level `nlu:` list of items like "
+                        "`- intent: greet` with `examples: |` lines `- hello`.")
+    patterns = defaultdict(list)
+    for index, item in enumerate(document["nlu"]):
+        where = f"{path}: nlu[{index}]"
+        if isinstance(item, dict) and any(kind in item for kind in RASA_OTHER_ITEMS):
+            kind = next(kind for kind in RASA_OTHER_ITEMS if kind in item)
+            log.info("%s: skipped (%s items are not training examples)", where, kind)
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("intent"), str):
+            raise DataError(f"{where} has no `intent:` name; each item must be "
+                            "`- intent: NAME` with `examples: |`.")
+        intent = item["intent"].strip()
+        examples = item.get("examples")
+        if not isinstance(examples, str):
+            raise DataError(f"{where} (intent {intent!r}): `examples:` is missing or not a "
+                            "`|` block of `- example` lines.")
+        for number, line in enumerate(examples.splitlines(), start=1):
+            line = line.strip()
+            if not line:
+                continue
+            if not line.startswith("-"):
+                raise DataError(f"{where} (intent {intent!r}): examples line {number} "
+                                f"({line!r}) must start with '- '.")
+            patterns[intent].append(RASA_ENTITY.sub(r"\1", line[1:]).strip())
+    return _document(patterns)
+
+
+IMPORTERS = {".csv": read_table, ".tsv": read_table, ".yml": read_rasa, ".yaml": read_rasa}
+
+
+def read_foreign(path):
+    """The intents document of a CSV/TSV/Rasa YAML file (not yet validated)."""
+    return IMPORTERS[path.suffix.lower()](path)
+
+
+def convert(source, destination):
+    """Validate `source` like training does and write it as intents JSON, atomically."""
+    destination = Path(destination)
+    if destination.suffix.lower() != ".json":
+        raise ValueError(f"{destination}: the destination must be a .json file.")
+    data = load_intents(source)
+    patterns = defaultdict(list)
+    for text, label in zip(data.texts, data.labels):
+        patterns[label].append(text)
+    document = _document(patterns)
+    for intent in document["intents"]:
+        intent["responses"] = data.responses[intent["tag"]]
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(document, file, indent=2, ensure_ascii=False)
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return data

@@ -1,0 +1,69 @@
+"""`model_card.md`: what a published model is, how it was made and how well it did.
+
+Written into the staging directory from the same facts as the manifest, so it is published
+(and checksummed) atomically with the model it describes.
+"""
+from datetime import UTC, datetime
+
+from . import __version__
+from .artifacts import CONFIG_FILE, versions
+
+LIMITATIONS = """\
+- Intended use: routing messages of a chatbot to one of the labels below. Each message is
+  classified on its own, without the conversation around it.
+- Messages outside these labels still get the closest one; the fallback threshold catches part
+  of them (`"intent": "fallback"`), not all.
+- Trained on the data file above only; words it never saw map to an unknown-word id, and the
+  test metrics hold for messages like the test split, which comes from the same file.
+- English text processing (NLTK tokenizer, WordNet lemmas)."""
+
+
+def _table(header, rows):
+    lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
+    return "\n".join(lines + [f"| {' | '.join(map(str, row))} |" for row in rows])
+
+
+def render(details, command_line):
+    """The card's Markdown from the manifest details of a run."""
+    data, splits = details["data"], details["splits"]
+    metrics = [(name, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}",
+                f"{m['log_loss']:.3f}" if "log_loss" in m else "–", m["n"])
+               for name, m in details["metrics"].items()]
+    reference = details["reference"]
+    metrics.append((f"reference: {reference['name']}", f"{reference['accuracy']:.4f}",
+                    f"{reference['macro_f1']:.4f}", "–", metrics[0][-1]))
+    finetune = details.get("finetune")
+    how = (f"fine-tuned from the previous model in {finetune['seconds']:.0f} s (the last full "
+           f"run took {finetune['full_run_seconds']:.0f} s)" if finetune
+           else f"full run in {details['training_seconds']:.0f} s")
+    sections = [
+        "# Model card: intentkit intent classifier", "",
+        (f"Trained {datetime.now(UTC).isoformat(timespec='seconds')} with intentkit "
+         f"{__version__} ({how})."), "",
+        f"Command line: `{command_line}` (effective options: `{CONFIG_FILE}` beside this file).",
+        "",
+        "## Data", "",
+        f"`{data['path']}`: {data['patterns']} distinct patterns, SHA-256 `{data['sha256']}`.",
+        "", _table(("split", "patterns"), [
+            ("train", splits["train"]),
+            ("train after augmentation", splits["train_after_augmentation"]),
+            ("validation", splits["val"]), ("test (held out)", splits["test"])]), "",
+        f"Labels ({len(details['labels'])}): {', '.join(details['labels'])}", "",
+        "## Model", "",
+        f"CNN-BiLSTM, configuration {details['best_config'].get('name', '?')!r}; "
+        + (f"ensemble weights {details['ensemble_weights']}."
+           if details.get("ensemble_weights") else "no ensemble."), "",
+        "## Test metrics", "",
+        _table(("model", "accuracy", "macro-F1", "log-loss", "test patterns"), metrics), "",
+        "## Fallback thresholds", "",
+        _table(("model", "threshold"), [(name, f"{value:.3f}") for name, value in
+                                        details["fallback_thresholds"].items()]), "",
+        "Below its threshold, an answer becomes `fallback` (chosen on the validation split).",
+        "", "## Versions", "",
+        _table(("package", "version"), sorted(versions().items())), "",
+        "## Intended use and limitations", "", LIMITATIONS, ""]
+    return "\n".join(sections)
+
+
+def write_model_card(path, details, command_line):
+    path.write_text(render(details, command_line), encoding="utf-8")
