@@ -29,7 +29,8 @@ class TrainConfig:
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
     epochs: int = _option(150, "epoch limit of the final CNN-BiLSTM")
     patience: int = _option(10, "early-stopping patience of the final CNN-BiLSTM")
-    batch_size: int = _option(64, "training batch size")
+    batch_size: int = _option(0, "training batch size (0 = auto: 64, or 256 when the training "
+                              "split has over 8,000 rows, where small batches only cost time)")
     label_smoothing: float = _option(0.1, "label smoothing of the cross-entropy loss")
     ensemble: bool = _option(True, "also train the transformer and CNN ensemble members")
     transformer: str = _option(
@@ -60,8 +61,9 @@ class TrainConfig:
         for name in ("val_size", "test_size"):
             if not 0 < getattr(self, name) < 0.5:
                 raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 0.5")
-        for name in ("tuning_epochs", "epochs", "ensemble_epochs", "batch_size",
-                     "tuning_max_rows"):
+        if self.batch_size < 0:
+            raise ValueError("--batch-size must be at least 1, or 0 for auto")
+        for name in ("tuning_epochs", "epochs", "ensemble_epochs", "tuning_max_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 

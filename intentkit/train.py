@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SEED_ENSEMBLE_WEIGHTS = {"cnn_bilstm": 0.4, "transformer": 0.4, "cnn": 0.2}
 ENSEMBLE_LEARNING_RATE = 1e-3
+SMALL_BATCH, LARGE_BATCH, LARGE_DATA_ROWS = 64, 256, 8000  # --batch-size 0 (auto)
 
 
 def set_seed(seed):
@@ -335,6 +336,11 @@ def train(config):
         published = finetune.read_published(out_dir)
     intents, split, preprocessor, label2idx, dataset, feedback_report = prepare(
         config, published)
+    if not config.batch_size:
+        config = replace(config, batch_size=LARGE_BATCH if len(dataset.x_train) > LARGE_DATA_ROWS
+                         else SMALL_BATCH)
+        log.info("batch size %d (auto, %d training rows)", config.batch_size,
+                 len(dataset.x_train))
     labels = intents.tags
     staging = artifacts.staging_dir(out_dir)
     try:

@@ -11,6 +11,7 @@ import pytest
 from intentkit import artifacts
 from intentkit import predict as serving
 from intentkit.predict import Predictor, get_predictor, predict_intent_improved
+from intentkit.pretrained import sentence_encoder
 
 MESSAGES = ["hello there friend", "what is the salary of a tester", "check my cv please",
             "bye for now", "how much do analysts earn", "good night"]
@@ -142,8 +143,13 @@ def test_ensemble_combines_members_with_their_weights(trained):
     single = Predictor(trained["model"], trained["preprocessor"])
     members = {m["name"]: artifacts.load_model(trained["out"] / "ensemble_models" / m["file"])
                for m in spec["members"]}
+    # The pretrained member reads all-MiniLM-L6-v2 sentence embeddings, the others token ids.
+    assert {m["name"]: m["input"] for m in spec["members"]} == {
+        "cnn_bilstm": "token_ids", "transformer": "sentence_embedding", "cnn": "token_ids"}
     ids = single.preprocessor.transform(MESSAGES)
-    expected = sum(weights[n] * members[n](ids, training=False).numpy() for n in members)
+    inputs = {"token_ids": ids, "sentence_embedding": sentence_encoder().embed(MESSAGES)}
+    expected = sum(m["weight"] * members[m["name"]](inputs[m["input"]], training=False).numpy()
+                   for m in spec["members"])
     assert np.allclose(ensemble.predict_proba(MESSAGES), expected, atol=1e-5)
     assert np.allclose(single.predict_proba(MESSAGES),
                        members["cnn_bilstm"](ids, training=False).numpy(), atol=1e-5)
@@ -215,7 +221,8 @@ def test_threads_see_the_old_or_the_new_run_while_retrains_switch(trained, tmp_p
     out = tmp_path / "served"
     out.mkdir()
     bundle = artifacts.load_preprocessor(trained["preprocessor"])
-    other_model = trained["out"] / artifacts.ENSEMBLE_DIR / "transformer.h5"
+    # Another model that reads token ids, as the single model does.
+    other_model = trained["out"] / artifacts.ENSEMBLE_DIR / "cnn.h5"
 
     def stage(threshold, model):
         staging = artifacts.staging_dir(out)

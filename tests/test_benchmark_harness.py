@@ -1,0 +1,41 @@
+"""benchmarks/run.py on a dataset directory made here: no val.json (carved from train), and
+out-of-scope test rows. Checks the harness end to end, not the figures it measures."""
+import json
+
+from conftest import ROOT, SMALL_INTENTS, run_script, write_intents
+
+OUT_OF_SCOPE = ["what is the capital of france", "play some jazz music", "order a pizza",
+                "how tall is mount everest"]
+SYSTEMS = ["ours: single CNN-BiLSTM", "ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)",
+           "TF-IDF words + logistic regression", "TF-IDF words + chars + LinearSVC",
+           "frozen MiniLM embeddings + logistic regression"]
+
+
+def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
+    dataset = tmp_path / "tiny"
+    dataset.mkdir()
+    write_intents(dataset / "train.json", {tag: p[:9] for tag, p in SMALL_INTENTS.items()})
+    test_rows = ([{"text": text, "intent": tag} for tag, p in SMALL_INTENTS.items()
+                  for text in p[9:]] + [{"text": text, "intent": "oos"} for text in OUT_OF_SCOPE])
+    (dataset / "test.json").write_text(json.dumps(test_rows))
+    out = tmp_path / "results" / "tiny"
+
+    result = run_script(ROOT / "benchmarks" / "run.py", "--datasets", dataset, "--quick",
+                        "--out", out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    report = json.loads(out.with_suffix(".json").read_text())
+    systems = report["results"]["tiny"]
+    assert list(systems) == SYSTEMS
+    for name, scores in systems.items():
+        assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["macro_f1"] <= 1, name
+        assert scores["test_rows"] == len(test_rows) - len(OUT_OF_SCOPE)
+        assert 0 <= scores["oos_recall"] <= 1 and 0 <= scores["oos_precision"] <= 1, name
+        assert scores["latency_p50_ms"] > 0 and scores["batch_texts_per_second"] > 0
+    # The pipeline carved its validation rows from train.json; the peers used the same rows.
+    details = report["datasets"]["tiny"]
+    assert details["val_source"] == "carved from train.json"
+    assert details["train_rows"] + details["val_rows"] == 9 * len(SMALL_INTENTS)
+    assert details["manifest"]["splits"]["val"] == details["val_rows"]
+    table = out.with_suffix(".md").read_text()
+    assert all(name in table for name in SYSTEMS) and "OOS recall" in table
