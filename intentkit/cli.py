@@ -25,12 +25,13 @@ def _run(function, verbose):
     """Run a command: user errors become one clear line and exit code 2, never a traceback."""
     from .artifacts import ArtifactError
     from .data import DataError
+    from .pretrained import PretrainedUnavailable
     try:
         return function()
     except KeyboardInterrupt:
         log.error("interrupted: nothing was published, the previous model is unchanged")
         return 130
-    except (DataError, ArtifactError, ValueError, OSError) as error:
+    except (DataError, ArtifactError, PretrainedUnavailable, ValueError, OSError) as error:
         if verbose:
             log.exception("error")
         else:

@@ -23,6 +23,7 @@ SKIP_REASONS = {
     "unknown_intent": "intent not in the training data",
     "in_val_or_test": "text is a validation or test pattern",
     "in_training": "text already in the training split",
+    "conflicts_with_training": "text is a training pattern of another intent: fix the data file",
     "repeated": "text repeats an earlier feedback row",
 }
 
@@ -120,7 +121,8 @@ def fold_into_training(split, path, tags):
     """
     rows = read_feedback(path)
     held_out = {duplicate_key(text) for text in split.val_texts + split.test_texts}
-    in_training = {duplicate_key(text) for text in split.train_texts}
+    training_label = {duplicate_key(text): label
+                      for text, label in zip(split.train_texts, split.train_labels)}
     added_keys = set()
     known = set(tags)
     texts, labels = list(split.train_texts), list(split.train_labels)
@@ -134,8 +136,9 @@ def fold_into_training(split, path, tags):
             reason = "unknown_intent"
         elif key in held_out:
             reason = "in_val_or_test"
-        elif key in in_training:
-            reason = "in_training"
+        elif key in training_label:
+            reason = ("in_training" if training_label[key] == row["correct"]
+                      else "conflicts_with_training")
         elif key in added_keys:
             reason = "repeated"
         else:

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import artifacts
+from . import artifacts, pretrained
 from .data import DataError
 from .train import ENSEMBLE_LEARNING_RATE, Member, fit, tensorboard_callbacks
 
@@ -63,11 +63,23 @@ def read_published(out_dir):
             if member["name"] != "cnn_bilstm":
                 files[member["name"]] = ensemble_dir / member["file"]
                 inputs[member["name"]] = member.get("input", artifacts.TOKEN_IDS)
+                _check_encoder(member, spec_path)
                 artifacts.check_model_file(member, spec_path, files[member["name"]], key="sha256")
     manifest = json.loads((out_dir / artifacts.MANIFEST_FILE).read_text())
     full_run_seconds = (manifest.get("finetune") or {}).get("full_run_seconds",
                                                         manifest["training_seconds"])
     return Published(out_dir, bundle, files, inputs, full_run_seconds)
+
+
+def _check_encoder(member, spec_path):
+    """A head trained on one encoder's embeddings cannot continue on another's."""
+    if member.get("input") != artifacts.SENTENCE_EMBEDDING:
+        return
+    installed = pretrained.sentence_encoder().sha256
+    if member["encoder_sha256"] != installed:
+        raise ValueError(f"{spec_path}: member {member['name']!r} was trained on other "
+                         "all-MiniLM-L6-v2 weights than the installed ones; train without "
+                         "--finetune.")
 
 
 def continue_training(published, dataset, config):

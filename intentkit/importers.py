@@ -120,6 +120,7 @@ def convert(source, destination):
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             json.dump(document, file, indent=2, ensure_ascii=False)
+        os.chmod(temporary, 0o644)  # mkstemp made it private; a data file is for everyone
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

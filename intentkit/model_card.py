@@ -3,8 +3,6 @@
 Written into the staging directory from the same facts as the manifest, so it is published
 (and checksummed) atomically with the model it describes.
 """
-from datetime import UTC, datetime
-
 from . import __version__
 from .artifacts import CONFIG_FILE, versions
 
@@ -13,12 +11,14 @@ LIMITATIONS = """\
   classified on its own, without the conversation around it.
 - Messages outside these labels still get the closest one; the fallback threshold catches part
   of them (`"intent": "fallback"`), not all.
-- Trained on the data file above only; words it never saw map to an unknown-word id, and the
-  test metrics hold for messages like the test split, which comes from the same file.
-- English text processing (NLTK tokenizer, WordNet lemmas)."""
+- The test metrics hold for messages like the test split (carved from the data file unless
+  `test_data` in the options names another file). The CNN-BiLSTM and CNN map words they never saw
+  to an unknown-word id; the pretrained member (if any) reads all-MiniLM-L6-v2 embeddings, which
+  cover general English vocabulary.
+- English text processing (NLTK tokenizer, WordNet lemmas; MiniLM's WordPiece, uncased)."""
 
 
-def _table(header, rows):
+def markdown_table(header, rows):
     lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
     return "\n".join(lines + [f"| {' | '.join(map(str, row))} |" for row in rows])
 
@@ -38,29 +38,33 @@ def render(details, command_line):
            else f"full run in {details['training_seconds']:.0f} s")
     sections = [
         "# Model card: intentkit intent classifier", "",
-        (f"Trained {datetime.now(UTC).isoformat(timespec='seconds')} with intentkit "
+        (f"Trained {details['created']} with intentkit "
          f"{__version__} ({how})."), "",
         f"Command line: `{command_line}` (effective options: `{CONFIG_FILE}` beside this file).",
         "",
         "## Data", "",
         f"`{data['path']}`: {data['patterns']} distinct patterns, SHA-256 `{data['sha256']}`.",
-        "", _table(("split", "patterns"), [
+        *(f"{name}: `{data[name]['path']}`, SHA-256 `{data[name]['sha256']}`."
+          for name in ("val_data", "test_data", "feedback") if name in data),
+        "", markdown_table(("split", "patterns"), [
             ("train", splits["train"]),
             ("train after augmentation", splits["train_after_augmentation"]),
             ("validation", splits["val"]), ("test (held out)", splits["test"])]), "",
         f"Labels ({len(details['labels'])}): {', '.join(details['labels'])}", "",
         "## Model", "",
         f"CNN-BiLSTM, configuration {details['best_config'].get('name', '?')!r}; "
-        + (f"ensemble weights {details['ensemble_weights']}."
+        + (f"ensemble weights {details['ensemble_weights']}; member inputs "
+           f"{details['member_inputs']} (`sentence_embedding`: frozen all-MiniLM-L6-v2)."
            if details.get("ensemble_weights") else "no ensemble."), "",
         "## Test metrics", "",
-        _table(("model", "accuracy", "macro-F1", "log-loss", "test patterns"), metrics), "",
+        markdown_table(("model", "accuracy", "macro-F1", "log-loss", "test patterns"),
+                       metrics), "",
         "## Fallback thresholds", "",
-        _table(("model", "threshold"), [(name, f"{value:.3f}") for name, value in
+        markdown_table(("model", "threshold"), [(name, f"{value:.3f}") for name, value in
                                         details["fallback_thresholds"].items()]), "",
         "Below its threshold, an answer becomes `fallback` (chosen on the validation split).",
         "", "## Versions", "",
-        _table(("package", "version"), sorted(versions().items())), "",
+        markdown_table(("package", "version"), sorted(versions().items())), "",
         "## Intended use and limitations", "", LIMITATIONS, ""]
     return "\n".join(sections)
 

@@ -2,8 +2,10 @@
 
 Two runtimes, with the same answers: "keras" (default) runs the models through a `tf.function`;
 "numpy" runs them with NumPy alone (intentkit.numpy_runtime) and never imports TensorFlow, for a
-cold start of a fraction of a second. Imports only the light layers (artifacts, text, models),
-never training code. Thread-safe: both forward paths are, and the cache is guarded by a lock.
+cold start of a fraction of a second. Imports only the light layers (artifacts, text, models,
+pretrained), never training code. An ensemble member that reads sentence embeddings gets them
+from the pretrained encoder (intentkit.pretrained, NumPy) in both runtimes. Thread-safe: both
+forward paths are, and the cache is guarded by a lock.
 """
 import logging
 import os
@@ -93,8 +95,8 @@ class Predictor:
         self.labels = [bundle["idx2label"][i] for i in range(len(bundle["idx2label"]))]
         self.threshold = bundle["fallback_thresholds"][self.model_type]
         self.margin = bundle["fallback_margin"]
-        self._forward = (_numpy_forward if runtime == "numpy" else _compiled_forward)(
-            members, bundle["max_sequence_length"])
+        self._forward = (_numpy_forward(members) if runtime == "numpy"
+                         else _compiled_forward(members, bundle["max_sequence_length"]))
         self._forward(self._features([""], [[]]))  # warm up now
 
     def _watch(self, path):
@@ -183,7 +185,7 @@ def _load_encoder(expected_sha256, spec_path):
     return encoder
 
 
-def _numpy_forward(members, max_length):
+def _numpy_forward(members):
     def forward(features):
         return sum(weight * model(features[kind]) for model, weight, kind in members)
     return forward

@@ -135,8 +135,6 @@ def _gelu(x):
 class SentenceEncoder:
     """all-MiniLM-L6-v2 sentence embeddings: BERT forward, mean over tokens, L2-normalised."""
 
-    dimension = HIDDEN
-
     def __init__(self, directory=None):
         from safetensors.numpy import load_file
         directory = Path(directory) if directory else model_dir()

@@ -31,7 +31,16 @@ log = logging.getLogger(__name__)
 
 SEED_ENSEMBLE_WEIGHTS = {"cnn_bilstm": 0.4, "transformer": 0.4, "cnn": 0.2}
 ENSEMBLE_LEARNING_RATE = 1e-3
-SMALL_BATCH, LARGE_BATCH, LARGE_DATA_ROWS = 64, 256, 8000  # --batch-size 0 (auto)
+# Options left at 0 or "auto". Small data sets need small batches and patient early stopping (a
+# small validation split is noisy), and keep the seed's ensemble weights (too few validation
+# rows to fit them). Large ones converge in few epochs of large batches, which keeps a
+# 15,000-pattern run under 10 minutes on a laptop; tuning trials there only rank the
+# configurations; thousands of validation rows fit the ensemble weights reliably.
+SMALL_DATA = {"batch_size": 64, "patience": 10, "ensemble_patience": 10, "tuning_epochs": 30,
+              "epochs": 150, "ensemble_epochs": 80, "ensemble_weights": "seed"}
+LARGE_DATA = {"batch_size": 256, "patience": 3, "ensemble_patience": 3, "tuning_epochs": 10,
+              "epochs": 20, "ensemble_epochs": 20, "ensemble_weights": "fitted"}
+LARGE_DATA_ROWS = 8000
 
 
 def set_seed(seed):
@@ -117,7 +126,8 @@ def probabilities(model, x, batch_size=1024):
 
 def sample_rows(dataset, max_rows, seed):
     """A stratified sample of the training rows (all of them when there are few)."""
-    if len(dataset.x_train) <= max_rows:
+    num_classes = dataset.y_train.shape[1]
+    if min(max_rows, len(dataset.x_train) - max_rows) < num_classes:  # cannot stratify: keep all
         return dataset
     keep, _ = train_test_split(np.arange(len(dataset.x_train)), train_size=max_rows,
                                stratify=dataset.y_train.argmax(axis=1), random_state=seed)
@@ -194,9 +204,10 @@ def augment_and_balance(split, config):
 
 
 def sentence_embeddings(config, *text_lists):
-    """all-MiniLM-L6-v2 embeddings of each list, or None when the pretrained member is off or
-    its package is missing (the transformer member is then trained from scratch)."""
-    if config.transformer != "minilm":
+    """all-MiniLM-L6-v2 embeddings of each list, or None when the pretrained member is off (no
+    ensemble, or --transformer scratch) or its package is missing (the transformer member is
+    then trained from scratch)."""
+    if not config.ensemble or config.transformer != "minilm":
         return None
     try:
         encoder = pretrained.sentence_encoder()
@@ -253,6 +264,8 @@ def split_first(intents, config):
         if not path:
             continue
         texts, labels = load_examples(path)
+        if not texts:
+            raise DataError(f"{path}: no labelled rows; a {name} file needs at least one.")
         unknown = sorted(set(labels) - set(intents.tags))
         if unknown:
             raise DataError(f"{path}: {len(unknown)} intent(s) not in {config.data}: "
@@ -261,15 +274,13 @@ def split_first(intents, config):
         given[name] = (texts, labels)
     split = split_data(intents.texts, intents.labels, 0 if "val" in given else config.val_size,
                        0 if "test" in given else config.test_size, config.seed)
-    if "val" in given:
-        split = replace(split, val_texts=given["val"][0], val_labels=given["val"][1])
-    if "test" in given:
-        split = replace(split, test_texts=given["test"][0], test_labels=given["test"][1])
-        training = {duplicate_key(t) for t in split.train_texts}
-        seen = sum(duplicate_key(t) in training for t in split.test_texts)
+    training = {duplicate_key(t) for t in split.train_texts}
+    for name, (texts, labels) in given.items():
+        split = replace(split, **{f"{name}_texts": texts, f"{name}_labels": labels})
+        seen = sum(duplicate_key(t) in training for t in texts)
         if seen:
-            log.warning("%s: %d of %d test texts also appear in the training data",
-                        config.test_data, seen, len(split.test_texts))
+            log.warning("%s: %d of %d %s texts also appear in the training data",
+                        getattr(config, f"{name}_data"), seen, len(texts), name)
     return split
 
 
@@ -325,6 +336,16 @@ def train_members(dataset, preprocessor, num_classes, best, config, staging):
     return members, histories
 
 
+def resolve_auto(config, train_rows):
+    """The config with its auto options (0 or "auto") set for a training split of that size."""
+    profile = LARGE_DATA if train_rows > LARGE_DATA_ROWS else SMALL_DATA
+    auto = {name: value for name, value in profile.items()
+            if getattr(config, name) in (0, "auto")}
+    if auto:
+        log.info("auto settings for %d training rows: %s", train_rows, auto)
+    return replace(config, **auto)
+
+
 def train(config):
     """Run the whole pipeline and publish the artifacts into config.out; returns the metrics."""
     started = time.perf_counter()
@@ -336,11 +357,7 @@ def train(config):
         published = finetune.read_published(out_dir)
     intents, split, preprocessor, label2idx, dataset, feedback_report = prepare(
         config, published)
-    if not config.batch_size:
-        config = replace(config, batch_size=LARGE_BATCH if len(dataset.x_train) > LARGE_DATA_ROWS
-                         else SMALL_BATCH)
-        log.info("batch size %d (auto, %d training rows)", config.batch_size,
-                 len(dataset.x_train))
+    config = resolve_auto(config, len(dataset.x_train))
     labels = intents.tags
     staging = artifacts.staging_dir(out_dir)
     try:
@@ -401,8 +418,13 @@ def train(config):
         (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
         seconds = round(time.perf_counter() - started, 1)
         details = {
+            "created": artifacts.now(),
             "data": {"path": str(config.data), "sha256": artifacts.sha256(config.data),
-                     "patterns": len(intents.texts)},
+                     "patterns": len(intents.texts),
+                     **{name: {"path": path, "sha256": artifacts.sha256(path)}
+                        for name, path in (("val_data", config.val_data),
+                                           ("test_data", config.test_data),
+                                           ("feedback", config.feedback)) if path}},
             "labels": labels,
             "splits": {"train": len(split.train_texts), "val": len(split.val_texts),
                        "test": len(split.test_texts),

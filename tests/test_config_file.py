@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from intentkit import cli
+from intentkit.config import TrainConfig
 from intentkit.config_file import read_config_file
 
 
@@ -28,7 +29,7 @@ def test_an_int_is_a_fine_float(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("epoch: 5\n", "unknown option 'epoch'. Did you mean epochs"),
-    ("epochs: many\n", "'epochs' must be int (like 150), not str 'many'"),
+    ("tuning_patience: many\n", "'tuning_patience' must be int (like 5), not str 'many'"),
     ("epochs: true\n", "'epochs' must be int"),
     ("ensemble: 1\n", "'ensemble' must be bool"),
     ("- epochs\n", "must be a mapping of option names to values"),
@@ -65,7 +66,7 @@ def test_precedence_defaults_quick_file_flags(tmp_path, captured_config):
     assert config.epochs == 40 and config.patience == 7, "the file wins over --quick"
     assert config.seed == 5, "an explicit flag wins over the file"
     assert config.tuning_epochs == cli.QUICK["tuning_epochs"], "--quick wins over defaults"
-    assert config.batch_size == 64, "defaults fill the rest"
+    assert config.batch_size == TrainConfig.batch_size, "defaults fill the rest"
 
 
 def test_command_line_reports_a_bad_file_with_exit_code_2(tmp_path, captured_config, caplog):

@@ -85,6 +85,8 @@ def test_fold_adds_confirmed_rows_to_training_split_only(tmp_path):
             (split.test_texts[0], "greeting", True),             # a test pattern
             (split.val_texts[0].upper(), "greeting", True),      # a validation pattern
             (split.train_texts[0], split.train_labels[0], True),  # already in training
+            (split.train_texts[1], "greeting" if split.train_labels[1] != "greeting"
+             else "salary", True),                                # training pattern, other intent
             ("tell me a joke", "jokes", True),                   # unknown intent
             ("bye for now friend", "goodbye", False)]:           # not confirmed
         record_feedback(path, text, "fallback", correct, confirmed=confirmed)
@@ -93,9 +95,9 @@ def test_fold_adds_confirmed_rows_to_training_split_only(tmp_path):
     assert folded.train_texts == split.train_texts + ["what is the salary of a nurse"]
     assert folded.train_labels == split.train_labels + ["salary"]
     assert (folded.val_texts, folded.test_texts) == (split.val_texts, split.test_texts)
-    assert report == {"file": str(path), "rows": 7, "added": 1, "skipped": {
+    assert report == {"file": str(path), "rows": 8, "added": 1, "skipped": {
         "unconfirmed": 1, "unknown_intent": 1, "in_val_or_test": 2, "in_training": 1,
-        "repeated": 1}}
+        "conflicts_with_training": 1, "repeated": 1}}
 
 
 def test_training_run_folds_feedback_and_reports_it(trained):
