@@ -113,3 +113,18 @@ def test_page_is_served(service):
     assert response.headers["content-type"].startswith("text/html")
     assert 'id="message"' in page and "http" not in page.split("<script>")[1], \
         "the page must not load anything from elsewhere"
+
+
+def test_ensemble_service_answers_through_the_pretrained_member(trained):
+    """The default published layout: the ensemble's transformer member reads MiniLM embeddings."""
+    app = create_app(trained["model"], trained["preprocessor"], use_ensemble=True)
+    predictor = get_predictor(trained["model"], trained["preprocessor"], use_ensemble=True)
+    with serving(app) as url:
+        status, health = call(url + "/health")
+        assert status == 200 and health["model"]["type"] == "ensemble"
+        status, body = call(url + "/predict/batch", "POST", {"texts": MESSAGES})
+    assert status == 200
+    for result, text in zip(body["results"], MESSAGES):
+        expected = predictor.predict(text)
+        assert result["model_type"] == "ensemble" and result["intent"] == expected["intent"]
+        assert result["confidence"] == pytest.approx(expected["confidence"], abs=1e-6)
