@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from .config import config_fields
+from .data import yaml_error
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -30,10 +31,7 @@ def _parse(path):
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or error
-        raise ValueError(f"{path}: invalid YAML{where}: {problem}.") from None
+        raise ValueError(yaml_error(path, error)) from None
 
 
 def _checked(path, key, value, default):

@@ -50,6 +50,13 @@ def duplicate_key(text):
     return words or " ".join(text.casefold().split())  # all symbols, e.g. only emoji
 
 
+def yaml_error(path, error):
+    """One line for a yaml.YAMLError: the file, the line and column, the problem."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{path}: invalid YAML{where}: {getattr(error, 'problem', None) or error}."
+
+
 def read_text(path):
     """The file's text; a missing, unreadable or non-UTF-8 file is a DataError."""
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import DataError, load_intents, read_text
+from .data import DataError, load_intents, read_text, yaml_error
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,7 @@ def read_rasa(path):
     try:
         document = yaml.safe_load(read_text(path))
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise DataError(f"{path}: invalid YAML{where}: "
-                        f"{getattr(error, 'problem', None) or error}.") from None
+        raise DataError(yaml_error(path, error)) from None
     if not isinstance(document, dict) or not isinstance(document.get("nlu"), list):
         raise DataError(f"{path}: expected Rasa NLU data: a top-level `nlu:` list of items like "
                         "`- intent: greet` with `examples: |` lines `- hello`.")
