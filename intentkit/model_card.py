@@ -23,7 +23,7 @@ def markdown_table(header, rows):
     return "\n".join(lines + [f"| {' | '.join(map(str, row))} |" for row in rows])
 
 
-def render(details, command_line):
+def render(details):
     """The card's Markdown from the manifest details of a run."""
     data, splits = details["data"], details["splits"]
     metrics = [(name, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}",
@@ -40,7 +40,8 @@ def render(details, command_line):
         "# Model card: intentkit intent classifier", "",
         (f"Trained {details['created']} with intentkit "
          f"{__version__} ({how})."), "",
-        f"Command line: `{command_line}` (effective options: `{CONFIG_FILE}` beside this file).",
+        f"Command line: `{details['command_line']}` (effective options: `{CONFIG_FILE}` beside "
+        "this file).",
         "",
         "## Data", "",
         f"`{data['path']}`: {data['patterns']} distinct patterns, SHA-256 `{data['sha256']}`.",
@@ -61,7 +62,7 @@ def render(details, command_line):
                        metrics), "",
         "## Fallback thresholds", "",
         markdown_table(("model", "threshold"), [(name, f"{value:.3f}") for name, value in
-                                        details["fallback_thresholds"].items()]), "",
+                                                details["fallback_thresholds"].items()]), "",
         "Below its threshold, an answer becomes `fallback` (chosen on the validation split).",
         "", "## Versions", "",
         markdown_table(("package", "version"), sorted(versions().items())), "",
@@ -69,5 +70,5 @@ def render(details, command_line):
     return "\n".join(sections)
 
 
-def write_model_card(path, details, command_line):
-    path.write_text(render(details, command_line), encoding="utf-8")
+def write_model_card(path, details):
+    path.write_text(render(details), encoding="utf-8")

@@ -441,7 +441,7 @@ def train(config):
             "reference": reference, "feedback": feedback_report, "training_seconds": seconds,
             "finetune": finetune.report_time_saved(published, seconds) if published else None,
             "command_line": shlex.join(sys.argv)}
-        write_model_card(staging / artifacts.MODEL_CARD_FILE, details, details["command_line"])
+        write_model_card(staging / artifacts.MODEL_CARD_FILE, details)
         artifacts.write_manifest(staging, details)
         artifacts.publish(staging, out_dir)
     finally:
