@@ -152,7 +152,8 @@ def run_ours(files, test_texts, test_labels, work, seed, quick):
     config = TrainConfig(**{**(QUICK if quick else {}), **files, "out": str(work / "model"),
                             "seed": seed})
     _, seconds = timed(lambda: train(config))
-    split = split_first(load_intents(config.data), config)
+    intents = load_intents(config.data)
+    split = split_first(intents, config)  # the rows the pipeline used, for the peers
     results = {}
     for name, ensemble in (("ours: single CNN-BiLSTM", False),
                            ("ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)", True)):
@@ -163,7 +164,7 @@ def run_ours(files, test_texts, test_labels, work, seed, quick):
                      predictor.threshold),  # chosen on validation at training time
             "train_seconds": seconds,
             **speed(predictor.predict, predictor.predict_batch, test_texts)}
-    return config, split, results
+    return intents.tags, split, results
 
 
 def run_peers(split, test_texts, test_labels, tags):
@@ -240,9 +241,8 @@ def main():
         with tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
             files, test_texts, test_labels = prepare_files(directory, work, args.quick, args.seed)
-            config, split, ours = run_ours(files, test_texts, test_labels, work, args.seed,
-                                           args.quick)
-            tags = load_intents(config.data).tags
+            tags, split, ours = run_ours(files, test_texts, test_labels, work, args.seed,
+                                         args.quick)
             results[directory.name] = {**ours, **run_peers(split, test_texts, test_labels,
                                                            tags)}
             details[directory.name] = {
