@@ -130,18 +130,24 @@ def import_main(argv):
     return _run(run, args.verbose)
 
 
+def add_model_arguments(parser):
+    """--model, --preprocessor, --ensemble, --runtime: which trained model answers, and how
+    (predict.py and the HTTP service)."""
+    from .predict import DEFAULT_MODEL_PATH, DEFAULT_PREPROCESSOR_PATH, RUNTIMES
+    parser.add_argument("--model", default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--preprocessor", default=DEFAULT_PREPROCESSOR_PATH)
+    parser.add_argument("--ensemble", action="store_true", help="use the ensemble")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="keras",
+                        help="numpy: same answers without importing TensorFlow (fast start)")
+
+
 def predict_main(argv=None):
-    from .predict import DEFAULT_MODEL_PATH, DEFAULT_PREPROCESSOR_PATH
     parser = argparse.ArgumentParser(
         prog="predict.py", description="Classify messages with a trained model. With TEXT, one "
         "message; with --file, one message per line (JSON lines out); with neither, a shell.")
     parser.add_argument("text", nargs="?", help="the message to classify")
     parser.add_argument("--file", help="a text file, one message per line ('-' = stdin)")
-    parser.add_argument("--model", default=DEFAULT_MODEL_PATH)
-    parser.add_argument("--preprocessor", default=DEFAULT_PREPROCESSOR_PATH)
-    parser.add_argument("--ensemble", action="store_true", help="use the ensemble")
-    parser.add_argument("--runtime", choices=("keras", "numpy"), default="keras",
-                        help="numpy: same answers without importing TensorFlow (fast start)")
+    add_model_arguments(parser)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=None,
                         help="fallback confidence threshold (default: the trained one)")

@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import artifacts
+from .cli import _run, _setup_logging, add_model_arguments
 from .data import MAX_PATTERN_CHARS
 from .feedback import record_feedback
 from .predict import (
@@ -156,11 +157,7 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m intentkit.serve",
                                      description="Serve the intent classifier over HTTP.")
-    parser.add_argument("--model", default=DEFAULT_MODEL_PATH)
-    parser.add_argument("--preprocessor", default=DEFAULT_PREPROCESSOR_PATH)
-    parser.add_argument("--ensemble", action="store_true", help="use the ensemble")
-    parser.add_argument("--runtime", choices=("keras", "numpy"), default="keras",
-                        help="numpy: same answers without importing TensorFlow (fast start)")
+    add_model_arguments(parser)
     parser.add_argument("--feedback", help="JSON-lines file that POST /feedback appends to "
                         "(default: feedback off)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 listens on all networks")
@@ -169,7 +166,6 @@ def main(argv=None):
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    from .cli import _run, _setup_logging
     _setup_logging(args.verbose)
 
     def run():
