@@ -1,8 +1,9 @@
-"""Classify messages: `from predict import predict_intent_improved`, or `python predict.py --help`."""
+"""Classify messages: `from predict import predict_intent_improved`, or `python predict.py --help`
+(= `intentkit predict --help`)."""
 import sys
 
 from intentkit.predict import Predictor, predict_intent_improved  # noqa: F401
 
 if __name__ == "__main__":
-    from intentkit.cli import predict_main
-    sys.exit(predict_main())
+    from intentkit.cli import main
+    sys.exit(main(["predict", *sys.argv[1:]], progs={"predict": "predict.py"}))

@@ -12,13 +12,11 @@ to benchmarks/results/ablation.json.
 """
 import argparse
 import logging
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from common import report  # noqa: E402
 from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
@@ -33,7 +31,8 @@ from intentkit.config import TrainConfig  # noqa: E402
 from intentkit.data import Split, load_examples, load_intents, split_data  # noqa: E402
 from intentkit.evaluate import reference_baseline  # noqa: E402
 from intentkit.models import SEED_CONFIGS, build_cnn_bilstm  # noqa: E402
-from intentkit.train import featurize, fit, probabilities, set_seed  # noqa: E402
+from intentkit.members import fit, probabilities  # noqa: E402
+from intentkit.train import featurize, set_seed  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 VARIANTS = {  # name -> (augmentation_factor, balance)
@@ -75,7 +74,7 @@ def run_variant(split, tags, augmentation_factor, balance, seed, epochs):
     config = TrainConfig(seed=seed, augmentation_factor=augmentation_factor, balance=balance,
                          ensemble=False, batch_size=64)
     set_seed(seed)
-    preprocessor, label2idx, dataset = featurize(split, tags, config)
+    preprocessor, dataset = featurize(split, tags, config)
     trial = SEED_CONFIGS[0]
     keras.utils.set_random_seed(seed)
     model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from common import report  # noqa: E402
 from intentkit.runtime import import_tensorflow_quietly  # noqa: E402

@@ -8,11 +8,9 @@ reports the largest probability difference and how often the top intent agrees. 
 of both runtimes are in benchmarks/latency.py. Writes benchmarks/results/numpy_runtime.json.
 """
 import argparse
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from common import report  # noqa: E402
 from intentkit import artifacts  # noqa: E402

@@ -24,13 +24,11 @@ import argparse
 import json
 import logging
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from common import report  # noqa: E402
 from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
@@ -45,8 +43,7 @@ from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 from intentkit import artifacts, pretrained  # noqa: E402
-from intentkit.cli import QUICK  # noqa: E402
-from intentkit.config import TrainConfig  # noqa: E402
+from intentkit.config import QUICK, TrainConfig  # noqa: E402
 from intentkit.data import load_examples, load_intents  # noqa: E402
 from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # noqa: E402
                                 tfidf_logistic_regression)

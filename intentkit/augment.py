@@ -21,7 +21,6 @@ from .data import duplicate_key
 log = logging.getLogger(__name__)
 
 METHODS = ("synonym", "insertion", "paraphrase")
-BALANCING = ("upsample", "class_weight", "none")
 
 # Never replaced: they decide what is being asked, and WordNet has odd senses for them
 # ("a" -> "angstrom", "it" -> "information technology").

@@ -1,5 +1,36 @@
-"""Training configuration: one dataclass, filled from CLI flags and saved beside the artifacts."""
-from dataclasses import asdict, dataclass, field, fields
+"""Training configuration: one dataclass, filled from CLI flags and saved beside the artifacts.
+
+It owns every default: the options' values, the `--quick` preset and the "auto" values that
+follow the size of the training split.
+"""
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .artifacts import DEFAULT_DIR
+from .errors import ConfigError
+
+# Options left at 0 or "auto". Small data sets need small batches and patient early stopping (a
+# small validation split is noisy), and keep the seed's ensemble weights (too few validation
+# rows to fit them). Large ones converge in few epochs of large batches, which keeps a
+# 15,000-pattern run under 10 minutes on a laptop; tuning trials there only rank the
+# configurations; thousands of validation rows fit the ensemble weights reliably. The pretrained
+# member's head is a dense layer over 384 numbers (about a second an epoch on 15,000 rows): it
+# gets 60 epochs at any size.
+LARGE_DATA_ROWS = 8000
+SMALL_DATA = {"batch_size": 64, "patience": 10, "ensemble_patience": 10, "tuning_epochs": 30,
+              "epochs": 150, "ensemble_epochs": 80, "head_epochs": 60, "ensemble_weights": "seed"}
+LARGE_DATA = {"batch_size": 256, "patience": 3, "ensemble_patience": 3, "tuning_epochs": 10,
+              "epochs": 20, "ensemble_epochs": 20, "head_epochs": 60, "ensemble_weights": "fitted"}
+# --quick: a smoke run of seconds per model (flags given explicitly still apply).
+QUICK = {"augmentation_factor": 1, "tuning_epochs": 3, "tuning_patience": 2, "epochs": 6,
+         "patience": 3, "ensemble_epochs": 4, "ensemble_patience": 2, "head_epochs": 4}
+
+
+def _auto(name):
+    """The help text's "auto" clause, from the profiles above."""
+    small, large = SMALL_DATA[name], LARGE_DATA[name]
+    if small == large:
+        return f"auto: {small}"
+    return f"auto: {small}, or {large} above {LARGE_DATA_ROWS:,} training rows"
 
 
 def _option(default, help_text):
@@ -8,9 +39,9 @@ def _option(default, help_text):
 
 @dataclass
 class TrainConfig:
-    data: str = _option("filesTech/final.json",
+    data: str = _option(f"{DEFAULT_DIR}/final.json",
                         "intents file to train on: .json, .csv/.tsv (text,intent) or Rasa .yml")
-    out: str = _option("filesTech", "directory that receives the model, pickle, plots and report")
+    out: str = _option(DEFAULT_DIR, "directory that receives the model, pickle, plots and report")
     seed: int = _option(42, "seeds the split, augmentation and weight initialisation")
     val_size: float = _option(0.15, "fraction of patterns held out for validation")
     test_size: float = _option(0.15, "fraction of patterns held out for the final test")
@@ -24,29 +55,31 @@ class TrainConfig:
         5000, "skip augmentation when the training split has more rows (it pays on small data "
         "sets; on large ones it multiplies training time)")
     balance: str = _option("class_weight", "class_weight | upsample (the seed's) | none")
-    tuning_epochs: int = _option(0, "epoch limit of each tuning trial (0 = auto: 30, or 10 above "
-                                 "8,000 training rows)")
+    tuning_epochs: int = _option(0, "epoch limit of each tuning trial "
+                                 f"(0 = {_auto('tuning_epochs')})")
     tuning_max_rows: int = _option(
         2000, "tuning trials train on a stratified sample of at most this many rows")
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
-    epochs: int = _option(0, "epoch limit of the final CNN-BiLSTM (0 = auto: 150, or 20 above "
-                          "8,000 training rows)")
-    patience: int = _option(0, "early-stopping patience of the final CNN-BiLSTM (0 = auto: 10, "
-                            "or 3 above 8,000 training rows, whose validation split is steady)")
-    batch_size: int = _option(0, "training batch size (0 = auto: 64, or 256 above 8,000 training "
-                              "rows)")
+    epochs: int = _option(0, f"epoch limit of the final CNN-BiLSTM (0 = {_auto('epochs')})")
+    patience: int = _option(0, "early-stopping patience of the final CNN-BiLSTM "
+                            f"(0 = {_auto('patience')})")
+    batch_size: int = _option(0, f"training batch size (0 = {_auto('batch_size')})")
     label_smoothing: float = _option(0.1, "label smoothing of the cross-entropy loss")
     ensemble: bool = _option(True, "also train the transformer and CNN ensemble members")
+    # The ensemble member named "transformer" (the seed's name, kept in file names) is, by
+    # default, the pretrained MiniLM encoder with a trained head.
     transformer: str = _option(
         "minilm", "minilm: pretrained all-MiniLM-L6-v2 encoder (frozen) with a trained head | "
         "scratch: the seed's transformer trained from scratch")
-    ensemble_epochs: int = _option(0, "epoch limit of each ensemble member (0 = auto: 80, or 20 "
-                                   "above 8,000 training rows)")
-    ensemble_patience: int = _option(0, "early-stopping patience of ensemble members (0 = auto, "
-                                     "as --patience)")
+    ensemble_epochs: int = _option(0, "epoch limit of the token-id ensemble members "
+                                   f"(0 = {_auto('ensemble_epochs')})")
+    ensemble_patience: int = _option(0, "early-stopping patience of ensemble members "
+                                     f"(0 = {_auto('ensemble_patience')})")
+    head_epochs: int = _option(0, "epoch limit of the pretrained member's head "
+                               f"(0 = {_auto('head_epochs')})")
     ensemble_weights: str = _option(
-        "auto", "seed (0.4/0.4/0.2) | fitted (best log-loss on val) | auto: seed, or fitted "
-        "above 8,000 training rows, where the validation split is large enough to fit them")
+        "auto", "seed (0.4/0.4/0.2) | fitted (best log-loss on val) | "
+        f"{_auto('ensemble_weights')} (a large validation split can fit them)")
     fallback_coverage: float = _option(
         0.95, "share of correct validation answers kept above the fallback threshold")
     fallback_margin: float = _option(
@@ -65,21 +98,29 @@ class TrainConfig:
                    "transformer": ("minilm", "scratch")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"--{name.replace('_', '-')} must be one of {allowed}, "
+                raise ConfigError(f"--{name.replace('_', '-')} must be one of {allowed}, "
                                  f"not {getattr(self, name)!r}")
         for name in ("val_size", "test_size"):
             if not 0 < getattr(self, name) < 0.5:
-                raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 0.5")
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 0.5")
         for name in ("batch_size", "patience", "ensemble_patience", "tuning_epochs", "epochs",
-                     "ensemble_epochs"):
+                     "ensemble_epochs", "head_epochs"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, or 0 for auto")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, or 0 for auto")
         for name in ("tuning_max_rows",):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
 
     def to_dict(self):
         return asdict(self)
+
+    def resolved(self, train_rows):
+        """This config with its auto options (0 or "auto") set for a training split of that
+        size; returns (config, {the values chosen})."""
+        profile = LARGE_DATA if train_rows > LARGE_DATA_ROWS else SMALL_DATA
+        auto = {name: value for name, value in profile.items()
+                if getattr(self, name) in (0, "auto")}
+        return replace(self, **auto), auto
 
 
 def config_fields():

@@ -5,21 +5,24 @@ Every problem is reported as a `DataError` naming the file, the entry and what t
 """
 import json
 import logging
+import os
 import re
+import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from sklearn.model_selection import train_test_split
+
+from . import importers
+from .errors import DataError
+from .readers import parse_json, read_text
 
 log = logging.getLogger(__name__)
 
 # A stratified train/validation/test split needs at least this many examples of every intent.
 MIN_PATTERNS_PER_INTENT = 5
 MAX_PATTERN_CHARS = 10_000
-
-
-class DataError(ValueError):
-    """The training data cannot be used; the message says where and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -48,37 +51,6 @@ def duplicate_key(text):
     """Texts that differ only in case, punctuation or spacing count as the same pattern."""
     words = " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
     return words or " ".join(text.casefold().split())  # all symbols, e.g. only emoji
-
-
-def yaml_error(path, error):
-    """One line for a yaml.YAMLError: the file, the line and column, the problem."""
-    mark = getattr(error, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    return f"{path}: invalid YAML{where}: {getattr(error, 'problem', None) or error}."
-
-
-def read_text(path):
-    """The file's text; a missing, unreadable or non-UTF-8 file is a DataError."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found. Pass an intents JSON file with --data.") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the file ({error.strerror}).") from None
-    try:
-        return raw.decode("utf-8-sig")  # tolerates a byte-order mark
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 (byte {error.start} is 0x{raw[error.start]:02x}). "
-                        "Save the file as UTF-8.") from None
-
-
-def _read_json(path):
-    text = read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: "
-                        f"{error.msg}.") from None
 
 
 def _check_intent(path, index, intent):
@@ -112,19 +84,20 @@ def _check_intent(path, index, intent):
     return tag.strip(), patterns, responses
 
 
-def _read_document(path):
-    """An intents document from JSON, or converted from CSV/TSV/Rasa YAML by the suffix."""
-    from .importers import IMPORTERS, read_foreign  # importers build on this module
-    if path.suffix.lower() in IMPORTERS:
-        return read_foreign(path)
-    return _read_json(path)
+def read_document(path):
+    """An intents document (not yet validated) from JSON, or converted from CSV/TSV/Rasa YAML
+    by the suffix."""
+    path = Path(path)
+    if path.suffix.lower() in importers.IMPORTERS:
+        return importers.read_foreign(path)
+    return parse_json(read_text(path), path)
 
 
 def load_intents(path):
     """Read and validate an intents file (JSON, CSV/TSV or Rasa NLU YAML); raises DataError
     with a precise message."""
     path = Path(path)
-    document = _read_document(path)
+    document = read_document(path)
     if not isinstance(document, dict) or not isinstance(document.get("intents"), list):
         raise DataError(f'{path}: the top level must be an object with an "intents" list, '
                         'e.g. {"intents": [{"tag": "greeting", "patterns": ["hi"], '
@@ -172,7 +145,7 @@ def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
     A size of 0 leaves that split empty, for a caller that has its own validation or test file.
     """
     if not (0 <= val_size < 1 and 0 <= test_size < 1 and val_size + test_size < 1):
-        raise ValueError("val_size and test_size must be in [0, 1) and sum to less than 1.")
+        raise DataError("val_size and test_size must be in [0, 1) and sum to less than 1.")
     rest_texts, rest_labels, test_texts, test_labels = list(texts), list(labels), [], []
     try:
         if test_size:
@@ -194,7 +167,7 @@ def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
 def load_examples(path):
     """Labelled messages from an intents file or a JSON list of {"text", "intent"} (eval files)."""
     path = Path(path)
-    document = _read_document(path)
+    document = read_document(path)
     if isinstance(document, dict):
         data = load_intents(path)
         return data.texts, data.labels
@@ -208,3 +181,27 @@ def load_examples(path):
         texts.append(row["text"])
         labels.append(row["intent"])
     return texts, labels
+
+
+def convert(source, destination):
+    """Validate `source` like training does and write it as intents JSON, atomically."""
+    destination = Path(destination)
+    if destination.suffix.lower() != ".json":
+        raise DataError(f"{destination}: the destination must be a .json file.")
+    data = load_intents(source)
+    patterns = defaultdict(list)
+    for text, label in zip(data.texts, data.labels):
+        patterns[label].append(text)
+    document = {"intents": [{"tag": tag, "patterns": tag_patterns,
+                             "responses": data.responses[tag]}
+                            for tag, tag_patterns in patterns.items()]}
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            json.dump(document, file, indent=2, ensure_ascii=False)
+        os.chmod(temporary, 0o644)  # mkstemp made it private; a data file is for everyone
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return data

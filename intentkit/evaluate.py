@@ -13,6 +13,11 @@ import seaborn as sns  # noqa: E402
 from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix,  # noqa: E402
                              log_loss, precision_recall_fscore_support)
 
+from . import artifacts  # noqa: E402
+from .data import load_examples  # noqa: E402
+from .errors import DataError  # noqa: E402
+from .predict import Predictor  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 CALIBRATION_BINS = 15
@@ -230,24 +235,22 @@ def choose_fallback_threshold(probabilities, true_ids, coverage=0.95):
 
 
 def evaluate_saved(model_dir, data_path, report_dir=None):
-    """Score the saved single model (and ensemble, if saved) on labelled data; write a report."""
-    from pathlib import Path
-
-    from . import artifacts
-    from .data import DataError, load_examples
-    from .predict import Predictor
-
+    """Score the published run's models (the single model, and the ensemble if the run has one)
+    on labelled data and write a report. Returns (metrics by model type, the run's default)."""
     model_dir = Path(model_dir)
+    run = artifacts.open_published(model_dir)
     texts, labels = load_examples(data_path)
-    kwargs = {"model_path": model_dir / artifacts.MODEL_FILE,
-              "preprocessor_path": model_dir / artifacts.PREPROCESSOR_FILE}
-    single = Predictor(**kwargs)
-    unknown = sorted(set(labels) - set(single.labels))
+    unknown = sorted(set(labels) - set(run.labels))
     if unknown:
         raise DataError(f"{data_path}: intents the model was not trained on: {unknown[:10]}")
-    true_ids = np.array([single.labels.index(label) for label in labels])
-    results = {"single": single.predict_proba(texts)}
-    if (model_dir / artifacts.ENSEMBLE_DIR / artifacts.ENSEMBLE_SPEC).exists():
-        results["ensemble"] = Predictor(**kwargs, use_ensemble=True).predict_proba(texts)
-    return write_report(report_dir or model_dir / "report-evaluate", results, texts, true_ids,
-                        single.labels)
+    true_ids = np.array([run.labels.index(label) for label in labels])
+    results = {}
+    for model_type in (artifacts.SINGLE, artifacts.ENSEMBLE) if run.ensemble else (
+            artifacts.SINGLE,):
+        predictor = Predictor(model_dir / artifacts.MODEL_FILE,
+                              model_dir / artifacts.PREPROCESSOR_FILE,
+                              use_ensemble=model_type == artifacts.ENSEMBLE)
+        results[model_type] = predictor.predict_proba(texts)
+    metrics = write_report(report_dir or model_dir / "report-evaluate", results, texts, true_ids,
+                           run.labels)
+    return metrics, run.default_model

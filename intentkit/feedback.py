@@ -13,7 +13,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .data import MAX_PATTERN_CHARS, DataError, Split, duplicate_key
+from .data import MAX_PATTERN_CHARS, Split, duplicate_key
+from .errors import DataError
+from .readers import parse_json, read_text
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +78,16 @@ def record_feedback(path, text, predicted, correct, labels=None, model_version=N
 def read_feedback(path):
     """Every row of a feedback file, validated; DataError names the file and line."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    if not path.exists():
         raise DataError(f"{path}: feedback file not found. Record feedback first "
                         "(`python predict.py --feedback-file FILE --correct INTENT TEXT`) or "
-                        "drop --feedback.") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 (byte {error.start}).") from None
+                        "drop --feedback.")
     rows = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}: line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{where}: invalid JSON ({error.msg}, column {error.colno}); fix "
-                            "or delete the line.") from None
+        row = parse_json(line, where)
         if not isinstance(row, dict):
             raise DataError(f'{where}: expected an object like {{"text": ..., "correct": ...,'
                             ' "confirmed": true}.')

@@ -6,17 +6,12 @@ the messages are the same whatever the format. Rows the importer alone can see (
 line, a Rasa item without examples) are reported here, with the file and the line or item.
 """
 import csv
-import json
 import logging
-import os
 import re
-import tempfile
 from collections import defaultdict
-from pathlib import Path
 
-import yaml
-
-from .data import DataError, load_intents, read_text, yaml_error
+from .errors import DataError
+from .readers import parse_yaml, read_text
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +55,7 @@ def read_table(path):
 
 def read_rasa(path):
     """Rasa NLU YAML: `nlu:` items `- intent: NAME` with an `examples: |` block of `- ...`."""
-    try:
-        document = yaml.safe_load(read_text(path))
-    except yaml.YAMLError as error:
-        raise DataError(yaml_error(path, error)) from None
+    document = parse_yaml(read_text(path), path)
     if not isinstance(document, dict) or not isinstance(document.get("nlu"), list):
         raise DataError(f"{path}: expected Rasa NLU data: a top-level `nlu:` list of items like "
                         "`- intent: greet` with `examples: |` lines `- hello`.")
@@ -99,27 +91,3 @@ IMPORTERS = {".csv": read_table, ".tsv": read_table, ".yml": read_rasa, ".yaml":
 def read_foreign(path):
     """The intents document of a CSV/TSV/Rasa YAML file (not yet validated)."""
     return IMPORTERS[path.suffix.lower()](path)
-
-
-def convert(source, destination):
-    """Validate `source` like training does and write it as intents JSON, atomically."""
-    destination = Path(destination)
-    if destination.suffix.lower() != ".json":
-        raise ValueError(f"{destination}: the destination must be a .json file.")
-    data = load_intents(source)
-    patterns = defaultdict(list)
-    for text, label in zip(data.texts, data.labels):
-        patterns[label].append(text)
-    document = _document(patterns)
-    for intent in document["intents"]:
-        intent["responses"] = data.responses[intent["tag"]]
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(document, file, indent=2, ensure_ascii=False)
-        os.chmod(temporary, 0o644)  # mkstemp made it private; a data file is for everyone
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return data

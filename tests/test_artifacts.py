@@ -1,6 +1,8 @@
 """Publishing is atomic: killed at any step, the output holds the old run or the new, never a mix."""
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 from intentkit import artifacts
 
@@ -11,7 +13,7 @@ MEMBER = f"{artifacts.ENSEMBLE_DIR}/cnn.h5"
 
 
 def stage(out, tag):
-    staging = artifacts.staging_dir(out)
+    staging = Path(tempfile.mkdtemp(prefix=artifacts.STAGING_PREFIX, dir=out))
     (staging / artifacts.ENSEMBLE_DIR).mkdir()
     for name in NAMES + [MEMBER]:
         (staging / name).write_text(tag)

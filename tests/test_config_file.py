@@ -5,8 +5,9 @@ import logging
 import pytest
 
 from intentkit import cli
-from intentkit.config import TrainConfig
+from intentkit.config import QUICK, TrainConfig
 from intentkit.config_file import read_config_file
+from intentkit.errors import ConfigError
 
 
 def test_yaml_and_json_give_the_same_options_and_accept_dashes(tmp_path):
@@ -38,15 +39,15 @@ def test_an_int_is_a_fine_float(tmp_path):
 def test_bad_files_name_the_file_and_the_problem(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
-    with pytest.raises(ValueError, match="c.yaml") as error:
+    with pytest.raises(ConfigError, match="c.yaml") as error:
         read_config_file(path)
     assert message in str(error.value)
 
 
 def test_unsupported_suffix_and_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="must end in .yaml, .yml, .json"):
+    with pytest.raises(ConfigError, match="must end in .yaml, .yml, .json"):
         read_config_file(tmp_path / "c.toml")
-    with pytest.raises(ValueError, match="config file not found"):
+    with pytest.raises(ConfigError, match="config file not found"):
         read_config_file(tmp_path / "missing.json")
 
 
@@ -61,11 +62,11 @@ def captured_config(monkeypatch):
 def test_precedence_defaults_quick_file_flags(tmp_path, captured_config):
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 40\npatience: 7\nseed: 3\n")
-    assert cli.train_main(["--quick", "--config", str(path), "--seed", "5"]) == 0
+    assert cli.main(["train", "--quick", "--config", str(path), "--seed", "5"]) == 0
     config = captured_config[0]
     assert config.epochs == 40 and config.patience == 7, "the file wins over --quick"
     assert config.seed == 5, "an explicit flag wins over the file"
-    assert config.tuning_epochs == cli.QUICK["tuning_epochs"], "--quick wins over defaults"
+    assert config.tuning_epochs == QUICK["tuning_epochs"], "--quick wins over defaults"
     assert config.batch_size == TrainConfig.batch_size, "defaults fill the rest"
 
 
@@ -73,6 +74,6 @@ def test_command_line_reports_a_bad_file_with_exit_code_2(tmp_path, captured_con
     path = tmp_path / "c.json"
     path.write_text('{"epochz": 3}')
     with caplog.at_level(logging.ERROR, logger="intentkit"):
-        assert cli.train_main(["--config", str(path)]) == 2
+        assert cli.main(["train", "--config", str(path)]) == 2
     assert f"{path}: unknown option 'epochz'. Did you mean epochs" in caplog.text
     assert not captured_config

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from intentkit.data import MIN_PATTERNS_PER_INTENT, DataError, load_intents, split_data
+from intentkit.data import MIN_PATTERNS_PER_INTENT, load_intents, split_data
+from intentkit.errors import DataError
 
 from conftest import SMALL_INTENTS, write_intents
 

@@ -5,8 +5,9 @@ import threading
 import pytest
 from conftest import SMALL_INTENTS
 
-from intentkit.cli import predict_main, train_main
-from intentkit.data import DataError, Split, split_data
+from intentkit.cli import main
+from intentkit.data import Split, split_data
+from intentkit.errors import DataError
 from intentkit.feedback import (
     fold_into_training,
     load_feedback,
@@ -102,7 +103,7 @@ def test_fold_adds_confirmed_rows_to_training_split_only(tmp_path):
 
 def test_training_run_folds_feedback_and_reports_it(trained):
     manifest = json.loads((trained["out"] / "manifest.json").read_text())
-    assert manifest["feedback"] == {"file": str(trained["feedback"]), "rows": 4, "added": 1,
+    assert manifest["feedback"] == {"file": trained["feedback"].name, "rows": 4, "added": 1,
                                     "skipped": {"unconfirmed": 1, "unknown_intent": 1,
                                                 "in_val_or_test": 1}}
     texts = [t for patterns in SMALL_INTENTS.values() for t in patterns]
@@ -116,7 +117,7 @@ def test_training_run_folds_feedback_and_reports_it(trained):
 
 
 def test_training_with_missing_feedback_file_stops_with_one_line(trained, tmp_path, caplog):
-    code = train_main(["--data", str(trained["data"]), "--out", str(tmp_path / "out"),
+    code = main(["train", "--data", str(trained["data"]), "--out", str(tmp_path / "out"),
                        "--feedback", str(tmp_path / "nope.jsonl")])
     assert code == 2
     assert "nope.jsonl: feedback file not found" in caplog.text
@@ -127,14 +128,15 @@ def test_predict_cli_records_a_correction(trained, tmp_path, capsys, caplog):
     path = tmp_path / "feedback.jsonl"
     args = ["--model", str(trained["model"]), "--preprocessor", str(trained["preprocessor"]),
             "--feedback-file", str(path)]
-    assert predict_main([*args, "--correct", "salary", "what do plumbers make"]) == 0
+    assert main(["predict", *args, "--correct", "salary", "what do plumbers make"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert read_feedback(path) == [row]
     assert row["correct"] == "salary" and row["predicted"] in LABELS + ["fallback"]
     assert row["model"] == trained["preprocessor"].resolve().parent.name
 
-    assert predict_main([*args, "--correct", "jokes", "tell me a joke"]) == 2
+    assert main(["predict", *args, "--correct", "jokes", "tell me a joke"]) == 2
     assert "'jokes' is not one of the model's intents" in caplog.text
     assert len(read_feedback(path)) == 1
-    with pytest.raises(SystemExit):
-        predict_main([*args, "what do plumbers make"])  # --feedback-file without --correct
+    # --feedback-file without --correct
+    assert main(["predict", *args, "what do plumbers make"]) == 2
+    assert "--correct INTENT and --feedback-file FILE go together" in caplog.text

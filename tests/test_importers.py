@@ -6,7 +6,8 @@ import pytest
 from conftest import SMALL_INTENTS, write_intents
 
 from intentkit import cli
-from intentkit.data import DataError, load_examples, load_intents
+from intentkit.data import load_examples, load_intents
+from intentkit.errors import DataError
 
 RASA = """\
 version: "3.1"
@@ -118,7 +119,7 @@ def test_import_command_writes_intents_json(tmp_path):
     source = tmp_path / "nlu.yml"
     source.write_text(RASA)
     destination = tmp_path / "intents.json"
-    assert cli.train_main(["import", str(source), str(destination)]) == 0
+    assert cli.main(["import", str(source), str(destination)]) == 0
     document = json.loads(destination.read_text())
     assert [i["tag"] for i in document["intents"]] == ["greeting", "goodbye"]
     assert document["intents"][0]["patterns"][0] == "hello Anna"
@@ -130,7 +131,7 @@ def test_import_of_bad_data_exits_2_and_keeps_the_destination(tmp_path, caplog):
     destination = tmp_path / "intents.json"
     destination.write_text("previous")
     with caplog.at_level(logging.ERROR, logger="intentkit"):
-        assert cli.train_main(["import", str(source), str(destination)]) == 2
+        assert cli.main(["import", str(source), str(destination)]) == 2
     assert f"{source}: line 3: the text is empty" in caplog.text
     assert destination.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "intents.json"]

@@ -7,6 +7,7 @@ from live_server import call, require, serving
 require("fastapi")
 require("uvicorn")
 
+from intentkit.errors import ConfigError
 from intentkit.predict import get_predictor
 from intentkit.serve import create_app
 
@@ -102,7 +103,7 @@ def test_feedback_off_and_missing_model_are_clear(trained, tmp_path):
             assert status == 503
             assert answer["detail"] == (f"model not available: {missing}: not found. Train a "
                                         "model first with `python jobs.py`.")
-    with pytest.raises(ValueError, match="max_batch must be at least 1"):
+    with pytest.raises(ConfigError, match="--max-batch must be at least 1"):
         create_app(trained["model"], trained["preprocessor"], max_batch=0)
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import SMALL_INTENTS, write_intents
 
-from intentkit import artifacts, pretrained, train
+from intentkit import artifacts, members, pretrained, train
 from intentkit.config import TrainConfig
-from intentkit.data import DataError, load_intents, split_data
+from intentkit.data import load_intents, split_data
+from intentkit.errors import DataError
 from intentkit.predict import Predictor
 
 TEXTS = [text for patterns in SMALL_INTENTS.values() for text in patterns]
@@ -61,15 +62,15 @@ def test_auto_options_follow_the_data_size():
 def _dataset(rows_per_class, classes=3):
     y = np.repeat(np.eye(classes), rows_per_class, axis=0)
     x = np.arange(len(y))[:, None]
-    return train.Dataset(x, y, x, y, x, y)
+    return members.Dataset(x, y, x, y, x, y)
 
 
 def test_tuning_sample_is_stratified_and_skipped_when_it_cannot_be():
-    sample = train.sample_rows(_dataset(100), max_rows=60, seed=0)
+    sample = members.sample_rows(_dataset(100), max_rows=60, seed=0)
     assert len(sample.x_train) == 60
     assert sample.y_train.sum(axis=0).tolist() == [20, 20, 20]
-    assert len(train.sample_rows(_dataset(100), max_rows=299, seed=0).x_train) == 300
-    assert len(train.sample_rows(_dataset(10), max_rows=100, seed=0).x_train) == 30
+    assert len(members.sample_rows(_dataset(100), max_rows=299, seed=0).x_train) == 300
+    assert len(members.sample_rows(_dataset(10), max_rows=100, seed=0).x_train) == 30
 
 
 def test_augmentation_is_skipped_above_the_row_limit(caplog):
@@ -104,3 +105,29 @@ def test_an_ensemble_is_refused_with_other_encoder_weights(trained, monkeypatch)
         Predictor(trained["model"], trained["preprocessor"], use_ensemble=True)
     # The single model does not read embeddings and still loads.
     assert Predictor(trained["model"], trained["preprocessor"]).predict("hi")["intent"]
+
+
+def test_ctrl_c_swallowed_by_native_code_still_stops_the_run():
+    """TensorFlow's ops can clear the KeyboardInterrupt that Ctrl-C raises; the flag set by
+    the handler stops the run at the next check all the same."""
+    import signal
+
+    from intentkit import interrupts
+    with interrupts.interruptible():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # swallowed, as native code can
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.stop_if_interrupted()
+    with interrupts.interruptible():
+        interrupts.stop_if_interrupted()  # a new run starts clean
+
+
+def test_the_default_answer_is_the_best_on_validation():
+    true = np.array([0, 1, 1])
+    good, bad = np.eye(2)[[0, 1, 1]] * 0.9 + 0.05, np.eye(2)[[1, 1, 1]] * 0.9 + 0.05
+    assert train.choose_default({"single": good, "ensemble": bad}, true) == "single"
+    assert train.choose_default({"single": bad, "ensemble": good}, true) == "ensemble"
+    confident = np.eye(2)[[0, 1, 1]] * 0.98 + 0.01  # same accuracy, lower log-loss
+    assert train.choose_default({"single": good, "ensemble": confident}, true) == "ensemble"

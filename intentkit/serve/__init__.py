@@ -1,6 +1,7 @@
 """HTTP service (optional extra: `pip install -r requirements-serve.txt`).
 
-`python -m intentkit.serve --model M --preprocessor P [--feedback F] --port 8000` serves:
+`intentkit serve --model-dir DIR [--feedback F] --port 8000` (or `python -m intentkit.serve`)
+serves:
   GET  /               a page to try messages and send corrections
   GET  /health         status, model version (run, time), number of intents, runtime
   GET  /intents        the model's intents (for a correction menu)
@@ -9,10 +10,8 @@
   POST /feedback       {"text", "predicted", "correct", "confirmed"} -> 201 and the recorded row
 Bad requests get a 4xx with a one-line "detail"; a model that cannot be loaded gives 503.
 """
-import argparse
 import contextlib
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,16 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import artifacts
-from .cli import _run, _setup_logging, add_model_arguments
-from .data import MAX_PATTERN_CHARS
-from .feedback import record_feedback
-from .predict import (
-    DEFAULT_MODEL_PATH,
-    DEFAULT_PREPROCESSOR_PATH,
-    DEFAULT_TOP_K,
-    get_predictor,
-)
+from ..data import MAX_PATTERN_CHARS
+from ..errors import ArtifactError, ConfigError
+from ..feedback import record_feedback
+from ..predict import DEFAULT_MODEL_PATH, DEFAULT_PREPROCESSOR_PATH, DEFAULT_TOP_K, get_predictor
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +41,14 @@ def _describe(error):
 
 
 def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
-               use_ensemble=False, feedback_path=None, max_text_chars=MAX_PATTERN_CHARS,
+               use_ensemble=None, feedback_path=None, max_text_chars=MAX_PATTERN_CHARS,
                max_batch=DEFAULT_MAX_BATCH, runtime="keras"):
     """The FastAPI application serving one model (reloaded when its files change on disk)."""
     if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
-        raise ValueError(f"max_text_chars must be between 1 and {MAX_PATTERN_CHARS}, "
+        raise ConfigError(f"--max-text-chars must be between 1 and {MAX_PATTERN_CHARS}, "
                          f"not {max_text_chars}")
     if max_batch < 1:
-        raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        raise ConfigError(f"--max-batch must be at least 1, not {max_batch}")
     # JSON can spend up to 6 bytes on a character (\\uXXXX): refuse larger bodies unread.
     max_body_bytes = 6 * max_text_chars * max_batch + 4096
     Text = Annotated[str, Field(min_length=1, max_length=max_text_chars)]
@@ -82,7 +75,7 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     def predictor():
         try:
             return get_predictor(model_path, preprocessor_path, use_ensemble, runtime)
-        except (artifacts.ArtifactError, OSError) as error:
+        except (ArtifactError, OSError) as error:
             raise HTTPException(503, f"model not available: {error}") from None
 
     @contextlib.asynccontextmanager
@@ -152,34 +145,3 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         return {"recorded": row}
 
     return app
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m intentkit.serve",
-                                     description="Serve the intent classifier over HTTP.")
-    add_model_arguments(parser)
-    parser.add_argument("--feedback", help="JSON-lines file that POST /feedback appends to "
-                        "(default: feedback off)")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 listens on all networks")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-text-chars", type=int, default=MAX_PATTERN_CHARS)
-    parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-
-    def run():
-        import uvicorn
-        if args.runtime == "keras":
-            from .runtime import import_tensorflow_quietly
-            import_tensorflow_quietly(verbose=args.verbose)
-        app = create_app(args.model, args.preprocessor, args.ensemble, args.feedback,
-                         args.max_text_chars, args.max_batch, args.runtime)
-        uvicorn.run(app, host=args.host, port=args.port,
-                    log_level="debug" if args.verbose else "info")
-        return 0
-    return _run(run, args.verbose)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

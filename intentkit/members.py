@@ -1,0 +1,214 @@
+"""Fitting the models of a run: tuning the CNN-BiLSTM, then each ensemble member.
+
+A run starts from scratch (`fit_members`) or, with `--finetune`, from the published run
+(`continue_members`: its members train on, briefly, at a lower learning rate; nanoGPT's
+`init_from`), never as a second pipeline.
+"""
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from . import artifacts, interrupts
+from .errors import ArtifactError, PretrainedUnavailable
+from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm, build_embedding_classifier
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+ENSEMBLE_LEARNING_RATE = 1e-3
+HEAD_PATIENCE, HEAD_BATCH_SIZE = 10, 64  # the pretrained member's head: cheap, so patient
+# --finetune: a fifth of the full run's epoch limits, a tenth of the learning rate.
+FINETUNE_EPOCH_SHARE, FINETUNE_LEARNING_RATE_FACTOR = 0.2, 0.1
+
+
+@dataclass
+class Dataset:
+    """Token-id matrices and one-hot targets of the three splits."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_weight: dict = None
+    # The same rows as all-MiniLM-L6-v2 sentence embeddings (the pretrained member's input).
+    embedded: "Dataset" = None
+
+    def reading(self, kind):
+        """The rows a member reading `kind` (artifacts.TOKEN_IDS, ...) sees."""
+        return self.embedded if kind == artifacts.SENTENCE_EMBEDDING else self
+
+
+@dataclass
+class Member:
+    """A fitted model, the Dataset it reads and the name of its input (see artifacts)."""
+    model: keras.Model
+    data: Dataset
+    input: str = artifacts.TOKEN_IDS
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One progress step per epoch (a bar on a terminal, else a log line); stops the run at an
+    epoch end after Ctrl-C (see interrupts)."""
+
+    def __init__(self, name, epochs):
+        super().__init__()
+        self.progress = Progress(name, epochs, unit="epoch")
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.progress.update(1, "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  "
+                             "val_acc {:.4f}".format(
+                                 epoch + 1, self.epochs, logs.get("loss", np.nan),
+                                 logs.get("accuracy", np.nan), logs.get("val_loss", np.nan),
+                                 logs.get("val_accuracy", np.nan)))
+        interrupts.stop_if_interrupted()
+
+    def on_train_end(self, logs=None):
+        self.progress.close()
+
+
+def tensorboard_callbacks(config, name):
+    """A TensorBoard callback logging to --tensorboard DIR/<name>, when asked for."""
+    if not config.tensorboard:
+        return []
+    folder = re.sub(r"\W+", "_", name).strip("_")
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(config.tensorboard) / folder))]
+
+
+def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
+        checkpoint=None, label_smoothing=0.0, callbacks=()):
+    """Adam with clipping, early stopping, LR reduction on plateau; best weights restored."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=["accuracy"])
+    callbacks = [EpochProgress(name, epochs), *callbacks,
+                 keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                   patience=max(2, patience // 2), min_lr=1e-7)]
+    if checkpoint:
+        callbacks += [keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor,
+                                                      save_best_only=True, save_weights_only=True),
+                      keras.callbacks.EarlyStopping(monitor=monitor, patience=patience)]
+    else:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+                                                       restore_best_weights=True))
+    history = model.fit(dataset.x_train, dataset.y_train, batch_size=batch_size, epochs=epochs,
+                        validation_data=(dataset.x_val, dataset.y_val),
+                        class_weight=dataset.class_weight, callbacks=callbacks, verbose=0)
+    if checkpoint:
+        model.load_weights(checkpoint)
+    return history.history
+
+
+def probabilities(model, x, batch_size=1024):
+    """Inference-mode outputs; a direct call, since model.predict retraces for every model."""
+    return np.concatenate([model(x[start:start + batch_size], training=False).numpy()
+                           for start in range(0, len(x), batch_size)])
+
+
+def sample_rows(dataset, max_rows, seed):
+    """A stratified sample of the training rows (all of them when there are few)."""
+    num_classes = dataset.y_train.shape[1]
+    if min(max_rows, len(dataset.x_train) - max_rows) < num_classes:  # cannot stratify: keep all
+        return dataset
+    keep, _ = train_test_split(np.arange(len(dataset.x_train)), train_size=max_rows,
+                               stratify=dataset.y_train.argmax(axis=1), random_state=seed)
+    log.info("tuning on a stratified sample of %d of %d training rows (--tuning-max-rows)",
+             max_rows, len(dataset.x_train))
+    return replace(dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep])
+
+
+def tune(dataset, preprocessor, num_classes, config):
+    """Train each seed configuration briefly; pick the best validation accuracy (then loss)."""
+    dataset = sample_rows(dataset, config.tuning_max_rows, config.seed)
+    trials = []
+    for number, trial in enumerate(SEED_CONFIGS, start=1):
+        keras.utils.set_random_seed(config.seed)
+        model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                                 num_classes, embedding_dim=trial["embedding_dim"],
+                                 dropout=trial["dropout"])
+        started = time.perf_counter()
+        fit(model, dataset, trial["learning_rate"], config.tuning_epochs, config.tuning_patience,
+            config.batch_size, f"tuning {number}/{len(SEED_CONFIGS)} {trial['name']}",
+            monitor="val_accuracy", label_smoothing=config.label_smoothing,
+            callbacks=tensorboard_callbacks(config, f"tuning {trial['name']}"))
+        val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
+        trials.append({**trial, "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
+                       "seconds": round(time.perf_counter() - started, 1)})
+        log.info("tuning %d/%d %-16s val_acc %.4f  val_loss %.4f  (%.0f s)", number,
+                 len(SEED_CONFIGS), trial["name"], val_accuracy, val_loss, trials[-1]["seconds"])
+    best = max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"]))
+    log.info("best configuration: %s", best["name"])
+    return best, trials
+
+
+def fit_members(dataset, preprocessor, num_classes, best, config, workdir):
+    """The final CNN-BiLSTM with the best configuration, then the other ensemble members.
+
+    The pretrained member reads sentence embeddings, the others token ids."""
+    keras.utils.set_random_seed(config.seed)
+    model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                             num_classes, embedding_dim=best["embedding_dim"],
+                             dropout=best["dropout"])
+    checkpoint = workdir / "best.weights.h5"
+    histories = {artifacts.SINGLE_MEMBER: fit(
+        model, dataset, best["learning_rate"], config.epochs, config.patience, config.batch_size,
+        artifacts.SINGLE_MEMBER, checkpoint=str(checkpoint),
+        label_smoothing=config.label_smoothing,
+        callbacks=tensorboard_callbacks(config, artifacts.SINGLE_MEMBER))}
+    checkpoint.unlink()
+    members = {artifacts.SINGLE_MEMBER: Member(model, dataset)}
+    # "transformer" is the seed's name for the second member (kept in file names); by default
+    # it is the pretrained MiniLM encoder's head (--transformer).
+    for name in ("transformer", "cnn") if config.ensemble else ():
+        keras.utils.set_random_seed(config.seed)
+        if name == "transformer" and dataset.embedded is not None:
+            member = Member(build_embedding_classifier(dataset.embedded.x_train.shape[1],
+                                                       num_classes),
+                            dataset.embedded, artifacts.SENTENCE_EMBEDDING)
+            budget = (config.head_epochs, HEAD_PATIENCE, HEAD_BATCH_SIZE)
+        else:
+            member = Member(MODEL_BUILDERS[name](preprocessor.vocab_size,
+                                                 preprocessor.max_sequence_length_, num_classes),
+                            dataset)
+            budget = (config.ensemble_epochs, config.ensemble_patience, config.batch_size)
+        histories[name] = fit(member.model, member.data, ENSEMBLE_LEARNING_RATE, *budget, name,
+                              label_smoothing=config.label_smoothing,
+                              callbacks=tensorboard_callbacks(config, name))
+        members[name] = member
+    return members, histories
+
+
+def continue_members(published, dataset, config):
+    """Each member of the published run (the ensemble's only when config.ensemble), trained on
+    from its weights: the starting point of --finetune."""
+    if config.ensemble and not published.ensemble:
+        raise ArtifactError(f"{config.out}: the published model has no ensemble; add "
+                            "--no-ensemble, or train without --finetune.")
+    best = published.best_config
+    members, histories = {}, {}
+    for spec in published.ensemble if config.ensemble else [published.single]:
+        single = spec.name == artifacts.SINGLE_MEMBER
+        epochs = max(1, round((config.epochs if single else config.ensemble_epochs)
+                              * FINETUNE_EPOCH_SHARE))
+        learning_rate = ((best["learning_rate"] if single else ENSEMBLE_LEARNING_RATE)
+                         * FINETUNE_LEARNING_RATE_FACTOR)
+        data = dataset.reading(spec.input)
+        if data is None:
+            raise PretrainedUnavailable(f"{spec.path} reads sentence embeddings, but the "
+                                        "pretrained encoder is off or not installed; train "
+                                        "without --finetune.")
+        members[spec.name] = Member(artifacts.load_model(spec.path), data, spec.input)
+        histories[spec.name] = fit(members[spec.name].model, data, learning_rate, epochs,
+                                   config.patience if single else config.ensemble_patience,
+                                   config.batch_size, f"finetune {spec.name}",
+                                   label_smoothing=config.label_smoothing,
+                                   callbacks=tensorboard_callbacks(config, spec.name))
+    return members, histories

@@ -1,0 +1,90 @@
+"""The command line: subcommands, the error contract, and the module layering."""
+import ast
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from intentkit import cli
+from intentkit.errors import DataError
+
+from conftest import ROOT, intentkit_command, run_script
+
+SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import")
+
+
+def test_help_lists_every_subcommand_and_the_scripts_are_the_same_commands():
+    listed = subprocess.run([intentkit_command(), "--help"], capture_output=True, text=True,
+                            cwd="/")
+    assert listed.returncode == 0
+    for name in SUBCOMMANDS:
+        assert f"\n    {name} " in listed.stdout
+    assert "--augmentation-factor" in run_script(ROOT / "jobs.py", "--help").stdout
+    assert "usage: jobs.py evaluate" in run_script(ROOT / "jobs.py", "evaluate", "--help").stdout
+    assert "--runtime" in run_script(ROOT / "predict.py", "--help").stdout
+    assert "--max-batch" in run_script("-m", "intentkit.serve", "--help").stdout
+
+
+@pytest.fixture
+def failing_train(monkeypatch):
+    def fail_with(error):
+        def train(config):
+            raise error
+        monkeypatch.setattr("intentkit.train.train", train)
+    return fail_with
+
+
+def test_a_user_error_is_one_line_and_exit_2(failing_train, caplog):
+    failing_train(DataError("data.json: intents[3] has no tag; add one"))
+    with caplog.at_level(logging.ERROR, logger="intentkit"):
+        assert cli.main(["train", "--quick"]) == 2
+    assert caplog.messages == ["error: data.json: intents[3] has no tag; add one"]
+
+
+def test_a_bug_is_exit_1_with_a_hint_to_rerun_with_verbose(failing_train, caplog):
+    failing_train(ValueError("shapes (3,4) and (5,) not aligned"))  # as a Keras bug would
+    with caplog.at_level(logging.ERROR, logger="intentkit"):
+        assert cli.main(["train", "--quick"]) == 1
+    assert len(caplog.messages) == 1 and "rerun with --verbose" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="intentkit"):
+        assert cli.main(["train", "--quick", "--verbose"]) == 1
+    assert "Traceback" in caplog.text
+
+
+def _imports(path):
+    """The intentkit modules a module imports (at any level, lazily or not)."""
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}".rstrip(".")
+            if base.startswith("intentkit"):
+                found |= {f"{base}.{alias.name}" for alias in node.names} | {base}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("intentkit")}
+    return module, found
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = dict(_imports(path) for path in (ROOT / "intentkit").rglob("*.py"))
+    graph = {module: {target for target in targets if target in graph and target != module}
+             for module, targets in graph.items()}
+
+    def reaches(start, goal, seen=()):
+        return any(target == goal or (target not in seen and reaches(target, goal,
+                                                                     (*seen, target)))
+                   for target in graph[start])
+    cycles = sorted(m for m in graph if reaches(m, m))
+    assert not cycles, cycles
+
+
+def test_train_runs_from_another_directory(trained):
+    # The session's model was trained by the installed command, started outside the project.
+    assert Path(trained["out"], "manifest.json").is_file()
+    assert "intentkit" in Path(intentkit_command()).name
