@@ -7,7 +7,8 @@
   POST /predict        {"text": str, "top_k": int} -> the Predictor's result
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
   POST /feedback       {"text", "predicted", "correct", "confirmed"} -> 201 and the recorded row
-Bad requests get a 4xx with a one-line "detail"; a model that cannot be loaded gives 503.
+Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
+be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service".
 """
 import argparse
 import contextlib
@@ -16,10 +17,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 
 from . import artifacts
 from .cli import _run, _setup_logging, add_model_arguments
@@ -39,6 +41,40 @@ DEFAULT_MAX_BATCH = 100
 MAX_INTENT_CHARS = 200
 
 
+class BodyLimit:
+    """ASGI middleware: 413 once a request body passes `max_bytes`, on every endpoint.
+
+    A declared Content-Length over the limit is refused unread. Otherwise the bytes are counted as
+    they arrive, so a chunked body (which declares no length) is cut off at the limit too, and
+    the rest is never buffered.
+    """
+
+    def __init__(self, app, max_bytes, advice):
+        self.app, self.max_bytes, self.advice = app, max_bytes, advice
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse(status_code=413, content={
+                "detail": f"request body of {int(declared):,} bytes is over the limit of "
+                          f"{self.max_bytes:,}; {self.advice}"})
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # Raised while the endpoint reads its body: answered like any HTTPException.
+                raise HTTPException(413, f"request body is over the limit of "
+                                         f"{self.max_bytes:,} bytes; {self.advice}")
+            return message
+        return await self.app(scope, counted_receive, send)
+
+
 def _describe(error):
     """One readable phrase per pydantic error, e.g. "texts: List should have at most 100 items"."""
     if error["type"] == "json_invalid":
@@ -49,21 +85,27 @@ def _describe(error):
 
 def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
                use_ensemble=False, feedback_path=None, max_text_chars=MAX_PATTERN_CHARS,
-               max_batch=DEFAULT_MAX_BATCH, runtime="keras"):
-    """The FastAPI application serving one model (reloaded when its files change on disk)."""
+               max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, docs=False):
+    """The FastAPI application serving one model (reloaded when its files change on disk).
+
+    `docs`: serve /docs and /redoc, which load their scripts from a CDN.
+    """
     if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
         raise ValueError(f"max_text_chars must be between 1 and {MAX_PATTERN_CHARS}, "
                          f"not {max_text_chars}")
     if max_batch < 1:
         raise ValueError(f"max_batch must be at least 1, not {max_batch}")
-    # JSON can spend up to 6 bytes on a character (\\uXXXX): refuse larger bodies unread.
+    # JSON can spend up to 6 bytes on a character (\\uXXXX): a body that can hold no valid
+    # request is cut off.
     max_body_bytes = 6 * max_text_chars * max_batch + 4096
     Text = Annotated[str, Field(min_length=1, max_length=max_text_chars)]
     TopK = Annotated[int, Field(ge=1, le=1000)]
     Intent = Annotated[str, Field(min_length=1, max_length=MAX_INTENT_CHARS)]
 
     class Strict(BaseModel):
-        model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not ignored
+        # A misspelt field is an error, not ignored; a mistyped one is not coerced (true is not
+        # a top_k, "yes" is not a boolean), as the README promises.
+        model_config = ConfigDict(extra="forbid", strict=True)
 
     class PredictRequest(Strict):
         text: Text
@@ -79,36 +121,45 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         correct: Intent
         confirmed: bool = True
 
+    load_error = None  # why the model last failed to load, so that each reason is logged once
+
     def predictor():
+        nonlocal load_error
         try:
-            return get_predictor(model_path, preprocessor_path, use_ensemble, runtime)
+            model = get_predictor(model_path, preprocessor_path, use_ensemble, runtime)
         except (artifacts.ArtifactError, OSError) as error:
-            raise HTTPException(503, f"model not available: {error}") from None
+            # The reason names server paths: the log gets it, the client a generic line.
+            if str(error) != load_error:
+                load_error = str(error)
+                log.error("model not available: %s (the service answers 503 until it loads)",
+                          error)
+            raise HTTPException(503, "no model is loaded; see the server log") from None
+        load_error = None
+        return model
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        try:  # load now, so that the first request does not wait for it
+        # Load now, so that the first request does not wait for it; a failure is logged.
+        with contextlib.suppress(HTTPException):
             predictor()
-        except HTTPException as error:
-            log.warning("%s (the service answers 503 until it loads)", error.detail)
         yield
 
-    app = FastAPI(title="intentkit", lifespan=lifespan)
+    app = FastAPI(title="intentkit", lifespan=lifespan, docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
+                       advice=f"send at most {max_batch} texts of {max_text_chars:,} characters")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, error):
         return JSONResponse(status_code=422, content={
             "detail": "; ".join(_describe(e) for e in error.errors())})
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse(status_code=413, content={
-                "detail": f"request body of {int(length):,} bytes is over the limit of "
-                          f"{max_body_bytes:,}; send at most {max_batch} texts of "
-                          f"{max_text_chars:,} characters"})
-        return await call_next(request)
+    @app.exception_handler(400)
+    async def unreadable_body(request, error):
+        # FastAPI's 400 is a JSON body it could not decode (not UTF-8, nested too deep): the
+        # same 422 as any other malformed body.
+        return JSONResponse(status_code=422, content={
+            "detail": f"the request body is not valid JSON ({error.__cause__ or error.detail})"})
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -164,6 +215,9 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-text-chars", type=int, default=MAX_PATTERN_CHARS)
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
+    # Exposure and abuse limits (README: "Deploying the service").
+    parser.add_argument("--docs", action="store_true",
+                        help="serve /docs and /redoc (their scripts come from a CDN)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
@@ -174,7 +228,7 @@ def main(argv=None):
             from .runtime import import_tensorflow_quietly
             import_tensorflow_quietly(verbose=args.verbose)
         app = create_app(args.model, args.preprocessor, args.ensemble, args.feedback,
-                         args.max_text_chars, args.max_batch, args.runtime)
+                         args.max_text_chars, args.max_batch, args.runtime, docs=args.docs)
         uvicorn.run(app, host=args.host, port=args.port,
                     log_level="debug" if args.verbose else "info")
         return 0

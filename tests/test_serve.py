@@ -1,5 +1,9 @@
 """The HTTP service, through real requests to a server on a loopback port."""
+import http.client
 import json
+import select
+import urllib.error
+import urllib.request
 
 import pytest
 from live_server import call, require, serving
@@ -11,6 +15,7 @@ from intentkit.predict import get_predictor
 from intentkit.serve import create_app
 
 MESSAGES = ["hello there friend", "what is the salary of a tester", "check my cv please"]
+CORRECTION = {"text": "what would a plumber earn", "predicted": "greeting", "correct": "salary"}
 
 
 @pytest.fixture(scope="module")
@@ -56,40 +61,79 @@ def test_batch_answers_each_text_in_order(service):
     ("/predict", {"text": 42}, 422, "text: Input should be a valid string"),
     ("/predict", {"txt": "hi"}, 422, "text: Field required; txt: Extra inputs are not permitted"),
     ("/predict", {"text": "hi", "top_k": 0}, 422, "top_k: Input should be greater than or equal"),
+    ("/predict", {"text": "hi", "top_k": True}, 422, "top_k: Input should be a valid integer"),
+    ("/predict", {"text": "hi", "top_k": "3"}, 422, "top_k: Input should be a valid integer"),
+    ("/predict", {"text": "hi", "top_k": 3.0}, 422, "top_k: Input should be a valid integer"),
     ("/predict/batch", {"texts": ["hi"] * 6}, 422, "texts: List should have at most 5 items"),
     ("/predict/batch", {"texts": []}, 422, "texts: List should have at least 1 item"),
     ("/predict/batch", {"texts": ["hi", ""]}, 422, "texts.1: String should have at least 1"),
     ("/predict", b'{"text": "hi"', 422, "the request body is not valid JSON"),
+    ("/predict", b'{"text": "caf\xe9"}', 422,
+     "the request body is not valid JSON ('utf-8' codec can't decode byte 0xe9"),
+    ("/predict", b"[" * 5000, 422,
+     "the request body is not valid JSON (maximum recursion depth exceeded"),
     ("/predict/batch", {"texts": ["x" * 200] * 1200}, 413,
      "request body of 244,811 bytes is over the limit of 10,096; send at most 5 texts"),
     ("/feedback", {"text": "hi", "predicted": "greeting", "correct": "jokes"}, 422,
      "correct intent 'jokes' is not one of the model's intents: goodbye, greeting, resume"),
     ("/feedback", {"text": "  ", "predicted": "greeting", "correct": "salary"}, 422,
      "text is empty"),
+    ("/feedback", {**CORRECTION, "confirmed": "yes"}, 422,
+     "confirmed: Input should be a valid boolean"),
     ("/nowhere", {"text": "hi"}, 404, "Not Found"),
 ])
 def test_bad_requests_get_a_clear_4xx(service, path, body, status, detail):
+    def recorded():
+        return service["feedback"].read_text() if service["feedback"].exists() else ""
+    before = recorded()
     raw = body if isinstance(body, bytes) else None
     answer = call(service["url"] + path, "POST", None if raw else body, raw)
     assert answer == (status, {"detail": answer[1]["detail"]})
     assert answer[1]["detail"].startswith(detail)
-    assert not service["feedback"].exists() or "jokes" not in service["feedback"].read_text()
+    assert "\n" not in answer[1]["detail"]
+    assert recorded() == before
+
+
+def test_chunked_body_over_the_limit_is_refused_while_it_streams(service):
+    """A chunked body has no Content-Length: the limit counts the bytes as they arrive, and the
+    413 comes while the client is still sending, long before the 64 MB it would send."""
+    host, port = service["url"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    connection.connect()
+    sent = 0
+
+    def body():
+        nonlocal sent
+        yield b'{"texts": ["'
+        while sent < 64 * 2**20:
+            if select.select([connection.sock], [], [], 0)[0]:
+                return  # the server has answered: stop sending
+            sent += 2**16
+            yield b"x" * 2**16
+    connection.request("POST", "/predict/batch", body(), encode_chunked=True, headers={
+        "Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    response = connection.getresponse()
+    answer = (response.status, json.loads(response.read()))
+    connection.close()
+    assert answer == (413, {"detail": "request body is over the limit of 10,096 bytes; send at "
+                                      "most 5 texts of 200 characters"})
+    # Loopback socket buffers hold a few MB in flight before the client sees the answer.
+    assert sent < 16 * 2**20, f"the server read {sent:,} bytes before answering"
+    assert call(service["url"] + "/health")[0] == 200
 
 
 def test_feedback_is_recorded_with_the_model_version(service, trained):
-    text = "what would a plumber earn"
-    status, body = call(service["url"] + "/feedback", "POST",
-                        {"text": text, "predicted": "greeting", "correct": "salary"})
+    status, body = call(service["url"] + "/feedback", "POST", CORRECTION)
     assert status == 201
     rows = [json.loads(line) for line in service["feedback"].read_text().splitlines()]
     assert rows[-1] == body["recorded"]
     assert (rows[-1]["text"], rows[-1]["predicted"], rows[-1]["correct"]) == (
-        text, "greeting", "salary")
+        CORRECTION["text"], "greeting", "salary")
     assert rows[-1]["confirmed"] is True
     assert rows[-1]["model"] == trained["preprocessor"].resolve().parent.name
 
 
-def test_feedback_off_and_missing_model_are_clear(trained, tmp_path):
+def test_feedback_off_and_missing_model_are_clear(trained, tmp_path, caplog):
     with serving(create_app(trained["model"], trained["preprocessor"])) as url:
         status, body = call(url + "/feedback", "POST",
                             {"text": "hi", "predicted": "greeting", "correct": "salary"})
@@ -99,15 +143,29 @@ def test_feedback_off_and_missing_model_are_clear(trained, tmp_path):
     with serving(create_app(trained["model"], missing), ready_status=503) as url:
         for path, body in (("/health", None), ("/predict", {"text": "hi"})):
             status, answer = call(url + path, "POST" if body else "GET", body)
-            assert status == 503
-            assert answer["detail"] == (f"model not available: {missing}: not found. Train a "
-                                        "model first with `python jobs.py`.")
+            assert (status, answer) == (503, {"detail": "no model is loaded; see the server log"})
+    assert f"model not available: {missing}: not found" in caplog.text, "the path is in the log"
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         create_app(trained["model"], trained["preprocessor"], max_batch=0)
 
 
+def status_of(url):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_api_docs_are_off_unless_asked(service, trained):
+    """/docs and /redoc load their scripts from a CDN: off unless --docs."""
+    assert [status_of(service["url"] + path) for path in ("/docs", "/redoc", "/openapi.json")] \
+        == [404, 404, 200]
+    with serving(create_app(trained["model"], trained["preprocessor"], docs=True)) as url:
+        assert [status_of(url + path) for path in ("/docs", "/redoc")] == [200, 200]
+
+
 def test_page_is_served(service):
-    import urllib.request
     with urllib.request.urlopen(service["url"] + "/", timeout=30) as response:
         page = response.read().decode()
     assert response.headers["content-type"].startswith("text/html")
