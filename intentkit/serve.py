@@ -6,18 +6,23 @@
   GET  /intents        the model's intents (for a correction menu)
   POST /predict        {"text": str, "top_k": int} -> the Predictor's result
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
-  POST /feedback       {"text", "predicted", "correct", "confirmed"} -> 201 and the recorded row
+  POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
 be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service".
 """
 import argparse
 import contextlib
+import hmac
 import logging
+import math
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +31,7 @@ from starlette.datastructures import Headers
 from . import artifacts
 from .cli import _run, _setup_logging, add_model_arguments
 from .data import MAX_PATTERN_CHARS
-from .feedback import record_feedback
+from .feedback import FeedbackFileFull, record_feedback
 from .predict import (
     DEFAULT_MODEL_PATH,
     DEFAULT_PREPROCESSOR_PATH,
@@ -39,6 +44,11 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_BATCH = 100
 MAX_INTENT_CHARS = 200
+DEFAULT_MAX_FEEDBACK_BYTES = 10 * 2**20
+DEFAULT_FEEDBACK_RATE = 2.0  # feedback rows a second per client, on average
+DEFAULT_FEEDBACK_BURST = 5  # and at most this many at once
+TOKEN_VARIABLE = "INTENTKIT_TOKEN"
+MIN_TOKEN_CHARS = 16
 
 
 class BodyLimit:
@@ -75,6 +85,48 @@ class BodyLimit:
         return await self.app(scope, counted_receive, send)
 
 
+class RateLimit:
+    """A token bucket per client: `rate` requests a second on average, `burst` at once."""
+
+    def __init__(self, rate, burst, max_clients=10_000):
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"the feedback rate must be above 0 and the burst at least 1, not "
+                             f"{rate} and {burst}")
+        self.rate, self.burst, self.max_clients = rate, burst, max_clients
+        self.buckets = {}  # client -> (tokens, time.monotonic() when counted)
+        self.lock = threading.Lock()
+
+    def wait(self, client):
+        """0 after taking one of `client`'s tokens, else the seconds until it has one."""
+        with self.lock:
+            now = time.monotonic()
+            tokens, counted = self.buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - counted) * self.rate)
+            if tokens < 1:
+                return (1 - tokens) / self.rate
+            self.buckets[client] = (tokens - 1, now)
+            if len(self.buckets) > self.max_clients:
+                # A refilled bucket is the same as none: forgetting those bounds the memory by
+                # the clients of the last burst / rate seconds, however many addresses call.
+                self.buckets = {key: (left, at) for key, (left, at) in self.buckets.items()
+                                if left + (now - at) * self.rate < self.burst}
+            return 0.0
+
+
+def read_token(token_file=None, environ=os.environ):
+    """The bearer token POST /feedback requires: the content of `token_file`, else the
+    INTENTKIT_TOKEN variable, else None (no token)."""
+    if token_file is not None:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"{token_file}: the token is empty")
+        return token
+    token = environ.get(TOKEN_VARIABLE)
+    if token is not None and not token.strip():
+        raise ValueError(f"{TOKEN_VARIABLE} is set but empty: unset it or give it the token")
+    return None if token is None else token.strip()
+
+
 def _describe(error):
     """One readable phrase per pydantic error, e.g. "texts: List should have at most 100 items"."""
     if error["type"] == "json_invalid":
@@ -85,16 +137,29 @@ def _describe(error):
 
 def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
                use_ensemble=False, feedback_path=None, max_text_chars=MAX_PATTERN_CHARS,
-               max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, docs=False):
+               max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, token=None,
+               max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
+               feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
+               docs=False):
     """The FastAPI application serving one model (reloaded when its files change on disk).
 
-    `docs`: serve /docs and /redoc, which load their scripts from a CDN.
+    `token`: the bearer token POST /feedback requires (None: none). `max_feedback_bytes`: the
+    feedback file's size cap. `feedback_rate`, `feedback_burst`: each client's feedback token
+    bucket. `docs`: serve /docs and /redoc, which load their scripts from a CDN.
     """
     if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
         raise ValueError(f"max_text_chars must be between 1 and {MAX_PATTERN_CHARS}, "
                          f"not {max_text_chars}")
     if max_batch < 1:
         raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+    if max_feedback_bytes < 1:
+        raise ValueError(f"max_feedback_bytes must be at least 1, not {max_feedback_bytes}")
+    if token is not None and not (len(token) >= MIN_TOKEN_CHARS and token.isascii()
+                                  and token.isprintable() and " " not in token):
+        raise ValueError(f"the token must be at least {MIN_TOKEN_CHARS} characters of printable "
+                         "ASCII without spaces; make one with `python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))'`")
+    rate_limit = RateLimit(feedback_rate, feedback_burst)
     # JSON can spend up to 6 bytes on a character (\\uXXXX): a body that can hold no valid
     # request is cut off.
     max_body_bytes = 6 * max_text_chars * max_batch + 4096
@@ -119,7 +184,8 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         text: Text
         predicted: Intent
         correct: Intent
-        confirmed: bool = True
+        # Still accepted, so that clients sending `false` keep working, and `true` is told why.
+        confirmed: bool = False
 
     load_error = None  # why the model last failed to load, so that each reason is logged once
 
@@ -161,6 +227,22 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         return JSONResponse(status_code=422, content={
             "detail": f"the request body is not valid JSON ({error.__cause__ or error.detail})"})
 
+    def admit_feedback(request: Request):
+        """Feedback is on, the client has the token if one is set, and is within its rate."""
+        if feedback_path is None:
+            raise HTTPException(404, "feedback is off: start the service with --feedback FILE")
+        if token is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
+                                                                     token.encode()):
+                raise HTTPException(401, "feedback needs a token: send Authorization: Bearer "
+                                         "<token>", headers={"WWW-Authenticate": "Bearer"})
+        wait = rate_limit.wait(request.client.host if request.client else "")
+        if wait:
+            seconds = math.ceil(wait)
+            raise HTTPException(429, f"too many feedback requests from this client; retry in "
+                                     f"{seconds} s", headers={"Retry-After": str(seconds)})
+
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC_DIR / "index.html")
@@ -185,17 +267,26 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     def predict_batch(request: BatchRequest):
         return {"results": predictor().predict_batch(request.texts, top_k=request.top_k)}
 
-    @app.post("/feedback", status_code=201)
+    # admit_feedback runs before the body is validated: a refused client is refused, whatever
+    # it sends.
+    @app.post("/feedback", status_code=201, dependencies=[Depends(admit_feedback)])
     def feedback(request: FeedbackRequest):
-        if feedback_path is None:
-            raise HTTPException(404, "feedback is off: start the service with --feedback FILE")
+        if request.confirmed:
+            # Anyone who reaches the port can send a row: training must not trust it unseen.
+            raise HTTPException(422, "confirmed: rows sent over HTTP are recorded unconfirmed; "
+                                     "a person confirms them in the feedback file")
         model = predictor()
         try:
             row = record_feedback(feedback_path, request.text, request.predicted,
                                   request.correct, model.labels, model.run_info["run"],
-                                  request.confirmed)
+                                  confirmed=False, max_file_bytes=max_feedback_bytes)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
+        except FeedbackFileFull as error:
+            log.error("feedback not recorded: %s", error)
+            raise HTTPException(507, f"the feedback file is full ({max_feedback_bytes:,} bytes): "
+                                     "nothing recorded until its rows are reviewed and moved") \
+                from None
         except OSError as error:
             log.error("cannot record feedback in %s: %s", feedback_path, error)
             raise HTTPException(500, f"cannot record feedback ({error.strerror or error})") \
@@ -216,6 +307,14 @@ def main(argv=None):
     parser.add_argument("--max-text-chars", type=int, default=MAX_PATTERN_CHARS)
     parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
     # Exposure and abuse limits (README: "Deploying the service").
+    parser.add_argument("--token-file", help="file holding the token POST /feedback requires "
+                        f"as `Authorization: Bearer` (default: ${TOKEN_VARIABLE}; neither: none)")
+    parser.add_argument("--max-feedback-bytes", type=int, default=DEFAULT_MAX_FEEDBACK_BYTES,
+                        help="size cap of the --feedback file (default: %(default)s)")
+    parser.add_argument("--feedback-rate", type=float, default=DEFAULT_FEEDBACK_RATE,
+                        help="feedback rows a second per client (default: %(default)s)")
+    parser.add_argument("--feedback-burst", type=int, default=DEFAULT_FEEDBACK_BURST,
+                        help="feedback rows a client may send at once (default: %(default)s)")
     parser.add_argument("--docs", action="store_true",
                         help="serve /docs and /redoc (their scripts come from a CDN)")
     parser.add_argument("--verbose", action="store_true")
@@ -228,7 +327,11 @@ def main(argv=None):
             from .runtime import import_tensorflow_quietly
             import_tensorflow_quietly(verbose=args.verbose)
         app = create_app(args.model, args.preprocessor, args.ensemble, args.feedback,
-                         args.max_text_chars, args.max_batch, args.runtime, docs=args.docs)
+                         args.max_text_chars, args.max_batch, args.runtime,
+                         token=read_token(args.token_file),
+                         max_feedback_bytes=args.max_feedback_bytes,
+                         feedback_rate=args.feedback_rate, feedback_burst=args.feedback_burst,
+                         docs=args.docs)
         uvicorn.run(app, host=args.host, port=args.port,
                     log_level="debug" if args.verbose else "info")
         return 0

@@ -6,23 +6,25 @@ import urllib.error
 import urllib.request
 
 import pytest
-from live_server import call, require, serving
+from live_server import call, exchange, require, serving
 
 require("fastapi")
 require("uvicorn")
 
 from intentkit.predict import get_predictor
-from intentkit.serve import create_app
+from intentkit.serve import RateLimit, create_app, read_token
 
 MESSAGES = ["hello there friend", "what is the salary of a tester", "check my cv please"]
 CORRECTION = {"text": "what would a plumber earn", "predicted": "greeting", "correct": "salary"}
+TOKEN = "test-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def service(trained, tmp_path_factory):
     feedback = tmp_path_factory.mktemp("serve") / "feedback.jsonl"
+    # No rate limit to speak of here: these tests send feedback faster than a person would.
     app = create_app(trained["model"], trained["preprocessor"], feedback_path=feedback,
-                     max_text_chars=200, max_batch=5)
+                     max_text_chars=200, max_batch=5, feedback_rate=1000, feedback_burst=1000)
     with serving(app) as url:
         yield {"url": url, "feedback": feedback,
                "predictor": get_predictor(trained["model"], trained["preprocessor"])}
@@ -80,6 +82,8 @@ def test_batch_answers_each_text_in_order(service):
      "text is empty"),
     ("/feedback", {**CORRECTION, "confirmed": "yes"}, 422,
      "confirmed: Input should be a valid boolean"),
+    ("/feedback", {**CORRECTION, "confirmed": True}, 422,
+     "confirmed: rows sent over HTTP are recorded unconfirmed"),
     ("/nowhere", {"text": "hi"}, 404, "Not Found"),
 ])
 def test_bad_requests_get_a_clear_4xx(service, path, body, status, detail):
@@ -122,15 +126,88 @@ def test_chunked_body_over_the_limit_is_refused_while_it_streams(service):
     assert call(service["url"] + "/health")[0] == 200
 
 
-def test_feedback_is_recorded_with_the_model_version(service, trained):
+def test_feedback_is_recorded_unconfirmed_with_the_model_version(service, trained):
+    """Anyone who reaches the port can send feedback: a person confirms a row before training
+    uses it."""
     status, body = call(service["url"] + "/feedback", "POST", CORRECTION)
     assert status == 201
     rows = [json.loads(line) for line in service["feedback"].read_text().splitlines()]
     assert rows[-1] == body["recorded"]
     assert (rows[-1]["text"], rows[-1]["predicted"], rows[-1]["correct"]) == (
         CORRECTION["text"], "greeting", "salary")
-    assert rows[-1]["confirmed"] is True
+    assert rows[-1]["confirmed"] is False
     assert rows[-1]["model"] == trained["preprocessor"].resolve().parent.name
+
+
+def test_feedback_needs_the_token_when_one_is_set(trained, tmp_path):
+    feedback = tmp_path / "feedback.jsonl"
+    app = create_app(trained["model"], trained["preprocessor"], feedback_path=feedback,
+                     token=TOKEN)
+    with serving(app) as url:
+        refused = [exchange(url + "/feedback", "POST", CORRECTION, headers=headers) for headers in (
+            None, {"Authorization": "Bearer " + "x" * len(TOKEN)},
+            {"Authorization": "Bearer " + TOKEN[:-1]}, {"Authorization": "Basic " + TOKEN})]
+        accepted = call(url + "/feedback", "POST", CORRECTION,
+                        headers={"Authorization": "Bearer " + TOKEN})
+        predicted = call(url + "/predict", "POST", {"text": "hi"})
+    for status, body, headers in refused:
+        assert (status, body) == (401, {"detail": "feedback needs a token: send Authorization: "
+                                                  "Bearer <token>"})
+        assert headers["WWW-Authenticate"] == "Bearer"
+    assert accepted[0] == 201 and predicted[0] == 200, "the token guards feedback only"
+    assert len(feedback.read_text().splitlines()) == 1
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        create_app(trained["model"], trained["preprocessor"], token="short")
+
+
+def test_token_comes_from_the_token_file_or_the_environment(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    assert read_token(token_file, {"INTENTKIT_TOKEN": "other-token-0123456789"}) == TOKEN
+    assert read_token(None, {"INTENTKIT_TOKEN": TOKEN}) == TOKEN
+    assert read_token(None, {}) is None
+    token_file.write_text("\n")
+    with pytest.raises(ValueError, match="token is empty"):
+        read_token(token_file, {})
+    with pytest.raises(ValueError, match="INTENTKIT_TOKEN is set but empty"):
+        read_token(None, {"INTENTKIT_TOKEN": ""})
+
+
+def test_feedback_writes_are_rate_limited_per_client(trained, tmp_path):
+    feedback = tmp_path / "feedback.jsonl"
+    app = create_app(trained["model"], trained["preprocessor"], feedback_path=feedback,
+                     feedback_rate=0.01, feedback_burst=2)  # a burst of 2, then one per 100 s
+    with serving(app) as url:
+        answers = [exchange(url + "/feedback", "POST", CORRECTION) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [201, 201, 429]
+    _, body, headers = answers[2]
+    wait = int(headers["Retry-After"])
+    assert 90 <= wait <= 100
+    assert body == {"detail": f"too many feedback requests from this client; retry in {wait} s"}
+    assert len(feedback.read_text().splitlines()) == 2
+
+
+def test_rate_limit_forgets_refilled_buckets_only():
+    """Many client addresses cannot grow the buckets without bound, nor reset a busy client."""
+    fast = RateLimit(rate=1e9, burst=1, max_clients=2)
+    assert [fast.wait(client) for client in "abc"] == [0, 0, 0]
+    assert list(fast.buckets) == ["c"], "a and b refilled within a nanosecond"
+    slow = RateLimit(rate=1e-3, burst=1, max_clients=2)
+    assert [slow.wait(client) for client in "abc"] == [0, 0, 0]
+    assert slow.wait("a") > 900, "a bucket still refilling is kept"
+
+
+def test_full_feedback_file_refuses_new_rows(trained, tmp_path):
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text(json.dumps({**CORRECTION, "text": "x" * 3000, "confirmed": False}) + "\n")
+    before = feedback.read_bytes()
+    app = create_app(trained["model"], trained["preprocessor"], feedback_path=feedback,
+                     max_feedback_bytes=len(before) + 50)
+    with serving(app) as url:
+        answer = call(url + "/feedback", "POST", CORRECTION)
+    assert answer == (507, {"detail": f"the feedback file is full ({len(before) + 50:,} bytes): "
+                                      "nothing recorded until its rows are reviewed and moved"})
+    assert feedback.read_bytes() == before
 
 
 def test_feedback_off_and_missing_model_are_clear(trained, tmp_path, caplog):
