@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_BINS = 15
 TOP_CONFUSIONS = 10
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP: CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """`value` safe to open in a spreadsheet: text that would start a formula gets a leading
+    single quote, shown as text there. Every CSV the project writes passes its cells through it."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 def expected_calibration_error(probabilities, true_ids, bins=CALIBRATION_BINS):
@@ -137,8 +147,9 @@ def write_errors(path, texts, true_ids, probabilities, labels):
         writer = csv.writer(file)
         writer.writerow(["text", "true", "predicted", "confidence"])
         for row in wrong:
-            writer.writerow([texts[row], labels[true_ids[row]], labels[predicted[row]],
-                             f"{probabilities[row, predicted[row]]:.4f}"])
+            writer.writerow(map(csv_cell, [texts[row], labels[true_ids[row]],
+                                           labels[predicted[row]],
+                                           f"{probabilities[row, predicted[row]]:.4f}"]))
 
 
 def _summary(metrics, reference=None):

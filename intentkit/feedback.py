@@ -2,9 +2,10 @@
 
 A row is `{"time", "text", "predicted", "correct", "confirmed", "model"}`. Only confirmed rows
 are used for training (a chatbot can record end-user corrections as unconfirmed, for a person to
-review and flip to true). Folding happens after the split and touches the training split only: a
-row whose text is a validation or test pattern is skipped, since training on it would leak into
-the held-out evaluation (the split is seeded, so the same data and seed give the same test split).
+review and flip to true; the HTTP service records every row so). Folding happens after the
+split and touches the training split only: a row whose text is a validation or test pattern is
+skipped, since training on it would leak into the held-out evaluation (the split is seeded, so
+the same data and seed give the same test split).
 """
 import json
 import logging
@@ -32,6 +33,10 @@ SKIP_REASONS = {
 _write_lock = threading.Lock()
 
 
+class FeedbackFileFull(Exception):
+    """The row would take the feedback file past its size cap; nothing was written."""
+
+
 def check_text(text, what="text"):
     """A message usable as a training pattern; raises TypeError or ValueError saying why not."""
     if not isinstance(text, str):
@@ -44,12 +49,13 @@ def check_text(text, what="text"):
 
 
 def record_feedback(path, text, predicted, correct, labels=None, model_version=None,
-                    confirmed=True):
+                    confirmed=True, max_file_bytes=None):
     """Append one correction to the JSON-lines file `path` and return the row.
 
     `labels`, when given, are the model's intents: `correct` must be one of them. The line is
     written with one `write` on a file opened for appending, so concurrent writers (threads or
-    processes) never interleave inside a line.
+    processes) never interleave inside a line. `max_file_bytes`, when given, caps the file's
+    size: a row that would pass it raises FeedbackFileFull.
     """
     check_text(text)
     for name, value in (("predicted", predicted), ("correct", correct)):
@@ -64,7 +70,12 @@ def record_feedback(path, text, predicted, correct, labels=None, model_version=N
            "predicted": predicted, "correct": correct, "confirmed": confirmed,
            "model": model_version}
     line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-    with _write_lock:
+    with _write_lock:  # the size check and the write together, so threads cannot pass the cap
+        if max_file_bytes is not None:
+            size = os.stat(path).st_size if os.path.exists(path) else 0
+            if size + len(line) > max_file_bytes:
+                raise FeedbackFileFull(f"{path} holds {size:,} bytes; a row of {len(line):,} "
+                                       f"would pass the cap of {max_file_bytes:,}")
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             written = os.write(descriptor, line)

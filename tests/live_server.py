@@ -28,16 +28,22 @@ def require(module):
         missing(f"{module} is missing: pip install -r requirements-serve.txt")
 
 
-def call(url, method="GET", body=None, raw=None):
-    """(status, decoded JSON) of one real HTTP request; 4xx/5xx are returned, not raised."""
+def exchange(url, method="GET", body=None, raw=None, headers=None):
+    """(status, decoded JSON, response headers) of one real HTTP request; 4xx/5xx are returned,
+    not raised."""
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read()), error.headers
+
+
+def call(url, method="GET", body=None, raw=None, headers=None):
+    """(status, decoded JSON) of one real HTTP request (see `exchange`)."""
+    return exchange(url, method, body, raw, headers)[:2]
 
 
 @contextlib.contextmanager

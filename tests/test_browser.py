@@ -74,4 +74,4 @@ def test_page_shows_the_ranking_and_records_a_correction(trained, tmp_path, brow
         assert browser.find_element(By.ID, "error").text == ""
     rows = [json.loads(line) for line in feedback.read_text().splitlines()]
     assert [(r["text"], r["predicted"], r["correct"], r["confirmed"]) for r in rows] == [
-        (message, expected["intent"], correction, True)]
+        (message, expected["intent"], correction, False)], "a person confirms it later"

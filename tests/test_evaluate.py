@@ -1,11 +1,17 @@
 """Report numbers agree with scikit-learn; ensemble weights and thresholds behave."""
+import csv
 import json
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from intentkit.data import load_intents, split_data
-from intentkit.evaluate import choose_fallback_threshold, expected_calibration_error, score
+from intentkit.evaluate import (
+    choose_fallback_threshold,
+    expected_calibration_error,
+    score,
+    write_errors,
+)
 from intentkit.predict import Predictor
 from intentkit.train import combine, fit_ensemble_weights
 
@@ -56,3 +62,21 @@ def test_threshold_keeps_the_requested_share_of_correct_answers():
     probabilities = np.stack([confidence, 1 - confidence], axis=1)
     threshold = choose_fallback_threshold(probabilities, np.zeros(100, int), coverage=0.9)
     assert np.isclose((confidence >= threshold).mean(), 0.9, atol=0.01)
+
+
+def test_errors_csv_defuses_spreadsheet_formulas(tmp_path):
+    """Cells that a spreadsheet would run as a formula get a leading quote (OWASP CSV injection);
+    other cells, commas and quotes included, read back unchanged."""
+    texts = ['=HYPERLINK("http://example.com","click")', "+1+1", "-2+3", "@SUM(A1:A9)",
+             "\tcmd", "\rcmd", 'plain, "quoted" text', "a = b"]
+    labels = ["=cmd|' /C calc'!A0", "salary"]
+    confidence = np.linspace(0.9, 0.6, len(texts))  # the most confidently wrong first
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    write_errors(tmp_path / "errors.csv", texts, np.ones(len(texts), int), probabilities, labels)
+    with open(tmp_path / "errors.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["text", "true", "predicted", "confidence"]
+    assert [row[0] for row in rows[1:]] == [
+        "'" + text for text in texts[:6]] + ['plain, "quoted" text', "a = b"]
+    assert {(row[1], row[2]) for row in rows[1:]} == {("salary", "'=cmd|' /C calc'!A0")}
+    assert rows[1][3] == "0.9000"

@@ -9,6 +9,7 @@ from intentkit.cli import main
 from intentkit.data import Split, split_data
 from intentkit.errors import DataError
 from intentkit.feedback import (
+    FeedbackFileFull,
     fold_into_training,
     load_feedback,
     read_feedback,
@@ -44,6 +45,18 @@ def test_record_rejects_bad_rows_and_writes_nothing(tmp_path, text, correct, mes
     with pytest.raises(ValueError, match=message):
         record_feedback(path, text, "fallback", correct, LABELS)
     assert not path.exists()
+
+
+def test_record_refuses_to_grow_the_file_past_its_cap(tmp_path):
+    path = tmp_path / "feedback.jsonl"
+    record_feedback(path, "hey you", "fallback", "greeting", confirmed=False)
+    one_row = path.stat().st_size
+    record_feedback(path, "hey you", "fallback", "greeting", confirmed=False,
+                    max_file_bytes=2 * one_row)  # exactly at the cap: written
+    with pytest.raises(FeedbackFileFull, match=f"holds {2 * one_row:,} bytes"):
+        record_feedback(path, "hey you", "fallback", "greeting", confirmed=False,
+                        max_file_bytes=3 * one_row - 1)
+    assert path.stat().st_size == 2 * one_row
 
 
 def test_concurrent_writers_never_interleave_lines(tmp_path):

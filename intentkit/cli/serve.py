@@ -16,18 +16,30 @@ def add_parser(subcommands, name):
                         "allowed)")
     parser.add_argument("--max-batch", type=int, default=None,
                         help="most messages in one /predict/batch request (default: 100)")
+    # Exposure and abuse limits (README: "Deploying the service"); defaults in intentkit.serve.
+    parser.add_argument("--token-file", help="file holding the token POST /feedback requires "
+                        "as `Authorization: Bearer` (default: $INTENTKIT_TOKEN; neither: none)")
+    parser.add_argument("--max-feedback-bytes", type=int, default=None,
+                        help="size cap of the --feedback file (default: 10 MiB)")
+    parser.add_argument("--feedback-rate", type=float, default=None,
+                        help="feedback rows a second per client (default: 2)")
+    parser.add_argument("--feedback-burst", type=int, default=None,
+                        help="feedback rows a client may send at once (default: 5)")
+    parser.add_argument("--docs", action="store_true",
+                        help="serve /docs and /redoc (their scripts come from a CDN)")
     return parser
 
 
 def run(args):
     import uvicorn
 
-    from ..serve import create_app
+    from ..serve import create_app, read_token
     import_tensorflow_for(args.runtime, args.verbose)
-    limits = {name: getattr(args, name) for name in ("max_text_chars", "max_batch")
-              if getattr(args, name) is not None}
+    limits = {name: getattr(args, name) for name in (
+        "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst")
+        if getattr(args, name) is not None}
     app = create_app(*model_paths(args), args.use_ensemble, args.feedback, runtime=args.runtime,
-                     **limits)
+                     token=read_token(args.token_file), docs=args.docs, **limits)
     uvicorn.run(app, host=args.host, port=args.port,
                 log_level="debug" if args.verbose else "info")
     return 0
