@@ -206,3 +206,17 @@ def test_block_wise_pairs_equal_the_dense_computation(monkeypatch):
                 if i < j and label_ids[i] != label_ids[j]}
     assert expected and set(zip(firsts.tolist(), seconds.tolist())) == expected
     np.testing.assert_allclose(cosines, dense[firsts, seconds], rtol=1e-6)
+
+
+def test_a_suspect_needs_both_signals_and_its_own_centroid_leaves_it_out():
+    """x is nearer b's centroid (0.8) than a's without x (0.6), though not than a's with x
+    (0.81): a suspect only when the cross-validated classifier also gives it to b."""
+    vectors = np.array([[1, 0], [1, 0], [0.6, 0.8], [0, 1], [0, 1]], dtype=np.float32)
+    embedded = check._Embedded(["a", "b"], ["a1", "a2", "x", "b1", "b2"],
+                               np.array([0, 0, 0, 1, 1]), np.array([0, 3]), vectors)
+    probabilities = np.array([[.9, .1], [.9, .1], [.2, .8], [.1, .9], [.1, .9]])
+    [suspect] = check._suspect_labels(embedded, probabilities, 0.5)
+    assert (suspect.details["text"], suspect.details["suggested_intent"]) == ("x", "b")
+    assert suspect.details["centroid_cosine"] == {"suggested": 0.8, "own": 0.6}
+    probabilities[2] = [.8, .2]
+    assert list(check._suspect_labels(embedded, probabilities, 0.5)) == []
