@@ -200,8 +200,11 @@ def _imbalance(counts, ratio_limit):
 
 
 def _names(tags, limit=None):
-    shown = ", ".join(repr(tag) for tag in tags[:limit])
-    return shown + (f" and {len(tags) - limit} more" if limit and len(tags) > limit else "")
+    """'a', 'b' and 'c'; past `limit` names, 'a', 'b' and 3 more."""
+    shown = [repr(tag) for tag in tags[:limit]]
+    if len(tags) > len(shown):
+        shown.append(f"{len(tags) - len(shown)} more")
+    return ", ".join(shown[:-1]) + " and " + shown[-1] if len(shown) > 1 else shown[0]
 
 
 @dataclass(frozen=True)
