@@ -295,7 +295,7 @@ def _overlapping_intents(embedded, probabilities, threshold):
     confusion /= embedded.counts[:, None]
     np.fill_diagonal(confusion, 0)
     centroids = _unit(embedded.sums())
-    firsts, seconds = np.nonzero(np.triu(np.maximum(confusion, confusion.T) >= threshold))
+    firsts, seconds = np.nonzero(np.triu(np.maximum(confusion, confusion.T) >= threshold, k=1))
     combined = confusion[firsts, seconds] + confusion[seconds, firsts]
     for pair in np.argsort(-combined, kind="stable"):
         a, b = firsts[pair], seconds[pair]
