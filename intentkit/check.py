@@ -1,0 +1,347 @@
+"""Check an intents file before training and say what to fix, beyond "it loads".
+
+`check_data` first validates the file exactly as training does (`data.load_intents`: a file that
+training rejects raises the same `DataError`), then looks for problems that load but hurt the
+model: one text labelled with two intents, near-identical sentences in two intents, intents a
+classifier confuses, patterns that look mislabelled, intents with few patterns, imbalance.
+
+The embedding checks use the pretrained encoder (all-MiniLM-L6-v2, see `pretrained.py`) on the
+patterns that training would keep, embedded once. Without the encoder they are skipped, with a
+warning that says how to install it.
+"""
+import logging
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
+
+from .data import _read_document, duplicate_key, load_intents
+from .pretrained import PretrainedUnavailable, sentence_encoder
+
+log = logging.getLogger(__name__)
+
+ERROR, WARNING = "error", "warning"
+EXIT_CLEAN, EXIT_ERRORS = 0, 2
+
+# Finding codes, stable for scripts, in the order a person should read them (most useful first),
+# each with the advice printed above its findings.
+ADVICE = {
+    "duplicate-across-intents": "the same text is a pattern of several intents; training keeps "
+                                "only the first: delete the copies from the wrong intents",
+    "encoder-unavailable": "the checks that need the sentence encoder were skipped",
+    "suspect-label": "these patterns are closer to another intent than to their own: move them "
+                     "to that intent or reword them",
+    "overlapping-intents": "a classifier confuses these intents: merge them, or add patterns "
+                           "that tell them apart",
+    "near-duplicate-across-intents": "nearly the same sentence is in two intents: keep it in "
+                                     "one, or reword it so that the intents differ",
+    "too-few-patterns": "add patterns in the words users actually type",
+    "imbalanced-intents": "add patterns to the small intents (or trim the largest)",
+}
+# A block of cross-intent similarities holds at most this many float32 (64 MB).
+BLOCK_ELEMENTS = 16_000_000
+# The cross-validated logistic regression: C=1 on unit-length embeddings regularises so much that
+# big intents absorb the small ones' patterns (size, not overlap); C=10 with balanced class
+# weights was the most accurate on filesTech/final.json and flags overlap rather than size.
+LOGISTIC_C = 10.0
+LOGISTIC_MAX_ITER = 200
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # ERROR or WARNING
+    code: str  # a key of ADVICE
+    message: str  # one line naming the intents and patterns
+    details: dict  # the same, machine-readable
+
+    def to_json(self):
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    source: str
+    intents: int
+    patterns: int  # as training keeps them: without repeated texts
+    findings: list  # errors first, then in ADVICE's order, the most important first
+
+    @property
+    def errors(self):
+        return [f for f in self.findings if f.severity == ERROR]
+
+    @property
+    def warnings(self):
+        return [f for f in self.findings if f.severity == WARNING]
+
+    @property
+    def exit_code(self):
+        return EXIT_ERRORS if self.errors else EXIT_CLEAN
+
+    def to_json(self):
+        """A JSON-serialisable dict, for `--json`."""
+        return {"source": self.source, "intents": self.intents, "patterns": self.patterns,
+                "exit_code": self.exit_code,
+                "counts": dict(Counter(finding.code for finding in self.findings)),
+                "errors": [f.to_json() for f in self.errors],
+                "warnings": [f.to_json() for f in self.warnings]}
+
+    def summary(self):
+        return (f"{self.source}: {self.intents} intents, {self.patterns:,} patterns: "
+                f"{_count(len(self.errors), 'error')}, {_count(len(self.warnings), 'warning')}")
+
+    def format_text(self, per_code=10):
+        """The summary line, then the findings by severity and code, at most `per_code` each."""
+        lines = [self.summary()]
+        for title, findings in (("Errors", self.errors), ("Warnings", self.warnings)):
+            if findings:
+                lines += ["", f"{title}:"]
+            by_code = defaultdict(list)
+            for finding in findings:
+                by_code[finding.code].append(finding)
+            for code, group in by_code.items():
+                lines.append(f"  {code} ({len(group)}): {ADVICE[code]}.")
+                lines += [f"    {finding.message}" for finding in group[:per_code]]
+                if len(group) > per_code:
+                    lines.append(f"    ... {len(group) - per_code} more")
+        return "\n".join(lines)
+
+
+def _count(number, noun):
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def check_data(path, near_duplicate_threshold=0.95, min_patterns=10, imbalance_ratio=3.0,
+               confusion_threshold=0.1, suspect_confidence=0.5, folds=5, seed=0):
+    """Check an intents file (JSON, CSV/TSV or Rasa YAML) and return a `CheckReport`.
+
+    Raises `DataError` where training would (an unreadable or invalid file). Thresholds: cosine
+    of two patterns of different intents that counts as a near-duplicate; patterns an intent
+    should have; largest/smallest intent ratio; share of an intent's patterns predicted as
+    another (cross-validated, `folds` folds) that makes the pair overlap; probability of another
+    intent that makes a pattern a suspect label.
+    """
+    path = Path(path)
+    data = load_intents(path)  # the same validation, and the same patterns, as training
+    counts = Counter(data.labels)
+    findings = [*_duplicates_across_intents(_patterns_as_written(path)),
+                *_small_intents(counts, min_patterns),
+                *_imbalance(counts, imbalance_ratio)]
+    try:
+        encoder = sentence_encoder()
+    except PretrainedUnavailable as error:
+        findings.append(Finding(WARNING, "encoder-unavailable",
+                                "near-duplicates, overlapping intents and suspect labels were "
+                                f"not checked: {error}", {"reason": str(error)}))
+    else:
+        # One BLAS thread: the encoder runs its own worker threads, and on a 2-core machine
+        # shared with other jobs BLAS threads on top of them fitted a fold 4x slower.
+        with threadpool_limits(1):
+            embedded = _Embedded.of(data, encoder)
+            probabilities = embedded.out_of_fold_probabilities(folds, seed)
+        findings += [*_near_duplicates(embedded, near_duplicate_threshold),
+                     *_overlapping_intents(embedded, probabilities, confusion_threshold),
+                     *_suspect_labels(embedded, probabilities, suspect_confidence)]
+    order = list(ADVICE)
+    findings.sort(key=lambda finding: (finding.severity != ERROR, order.index(finding.code)))
+    return CheckReport(str(path), len(counts), len(data.texts), findings)
+
+
+def _patterns_as_written(path):
+    """Each intent's patterns before load_intents drops the repeated ones (already validated)."""
+    return {intent["tag"].strip(): [pattern.strip() for pattern in intent["patterns"]]
+            for intent in _read_document(path)["intents"]}
+
+
+def _duplicates_across_intents(patterns_by_tag):
+    written_by_key = defaultdict(dict)  # duplicate_key -> {tag: the pattern as written there}
+    for tag, patterns in patterns_by_tag.items():
+        for pattern in patterns:
+            written_by_key[duplicate_key(pattern)].setdefault(tag, pattern)
+    for written in written_by_key.values():
+        if len(written) > 1:
+            tags = list(written)
+            text = written[tags[0]]
+            yield Finding(ERROR, "duplicate-across-intents",
+                          f"{text!r} is a pattern of {_names(tags)} (training keeps it in "
+                          f"{tags[0]!r} only)", {"text": text, "intents": written})
+
+
+def _small_intents(counts, min_patterns):
+    for tag, count in sorted(counts.items(), key=lambda item: item[1]):
+        if count < min_patterns:
+            yield Finding(WARNING, "too-few-patterns",
+                          f"{tag!r} has {count} distinct patterns; at least {min_patterns} are "
+                          "recommended",
+                          {"intent": tag, "patterns": count, "recommended": min_patterns})
+
+
+def _imbalance(counts, ratio_limit):
+    largest = max(counts, key=counts.get)
+    smallest = min(counts, key=counts.get)
+    ratio = counts[largest] / counts[smallest]
+    if ratio <= ratio_limit:
+        return
+    small = sorted((tag for tag in counts if counts[tag] * ratio_limit < counts[largest]),
+                   key=counts.get)
+    yield Finding(WARNING, "imbalanced-intents",
+                  f"{largest!r} has {counts[largest]} patterns, {ratio:.1f}x the "
+                  f"{counts[smallest]} of {smallest!r}; {len(small)} intent(s) have less than "
+                  f"1/{ratio_limit:g} of the largest: {_names(small, limit=5)}",
+                  {"largest": {"intent": largest, "patterns": counts[largest]},
+                   "smallest": {"intent": smallest, "patterns": counts[smallest]},
+                   "ratio": round(ratio, 2), "limit": ratio_limit,
+                   "below_limit": {tag: counts[tag] for tag in small}})
+
+
+def _names(tags, limit=None):
+    """'a', 'b' and 'c'; past `limit` names, 'a', 'b' and 3 more."""
+    shown = [repr(tag) for tag in tags[:limit]]
+    if len(tags) > len(shown):
+        shown.append(f"{len(tags) - len(shown)} more")
+    return ", ".join(shown[:-1]) + " and " + shown[-1] if len(shown) > 1 else shown[0]
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """The patterns that training keeps, embedded once, with their rows sorted by intent."""
+    tags: list  # intent names in file order; a label id indexes this list
+    texts: list
+    label_ids: np.ndarray
+    starts: np.ndarray  # the first row of each intent
+    vectors: np.ndarray  # unit-length float32, one row per text
+
+    @classmethod
+    def of(cls, data, encoder):
+        tags = list(dict.fromkeys(data.labels))
+        index = {tag: i for i, tag in enumerate(tags)}
+        label_ids = np.array([index[label] for label in data.labels])
+        order = np.argsort(label_ids, kind="stable")
+        texts = [data.texts[row] for row in order]
+        log.info("%s: embedding %d patterns", data.source, len(texts))
+        vectors = encoder.embed(texts, progress=lambda done, total: log.info(
+            "embedded %d/%d patterns", done, total))
+        label_ids = label_ids[order]
+        return cls(tags, texts, label_ids, np.searchsorted(label_ids, np.arange(len(tags))),
+                   vectors)
+
+    @property
+    def counts(self):
+        return np.bincount(self.label_ids, minlength=len(self.tags))
+
+    def sums(self):
+        """Each intent's sum of embeddings, shape (intents, 384)."""
+        return np.add.reduceat(self.vectors, self.starts, axis=0)
+
+    def out_of_fold_probabilities(self, folds, seed):
+        """Each pattern's intent probabilities from a logistic regression fitted without it."""
+        probabilities = np.zeros((len(self.texts), len(self.tags)), dtype=np.float32)
+        splitter = StratifiedKFold(min(folds, self.counts.min()), shuffle=True, random_state=seed)
+        for fold, (train, held_out) in enumerate(splitter.split(self.vectors, self.label_ids)):
+            log.info("cross-validation fold %d/%d", fold + 1, splitter.n_splits)
+            model = LogisticRegression(C=LOGISTIC_C, max_iter=LOGISTIC_MAX_ITER,
+                                       class_weight="balanced")
+            with warnings.catch_warnings():
+                # A few more iterations would not move a probability enough to change a finding.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit(self.vectors[train], self.label_ids[train])
+            probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(
+                self.vectors[held_out])
+        return probabilities
+
+    def pattern(self, row):
+        return {"intent": self.tags[self.label_ids[row]], "text": self.texts[row]}
+
+
+def _cross_intent_pairs(vectors, starts, threshold):
+    """Row pairs of different intents whose cosine is >= threshold, each pair once: (first
+    rows, second rows, cosines). Rows are sorted by intent, so a block of one intent's rows is
+    multiplied only by the rows of the intents after it: no same-intent pair is computed, and a
+    block holds at most BLOCK_ELEMENTS cosines."""
+    ends = [*starts[1:], len(vectors)]
+    firsts, seconds, cosines = [np.zeros(0, int)], [np.zeros(0, int)], [np.zeros(0, np.float32)]
+    for start, end in zip(starts, ends):
+        later = vectors[end:]
+        step = max(1, BLOCK_ELEMENTS // max(1, len(later)))
+        for block_start in range(start, end, step):
+            block = vectors[block_start:min(block_start + step, end)] @ later.T
+            rows, columns = np.nonzero(block >= threshold)
+            firsts.append(rows + block_start)
+            seconds.append(columns + end)
+            cosines.append(block[rows, columns])
+    return np.concatenate(firsts), np.concatenate(seconds), np.concatenate(cosines)
+
+
+def _near_duplicates(embedded, threshold):
+    firsts, seconds, cosines = _cross_intent_pairs(embedded.vectors, embedded.starts, threshold)
+    for pair in np.argsort(-cosines, kind="stable"):
+        first, second = embedded.pattern(firsts[pair]), embedded.pattern(seconds[pair])
+        yield Finding(WARNING, "near-duplicate-across-intents",
+                      f"{first['text']!r} ({first['intent']!r}) ~ {second['text']!r} "
+                      f"({second['intent']!r}): cosine {cosines[pair]:.3f}",
+                      {"cosine": round(float(cosines[pair]), 4), "patterns": [first, second]})
+
+
+def _overlapping_intents(embedded, probabilities, threshold):
+    """Pairs where either intent has >= threshold of its patterns predicted as the other."""
+    intents = len(embedded.tags)
+    confusion = np.zeros((intents, intents))
+    np.add.at(confusion, (embedded.label_ids, probabilities.argmax(axis=1)), 1)
+    confusion /= embedded.counts[:, None]
+    np.fill_diagonal(confusion, 0)
+    centroids = _unit(embedded.sums())
+    firsts, seconds = np.nonzero(np.triu(np.maximum(confusion, confusion.T) >= threshold, k=1))
+    combined = confusion[firsts, seconds] + confusion[seconds, firsts]
+    for pair in np.argsort(-combined, kind="stable"):
+        a, b = firsts[pair], seconds[pair]
+        if confusion[b, a] > confusion[a, b]:
+            a, b = b, a
+        tag_a, tag_b = embedded.tags[a], embedded.tags[b]
+        cosine = float(centroids[a] @ centroids[b])
+        yield Finding(WARNING, "overlapping-intents",
+                      f"{tag_a!r} / {tag_b!r}: {confusion[a, b]:.0%} of {tag_a!r} "
+                      f"predicted as {tag_b!r}, {confusion[b, a]:.0%} the other way; "
+                      f"centroid cosine {cosine:.2f}",
+                      {"intents": [tag_a, tag_b], "confusion": [round(float(confusion[a, b]), 4),
+                                                                round(float(confusion[b, a]), 4)],
+                       "centroid_cosine": round(cosine, 4)})
+
+
+def _unit(rows):
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _suspect_labels(embedded, probabilities, confidence):
+    """Patterns nearer another intent's centroid than their own one computed without them, that
+    a cross-validated classifier also gives to that intent with probability >= confidence: two
+    independent signs that the label is wrong."""
+    sums = embedded.sums()
+    rows = np.arange(len(embedded.texts))
+    own_sums = sums[embedded.label_ids]
+    own_dot = np.einsum("ij,ij->i", embedded.vectors, own_sums)
+    own_norm_squared = np.einsum("ij,ij->i", own_sums, own_sums) - 2 * own_dot + 1
+    # The pattern itself pulls its own centroid towards it: leave it out (vectors are unit).
+    own_cosine = (own_dot - 1) / np.sqrt(np.maximum(own_norm_squared, 1e-12))
+    other_cosines = embedded.vectors @ _unit(sums).T
+    other_cosines[rows, embedded.label_ids] = -np.inf
+    nearest_other = other_cosines.argmax(axis=1)
+    nearest_cosine = other_cosines[rows, nearest_other]
+    other_probability = probabilities[rows, nearest_other]
+    suspects = np.flatnonzero((nearest_cosine > own_cosine) & (other_probability >= confidence)
+                              & (probabilities.argmax(axis=1) == nearest_other))
+    for row in suspects[np.argsort(-other_probability[suspects], kind="stable")]:
+        pattern = embedded.pattern(row)
+        other = embedded.tags[nearest_other[row]]
+        yield Finding(WARNING, "suspect-label",
+                      f"{pattern['text']!r} in {pattern['intent']!r} looks like {other!r} "
+                      f"(p={other_probability[row]:.2f}; centroid cosine "
+                      f"{nearest_cosine[row]:.2f} vs {own_cosine[row]:.2f} to its own)",
+                      {**pattern, "suggested_intent": other,
+                       "probability": round(float(other_probability[row]), 4),
+                       "centroid_cosine": {"suggested": round(float(nearest_cosine[row]), 4),
+                                           "own": round(float(own_cosine[row]), 4)}})
