@@ -21,8 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from .data import _read_document, duplicate_key, load_intents
-from .pretrained import PretrainedUnavailable, sentence_encoder
+from .data import duplicate_key, load_intents, read_document
+from .errors import PretrainedUnavailable
+from .pretrained import sentence_encoder
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def check_data(path, near_duplicate_threshold=0.95, min_patterns=10, imbalance_r
 def _patterns_as_written(path):
     """Each intent's patterns before load_intents drops the repeated ones (already validated)."""
     return {intent["tag"].strip(): [pattern.strip() for pattern in intent["patterns"]]
-            for intent in _read_document(path)["intents"]}
+            for intent in read_document(path)["intents"]}
 
 
 def _duplicates_across_intents(patterns_by_tag):
