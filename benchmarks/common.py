@@ -1,8 +1,43 @@
-"""What every benchmark does at the end: print a markdown table and save the figures as JSON."""
+"""What the benchmarks share: the data sets (few-shot sets built, never stored) and the report."""
 import json
+import random
 from pathlib import Path
 
+from intentkit.data import load_examples, read_document
 from intentkit.model_card import markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+SETS = ("shipped", "banking77", "clinc150")
+
+
+def few_shot_document(train_path, per_intent, seed=0):
+    """`per_intent` training patterns of every intent: one random.Random(seed) for the set,
+    rng.sample(patterns, per_intent) for each intent in file order."""
+    rng = random.Random(seed)
+    document = read_document(train_path)
+    return {"intents": [{**intent, "patterns": rng.sample(intent["patterns"], per_intent)}
+                        for intent in document["intents"]]}
+
+
+def load_set(name, work):
+    """(training data path, test path or None) of a set named like "shipped", "banking77" or
+    "clinc150:10" (10 patterns per intent, no validation file, the official in-scope test rows).
+    "shipped" has no test file: the pipeline carves its test split."""
+    if name == "shipped":
+        return ROOT / "filesTech" / "final.json", None
+    base, _, shots = name.partition(":")
+    directory = SHARED / base
+    train_path = directory / "train.json"
+    tags = {intent["tag"] for intent in read_document(train_path)["intents"]}
+    if shots:
+        train_path = work / "train.json"
+        train_path.write_text(json.dumps(few_shot_document(directory / "train.json", int(shots))))
+    texts, labels = load_examples(directory / "test.json")
+    test_path = work / "test_in_scope.json"
+    test_path.write_text(json.dumps([{"text": t, "intent": i} for t, i in zip(texts, labels)
+                                     if i in tags]))
+    return train_path, test_path
 
 
 def report(header, rows, payload, out):

@@ -12,12 +12,12 @@ from .errors import ConfigError
 # small validation split is noisy), and keep the seed's ensemble weights (too few validation
 # rows to fit them). Large ones converge in few epochs of large batches, which keeps a
 # 15,000-pattern run under 10 minutes on a laptop; tuning trials there only rank the
-# configurations; thousands of validation rows fit the ensemble weights reliably. The pretrained
+# configurations. The pretrained
 # member's head is a dense layer over 384 numbers (about a second an epoch on 15,000 rows): it
 # gets 60 epochs at any size.
 LARGE_DATA_ROWS = 8000
 SMALL_DATA = {"batch_size": 64, "patience": 10, "ensemble_patience": 10, "tuning_epochs": 30,
-              "epochs": 150, "ensemble_epochs": 80, "head_epochs": 60, "ensemble_weights": "seed"}
+              "epochs": 150, "ensemble_epochs": 80, "head_epochs": 60, "ensemble_weights": "fitted"}
 LARGE_DATA = {"batch_size": 256, "patience": 3, "ensemble_patience": 3, "tuning_epochs": 10,
               "epochs": 20, "ensemble_epochs": 20, "head_epochs": 60, "ensemble_weights": "fitted"}
 # --quick: a smoke run of seconds per model (flags given explicitly still apply).
@@ -78,8 +78,8 @@ class TrainConfig:
     head_epochs: int = _option(0, "epoch limit of the pretrained member's head "
                                f"(0 = {_auto('head_epochs')})")
     ensemble_weights: str = _option(
-        "auto", "seed (0.4/0.4/0.2) | fitted (best log-loss on val) | "
-        f"{_auto('ensemble_weights')} (a large validation split can fit them)")
+        "auto", "seed (0.4/0.4/0.2) | fitted (best validation accuracy, then log-loss: never "
+        f"below the best member on validation) | {_auto('ensemble_weights')}")
     fallback_coverage: float = _option(
         0.95, "share of correct validation answers kept above the fallback threshold")
     fallback_margin: float = _option(

@@ -80,3 +80,18 @@ def test_errors_csv_defuses_spreadsheet_formulas(tmp_path):
         "'" + text for text in texts[:6]] + ['plain, "quoted" text', "a = b"]
     assert {(row[1], row[2]) for row in rows[1:]} == {("salary", "'=cmd|' /C calc'!A0")}
     assert rows[1][3] == "0.9000"
+
+
+def test_fitted_weights_never_score_below_the_best_member_on_validation():
+    """Log-loss alone would mix in the confident but often wrong member."""
+    rng = np.random.default_rng(0)
+    true_ids = rng.integers(0, 3, 60)
+    right = np.eye(3)[true_ids]
+    honest = 0.5 * right + 0.5 / 3  # always right, never sure
+    wrong_ids = np.where(rng.random(60) < 0.4, (true_ids + 1) % 3, true_ids)
+    bold = 0.97 * np.eye(3)[wrong_ids] + 0.01  # sure of itself, wrong 40 % of the time
+    members = {"honest": honest, "bold": bold}
+    weights = fit_ensemble_weights(members, true_ids)
+    mixed = combine(members, weights)
+    assert (mixed.argmax(axis=1) == true_ids).mean() >= max(
+        (p.argmax(axis=1) == true_ids).mean() for p in members.values())
