@@ -1,14 +1,18 @@
 """Benchmark harness: our pipeline against strong peers on intent data sets, in one run.
 
-    python benchmarks/run.py [--datasets DIR ...] [--quick] [--seed 42] [--out PREFIX]
+    python benchmarks/run.py [--datasets SET ...] [--quick] [--seed 42] [--out PREFIX]
 
-A dataset directory holds `train.json` (intents format), `test.json` and optionally `val.json`
-(lists of {"text", "intent"}); without `val.json` a validation split is carved from the training
-data, stratified and seeded, exactly as `jobs.py` does. For each directory:
+A SET is a dataset directory holding `train.json` (intents format), `test.json` and optionally
+`val.json` (lists of {"text", "intent"}); without `val.json` a validation split is carved from
+the training data, stratified and seeded, exactly as `jobs.py` does. `DIR:N` is its few-shot
+version: N training patterns per intent (one random.Random(0) for the set, rng.sample for each
+intent in file order), no validation file, the official test rows. `shipped` is
+filesTech/final.json with the test split the pipeline carves. For each set:
 
 - ours: the `jobs.py` pipeline (`intentkit.train.train`, default configuration, the official
-  validation/test files passed as --val-data/--test-data), scored as the single CNN-BiLSTM and as
-  the ensemble, loaded back through the Predictor that a chatbot uses;
+  validation/test files passed as --val-data/--test-data), scored as its default answer (the
+  model best on validation), the single CNN-BiLSTM and the ensemble, loaded back through the
+  Predictor that a chatbot uses;
 - peers, trained in the same run on the same training/validation rows, C chosen on validation:
   TF-IDF words 1-2 + logistic regression, TF-IDF words 1-2 + chars 2-5 + LinearSVC, and frozen
   all-MiniLM-L6-v2 sentence embeddings + logistic regression.
@@ -28,9 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 
-from common import report  # noqa: E402
+from common import ROOT, SHARED, few_shot_document, report  # noqa: E402
 from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -50,7 +53,7 @@ from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # n
 from intentkit.predict import Predictor  # noqa: E402
 from intentkit.train import split_first, train  # noqa: E402
 
-DATASETS = [ROOT.parent / "shared" / "datasets" / name for name in ("clinc150", "banking77")]
+DATASETS = [str(SHARED / name) for name in ("clinc150", "banking77")]
 COVERAGE = TrainConfig.fallback_coverage
 LATENCY_QUERIES, BATCH_ROWS = 300, 2000
 QUICK_PER_INTENT, QUICK_TEST_ROWS = 15, 400
@@ -68,29 +71,39 @@ def write_json(path, document):
     return str(path)
 
 
-def prepare_files(directory, work, quick, seed):
-    """Paths for the pipeline: training intents (capped per intent in --quick), in-scope
-    validation and test files; plus the full test rows, out-of-scope ones included."""
+def prepare_files(spec, work, quick, seed):
+    """(name, paths for the pipeline, test texts, test labels) of a set: training intents
+    (few-shot, or capped per intent in --quick), in-scope validation and test files; the test
+    rows include the out-of-scope ones. `shipped` has no test file: its rows come from the
+    pipeline's split (None here)."""
+    if spec == "shipped":
+        return spec, {"data": str(ROOT / "filesTech" / "final.json")}, None, None
+    directory, _, shots = spec.partition(":")
+    directory = Path(directory)
+    name = f"{directory.name} {shots}-shot" if shots else directory.name
     intents = load_intents(directory / "train.json")
     train_path = directory / "train.json"
     rng = random.Random(seed)
     test = list(zip(*load_examples(directory / "test.json")))
-    if quick:
+    if shots:
+        train_path = write_json(work / "train.json", few_shot_document(train_path, int(shots)))
+    elif quick:
         by_tag = {}
         for text, tag in zip(intents.texts, intents.labels):
             by_tag.setdefault(tag, []).append(text)
         train_path = write_json(work / "train.json", {"intents": [
             {"tag": tag, "patterns": rng.sample(texts, min(len(texts), QUICK_PER_INTENT)),
              "responses": []} for tag, texts in by_tag.items()]})
+    if quick:
         test = rng.sample(test, min(len(test), QUICK_TEST_ROWS))
     tags = set(intents.tags)
     files = {"data": str(train_path), "test_data": write_json(work / "test_in_scope.json", [
         {"text": text, "intent": tag} for text, tag in test if tag in tags])}
-    if (directory / "val.json").exists():
+    if (directory / "val.json").exists() and not shots:
         val = zip(*load_examples(directory / "val.json"))
         files["val_data"] = write_json(work / "val_in_scope.json", [
             {"text": text, "intent": tag} for text, tag in val if tag in tags])
-    return files, [text for text, _ in test], [tag for _, tag in test]
+    return name, files, [text for text, _ in test], [tag for _, tag in test]
 
 
 def timed(function):
@@ -151,8 +164,11 @@ def run_ours(files, test_texts, test_labels, work, seed, quick):
     _, seconds = timed(lambda: train(config))
     intents = load_intents(config.data)
     split = split_first(intents, config)  # the rows the pipeline used, for the peers
+    if test_texts is None:
+        test_texts, test_labels = split.test_texts, split.test_labels
     results = {}
-    for name, ensemble in (("ours: single CNN-BiLSTM", False),
+    for name, ensemble in (("ours: default answer (best on validation)", None),
+                           ("ours: single CNN-BiLSTM", False),
                            ("ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)", True)):
         predictor = Predictor(work / "model" / artifacts.MODEL_FILE,
                               work / "model" / artifacts.PREPROCESSOR_FILE, use_ensemble=ensemble)
@@ -161,7 +177,7 @@ def run_ours(files, test_texts, test_labels, work, seed, quick):
                      predictor.threshold),  # chosen on validation at training time
             "train_seconds": seconds,
             **speed(predictor.predict, predictor.predict_batch, test_texts)}
-    return intents.tags, split, results
+    return intents.tags, split, results, test_texts, test_labels
 
 
 def run_peers(split, test_texts, test_labels, tags):
@@ -216,9 +232,9 @@ def table_rows(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", type=Path, default=DATASETS,
-                        help="dataset directories (default: CLINC150 and Banking77 in "
-                        "../shared/datasets)")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, metavar="SET",
+                        help="dataset directories, DIR:N for N patterns per intent, or "
+                        "`shipped` (default: CLINC150 and Banking77 in ../shared/datasets)")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK_PER_INTENT} "
                         f"training rows per intent, {QUICK_TEST_ROWS} test rows, jobs.py --quick")
     parser.add_argument("--seed", type=int, default=42)
@@ -234,15 +250,15 @@ def main():
         parser.error(str(error))
 
     results, details = {}, {}
-    for directory in args.datasets:
+    for spec in args.datasets:
         with tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
-            files, test_texts, test_labels = prepare_files(directory, work, args.quick, args.seed)
-            tags, split, ours = run_ours(files, test_texts, test_labels, work, args.seed,
-                                         args.quick)
-            results[directory.name] = {**ours, **run_peers(split, test_texts, test_labels,
-                                                           tags)}
-            details[directory.name] = {
+            name, files, test_texts, test_labels = prepare_files(spec, work, args.quick,
+                                                                 args.seed)
+            tags, split, ours, test_texts, test_labels = run_ours(
+                files, test_texts, test_labels, work, args.seed, args.quick)
+            results[name] = {**ours, **run_peers(split, test_texts, test_labels, tags)}
+            details[name] = {
                 "intents": len(tags), "train_rows": len(split.train_texts),
                 "val_rows": len(split.val_texts), "val_source": "val.json" if "val_data" in files
                 else "carved from train.json", "test_rows": len(test_texts),

@@ -6,7 +6,7 @@ from conftest import ROOT, SMALL_INTENTS, run_script, write_intents
 
 OUT_OF_SCOPE = ["what is the capital of france", "play some jazz music", "order a pizza",
                 "how tall is mount everest"]
-SYSTEMS = ["ours: single CNN-BiLSTM", "ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)",
+SYSTEMS = ["ours: default answer (best on validation)", "ours: single CNN-BiLSTM", "ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)",
            "TF-IDF words + logistic regression", "TF-IDF words + chars + LinearSVC",
            "frozen MiniLM embeddings + logistic regression"]
 
@@ -39,3 +39,15 @@ def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
     assert details["manifest"]["splits"]["val"] == details["val_rows"]
     table = out.with_suffix(".md").read_text()
     assert all(name in table for name in SYSTEMS) and "OOS recall" in table
+
+
+def test_few_shot_sets_take_n_patterns_per_intent_with_one_seeded_generator(tmp_path):
+    import random
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks' own helpers, not the package
+    from common import few_shot_document
+    train = write_intents(tmp_path / "train.json")
+    document = few_shot_document(train, 5)
+    rng = random.Random(0)
+    for intent, (tag, patterns) in zip(document["intents"], SMALL_INTENTS.items()):
+        assert intent["tag"] == tag and intent["patterns"] == rng.sample(patterns, 5)
