@@ -42,12 +42,14 @@ def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
 
 
 def test_few_shot_sets_take_n_patterns_per_intent_with_one_seeded_generator(tmp_path):
+    import importlib.util
     import random
-    import sys
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks' own helpers, not the package
-    from common import few_shot_document
+    spec = importlib.util.spec_from_file_location("benchmark_common",
+                                                  ROOT / "benchmarks" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
     train = write_intents(tmp_path / "train.json")
-    document = few_shot_document(train, 5)
+    document = common.few_shot_document(train, 5)
     rng = random.Random(0)
     for intent, (tag, patterns) in zip(document["intents"], SMALL_INTENTS.items()):
         assert intent["tag"] == tag and intent["patterns"] == rng.sample(patterns, 5)
