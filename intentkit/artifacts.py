@@ -337,6 +337,7 @@ class Run:
     def run_info(self):
         """Which published run this is: {"run": its `.runs/` directory name (None outside that
         layout), "created": the manifest's time}."""
+        # The manifest, read first, sits in the run's directory.
         real = Path(os.path.realpath(next(iter(self.signatures))))
         return {"run": real.parent.name if real.parent.parent.name == RUNS_DIR else None,
                 "created": self.manifest.get("created")}
