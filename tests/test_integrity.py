@@ -113,3 +113,19 @@ def test_staging_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
         # A run in progress elsewhere (this one) is not touched by another's cleanup.
         assert artifacts.remove_stale_staging(tmp_path) == 0 and live.exists()
     assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_a_pickle_of_the_wrong_shape_is_an_artifact_error_not_a_crash(copy):
+    """A pickle the manifest vouches for but that lacks what intentkit writes (another program's,
+    or an older format): one ArtifactError, no TypeError or KeyError."""
+    pickle_path = copy / artifacts.PREPROCESSOR_FILE
+    pickle_path.write_bytes(pickle.dumps({"format_version": artifacts.FORMAT_VERSION,
+                                          "idx2label": None}))
+    manifest_path = copy / artifacts.MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
+        pickle_path.read_bytes()).hexdigest()
+    manifest["manifest_sha256"] = artifacts._manifest_checksum(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="not a run written by this version of intentkit"):
+        artifacts.open_published(copy)

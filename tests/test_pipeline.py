@@ -6,6 +6,8 @@ import pytest
 
 from conftest import QUICK_ARGS, ROOT, run_script, write_intents
 
+from intentkit.config import QUICK
+
 FILES = ["advanced_model_improved.h5", "enhanced_preprocessor.pickle",
          "improved_training_history.png", "manifest.json", "training_config.json",
          "ensemble_models/ensemble.json", "ensemble_models/cnn_bilstm.h5",
@@ -157,3 +159,11 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_previous_model(trained, tmp_path):
     assert "interrupted: nothing was published" in rest and "Traceback" not in rest
     assert not list(out.glob(".staging-*"))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_quick_trains_the_pretrained_member_briefly_too(trained):
+    """--quick is a smoke run: the MiniLM head included (it used to train up to 60 epochs)."""
+    head_epochs = [line for line in trained["log"].splitlines()
+                   if line.startswith("transformer epoch")]
+    assert head_epochs and all(line.split()[2].endswith(f"/{QUICK['head_epochs']}")
+                               for line in head_epochs), head_epochs[-1:]
