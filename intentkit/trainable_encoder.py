@@ -226,7 +226,8 @@ def _class_groups(label_ids, group_size, rng):
         rows = rng.permutation(np.flatnonzero(label_ids == label))
         chunks = [list(rows[i:i + group_size]) for i in range(0, len(rows), group_size)]
         if len(chunks) > 1 and len(chunks[-1]) == 1:
-            chunks[-2] += chunks.pop()
+            leftover = chunks.pop()
+            chunks[-1] += leftover
         groups += chunks
     return [groups[i] for i in rng.permutation(len(groups))]
 
@@ -247,8 +248,8 @@ def _epoch_batches(label_ids, lengths, batch_size, group_size, rng):
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def finetune_encoder(texts, labels, *, time_budget_s, seed=0, epochs=20, batch_size=64,
-                     group_size=4, learning_rate=5e-5, head_learning_rate=1e-2, temperature=0.05,
+def finetune_encoder(texts, labels, *, time_budget_s, seed=0, epochs=10, batch_size=64,
+                     group_size=4, learning_rate=5e-5, head_learning_rate=1e-2, temperature=0.1,
                      head_scale=20.0, cross_entropy_weight=1.0, warmup=0.1, progress=log):
     """Fine-tune all-MiniLM-L6-v2 on (texts, labels); returns a TrainableEncoder with its head.
 

@@ -7,7 +7,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from intentkit.pretrained import SentenceEncoder, model_dir
-from intentkit.trainable_encoder import (TrainableEncoder, finetune_encoder,
+from intentkit.trainable_encoder import (TrainableEncoder, _class_groups, finetune_encoder,
                                          supervised_contrastive_loss)
 from test_pretrained import REFERENCE_EMBEDDINGS, REFERENCE_IDS
 
@@ -59,6 +59,14 @@ def finetune(seed=0, **options):
     options = {"time_budget_s": 120, "epochs": 1, "batch_size": 8, "group_size": 2,
                "learning_rate": 1e-3, **options}
     return finetune_encoder(TRAIN_TEXTS, TRAIN_LABELS, seed=seed, **options)
+
+
+def test_class_groups_cover_every_row_once_and_leave_no_row_alone():
+    label_ids = np.array([0] * 5 + [1] * 9 + [2] * 2 + [3])  # 5 and 9 leave one over
+    groups = _class_groups(label_ids, 4, np.random.default_rng(0))
+    assert sorted(r for group in groups for r in group) == list(range(len(label_ids)))
+    assert all(len(set(label_ids[group])) == 1 for group in groups)
+    assert sorted(len(group) for group in groups) == [1, 2, 4, 5, 5]  # label 3 has one row
 
 
 @pytest.fixture(scope="module")
