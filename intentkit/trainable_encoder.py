@@ -259,8 +259,10 @@ def finetune_encoder(texts, labels, *, time_budget_s, seed=0, epochs=10, batch_s
     started at the intent's mean frozen embedding). AdamW, linear warm-up then linear decay to 0.
     The word-embedding matrix stays frozen: 12 M of the 22 M weights, its few-shot updates would
     only move the words seen in training, and skipping them saves optimizer time.
-    If the planned `epochs` would overrun `time_budget_s`, the schedule is shortened after the
-    first steps are timed, so the learning rate still decays to 0 inside the budget."""
+    If the planned `epochs` would overrun `time_budget_s` (setup included), the schedule is cut
+    to the steps that the speed measured so far allows, re-measured every step, so the learning
+    rate still decays to 0 inside the budget; in any case it stops after the step that crosses
+    the budget."""
     keras.utils.set_random_seed(seed)
     start = time.monotonic()
     rng = np.random.default_rng(seed)
