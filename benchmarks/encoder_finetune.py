@@ -19,19 +19,15 @@ N rows of CLINC150's full training set and extrapolates to 15,000 rows. The mach
 with other jobs: timings are upper bounds. Writes JSON to benchmarks/results/.
 """
 import argparse
-import json
 import logging
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, SHARED, few_shot_document, report
 
-from common import report  # noqa: E402
-from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
+from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
@@ -43,18 +39,15 @@ from intentkit.data import load_examples  # noqa: E402
 from intentkit.pretrained import SentenceEncoder  # noqa: E402
 from intentkit.trainable_encoder import finetune_encoder  # noqa: E402
 
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = SHARED
 C_GRID = [0.1, 1, 10, 100]
 
 
 def few_shot(directory, shots):
     """Training rows (shots per intent, seeded per data set) and the test rows of those intents."""
-    rng = random.Random(0)
-    texts, labels = [], []
-    # The raw file, not data.load_intents: its de-duplication would change what is sampled.
-    for intent in json.loads((directory / "train.json").read_text(encoding="utf-8"))["intents"]:
-        texts += rng.sample(intent["patterns"], shots)
-        labels += [intent["tag"]] * shots
+    intents = few_shot_document(directory / "train.json", shots)["intents"]
+    texts = [pattern for intent in intents for pattern in intent["patterns"]]
+    labels = [intent["tag"] for intent in intents for _ in intent["patterns"]]
     kept = set(labels)
     test = [(t, y) for t, y in zip(*load_examples(directory / "test.json")) if y in kept]
     return texts, labels, [t for t, _ in test], [y for _, y in test]

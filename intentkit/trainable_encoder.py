@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from intentkit.pretrained import (HEADS, HIDDEN, INTERMEDIATE, LAYER_NORM_EPSILON, LAYERS,
+from .pretrained import (HEADS, HIDDEN, INTERMEDIATE, LAYER_NORM_EPSILON, LAYERS,
                                   WordPieceTokenizer, model_dir)
 
 log = logging.getLogger(__name__)
