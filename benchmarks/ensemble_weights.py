@@ -63,7 +63,7 @@ def measure(name, data_path, test_path, work, quick):
                             "test_data": str(test_path) if test_path else "",
                             "out": str(work / "out")})
     set_seed(config.seed)
-    prepared = prepare(config)
+    prepared = prepare(config, work)
     config = resolve_auto(config, len(prepared.dataset.x_train))
     fitted = fit_models(prepared, config, work)
     dataset = prepared.dataset

@@ -33,6 +33,7 @@ MODEL_FILE = "advanced_model_improved.h5"
 PREPROCESSOR_FILE = "enhanced_preprocessor.pickle"
 ENSEMBLE_DIR = "ensemble_models"
 ENSEMBLE_SPEC = "ensemble.json"
+ENCODER_FILE = "encoder.safetensors"  # a fine-tuned encoder, in ENSEMBLE_DIR (--transformer)
 HISTORY_PLOT = "improved_training_history.png"
 REPORT_DIR = "report"
 CONFIG_FILE = "training_config.json"
@@ -302,6 +303,7 @@ class RunMember:
     path: Path = None
     val_accuracy: float = None
     encoder_sha256: str = None  # a member reading sentence embeddings: the encoder's weights
+    encoder_file: Path = None  # ...and their file, when fine-tuned (else the package's)
 
 
 @dataclass
@@ -325,6 +327,7 @@ class Run:
     manifest: dict = None
     signatures: dict = field(default_factory=dict)
     encoder: object = None
+    encoder_file: Path = None  # the fine-tuned encoder's weights, when the run has one
 
     @property
     def label2idx(self):
@@ -359,7 +362,11 @@ class Run:
                 entry = {"name": member.name, "file": path.name, "weight": member.weight,
                          "input": member.input, "sha256": sha256(path),
                          "val_accuracy": member.val_accuracy}
-                if member.encoder_sha256:
+                if member.encoder_file:
+                    shutil.copyfile(member.encoder_file, directory / ENCODER_FILE)
+                    entry["encoder_file"] = ENCODER_FILE
+                    entry["encoder_sha256"] = sha256(directory / ENCODER_FILE)
+                elif member.encoder_sha256:
                     entry["encoder_sha256"] = member.encoder_sha256
                 spec["members"].append(entry)
             (directory / ENSEMBLE_SPEC).write_text(json.dumps(spec, indent=2))
@@ -421,7 +428,11 @@ class Run:
             member = RunMember(entry["name"], float(entry["weight"]), entry["input"],
                                path=path, val_accuracy=entry.get("val_accuracy"),
                                encoder_sha256=entry.get("encoder_sha256"))
-            if member.input == SENTENCE_EMBEDDING:
+            if entry.get("encoder_file"):
+                member.encoder_file = self.encoder_file = directory / entry["encoder_file"]
+                _verify(member.encoder_file, member.encoder_sha256, spec_path, self.signatures)
+                self.encoder = _fine_tuned_encoder(member.encoder_file)
+            elif member.input == SENTENCE_EMBEDDING:
                 self.encoder = _pretrained_encoder(member.encoder_sha256, spec_path)
             self.ensemble.append(member)
 
@@ -499,6 +510,16 @@ def _verify(path, expected, vouching_file, signatures):
         raise ArtifactMismatch(f"{path} does not match {vouching_file}: they come from different "
                             "training runs or a file was changed. Use files from one run, or "
                             "retrain with `python jobs.py`.")
+
+
+def _fine_tuned_encoder(weights_file):
+    """The run's own encoder weights (already verified against ensemble.json)."""
+    from . import pretrained
+    try:
+        return pretrained.SentenceEncoder(weights_file=weights_file)
+    except IntentkitError as error:
+        raise ArtifactError(f"{weights_file}: the ensemble's fine-tuned encoder cannot be "
+                            f"loaded: {error}") from None
 
 
 def _pretrained_encoder(expected_sha256, spec_path):

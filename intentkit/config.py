@@ -69,8 +69,11 @@ class TrainConfig:
     # The ensemble member named "transformer" (the seed's name, kept in file names) is, by
     # default, the pretrained MiniLM encoder with a trained head.
     transformer: str = _option(
-        "minilm", "minilm: pretrained all-MiniLM-L6-v2 encoder (frozen) with a trained head | "
-        "scratch: the seed's transformer trained from scratch")
+        "frozen", "frozen: the pretrained all-MiniLM-L6-v2 encoder with a trained head | "
+        "finetune: the encoder fine-tuned on the training split first (supervised contrastive "
+        "+ cosine head, --encoder-time-budget) | scratch: the seed's transformer from scratch")
+    encoder_time_budget: int = _option(
+        360, "seconds that --transformer finetune may spend fine-tuning the encoder")
     ensemble_epochs: int = _option(0, "epoch limit of the token-id ensemble members "
                                    f"(0 = {_auto('ensemble_epochs')})")
     ensemble_patience: int = _option(0, "early-stopping patience of ensemble members "
@@ -95,7 +98,7 @@ class TrainConfig:
     def __post_init__(self):
         choices = {"balance": ("upsample", "class_weight", "none"),
                    "ensemble_weights": ("auto", "seed", "fitted"),
-                   "transformer": ("minilm", "scratch")}
+                   "transformer": ("frozen", "finetune", "scratch")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of {allowed}, "

@@ -55,7 +55,9 @@ def render(details):
         "## Model", "",
         f"CNN-BiLSTM, configuration {details['best_config'].get('name', '?')!r}; "
         + (f"ensemble weights {details['ensemble_weights']}; member inputs "
-           f"{details['member_inputs']} (`sentence_embedding`: frozen all-MiniLM-L6-v2)."
+           f"{details['member_inputs']}"
+           + (f" (`sentence_embedding`: {details['encoder']})." if details.get("encoder")
+              else ".")
            if details.get("ensemble_weights") else "no ensemble."), "",
         f"Default answer (callers that do not choose): **{details['default_model']}**, the "
         "model with the best validation accuracy.", "",

@@ -7,9 +7,11 @@ import logging
 import random
 import shlex
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -49,6 +51,7 @@ class Prepared:
     preprocessor: TextPreprocessor
     dataset: Dataset
     feedback_report: dict = None
+    encoder_file: object = None  # the fine-tuned encoder's weights (--transformer finetune)
 
 
 def class_counts(labels):
@@ -73,16 +76,34 @@ def augment_and_balance(split, config):
     return texts, labels
 
 
-def sentence_embeddings(config, *text_lists):
-    """all-MiniLM-L6-v2 embeddings of each list, or None when the pretrained member is off (no
-    ensemble, or --transformer scratch) or its package is missing (the transformer member is
-    then trained from scratch)."""
-    if not config.ensemble or config.transformer != "minilm":
-        return None
+def sentence_encoder(config, split, workdir, init_from=None):
+    """(encoder, its weights file or None) that the pretrained member reads: the published
+    run's (--finetune), the package's (frozen), or one fine-tuned on the training split (its
+    raw rows: the contrastive loss needs real sentences). None when the member is off (no
+    ensemble, --transformer scratch) or the package is missing (the seed's transformer then)."""
+    if not config.ensemble or config.transformer == "scratch":
+        return None, None
+    if init_from is not None and init_from.encoder is not None:
+        return init_from.encoder, init_from.encoder_file
     try:
         encoder = pretrained.sentence_encoder()
     except PretrainedUnavailable as error:
         log.warning("%s; the transformer member is trained from scratch instead", error)
+        return None, None
+    if config.transformer != "finetune":
+        return encoder, None
+    from .trainable_encoder import finetune_encoder  # TensorFlow graphs of its own: only here
+    tuned = finetune_encoder(split.train_texts, split.train_labels,
+                             time_budget_s=config.encoder_time_budget, seed=config.seed)
+    weights_file = workdir / "encoder.safetensors"
+    tuned.save_weights(weights_file)
+    # Embedded by the NumPy forward that serving runs: training sees what serving will.
+    return pretrained.SentenceEncoder(weights_file=weights_file), weights_file
+
+
+def sentence_embeddings(encoder, *text_lists):
+    """The encoder's embeddings of each list, with progress; None without an encoder."""
+    if encoder is None:
         return None
     total = sum(map(len, text_lists))
     progress = Progress("embedding with all-MiniLM-L6-v2", total, unit="text")
@@ -96,9 +117,10 @@ def sentence_embeddings(config, *text_lists):
     return embeddings
 
 
-def featurize(split, tags, config, preprocessor=None):
+def featurize(split, tags, config, preprocessor=None, encoder=None):
     """Augment and balance the training split, fit the preprocessor on it (unless one is given:
-    --finetune keeps the published vocabulary), encode all splits."""
+    --finetune keeps the published vocabulary), encode all splits (as token ids, and as
+    sentence embeddings when an encoder is given)."""
     train_texts, train_labels = augment_and_balance(split, config)
     if preprocessor is None:
         preprocessor = TextPreprocessor().fit(train_texts)
@@ -119,7 +141,7 @@ def featurize(split, tags, config, preprocessor=None):
                       preprocessor.transform(split.val_texts), encode(split.val_labels),
                       preprocessor.transform(split.test_texts), encode(split.test_labels),
                       class_weight)
-    embeddings = sentence_embeddings(config, train_texts, split.val_texts, split.test_texts)
+    embeddings = sentence_embeddings(encoder, train_texts, split.val_texts, split.test_texts)
     if embeddings:
         dataset.embedded = replace(dataset, x_train=embeddings[0], x_val=embeddings[1],
                                    x_test=embeddings[2])
@@ -153,7 +175,7 @@ def split_first(intents, config):
     return split
 
 
-def prepare(config, init_from=None):
+def prepare(config, workdir, init_from=None):
     """Load and split first; fold confirmed feedback into the training split; featurize (with
     the published preprocessor, after checking its labels, when fine-tuning)."""
     intents = load_intents(config.data)
@@ -166,14 +188,15 @@ def prepare(config, init_from=None):
     feedback_report = None
     if config.feedback:
         split, feedback_report = feedback.fold_into_training(split, config.feedback, intents.tags)
-    return prepare_split(intents, split, config, init_from, feedback_report)
+    return prepare_split(intents, split, config, workdir, init_from, feedback_report)
 
 
-def prepare_split(intents, split, config, init_from=None, feedback_report=None):
+def prepare_split(intents, split, config, workdir, init_from=None, feedback_report=None):
     """Featurize a split of the intents (a run's, or a cross-validation fold's)."""
+    encoder, encoder_file = sentence_encoder(config, split, workdir, init_from)
     preprocessor, dataset = featurize(split, intents.tags, config,
-                                      init_from.preprocessor if init_from else None)
-    return Prepared(intents, split, preprocessor, dataset, feedback_report)
+                                      init_from.preprocessor if init_from else None, encoder)
+    return Prepared(intents, split, preprocessor, dataset, feedback_report, encoder_file)
 
 
 def resolve_auto(config, train_rows):
@@ -304,16 +327,16 @@ def score(prepared, fitted, config, report_dir):
 def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None):
     """The run's models and pickle (artifacts.Run), plot, config, model card and manifest."""
     val_true = prepared.dataset.y_val.argmax(axis=1)
-    encoder_sha256 = None
-    if any(m.input == artifacts.SENTENCE_EMBEDDING for m in fitted.members.values()):
-        encoder_sha256 = pretrained.sentence_encoder().sha256
 
     def run_member(name, member):
+        reads_embeddings = member.input == artifacts.SENTENCE_EMBEDDING
         return artifacts.RunMember(
             name, scores.weights[name] if scores.weights else 1.0, member.input, member.model,
             val_accuracy=float((scores.val_probs[name].argmax(axis=1) == val_true).mean()),
-            encoder_sha256=encoder_sha256 if member.input == artifacts.SENTENCE_EMBEDDING
-            else None)
+            encoder_sha256=(artifacts.sha256(prepared.encoder_file) if prepared.encoder_file
+                            else pretrained.sentence_encoder().sha256)
+            if reads_embeddings else None,
+            encoder_file=prepared.encoder_file if reads_embeddings else None)
     members = fitted.members
     artifacts.Run(
         prepared.preprocessor, prepared.intents.tags, fitted.best_config, scores.thresholds,
@@ -340,6 +363,7 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "tuning": fitted.trials, "best_config": fitted.best_config,
         "ensemble_weights": scores.weights, "default_model": scores.default_model,
         "member_inputs": {name: m.input for name, m in members.items()},
+        "encoder": encoder_description(config, prepared, init_from),
         "fallback_thresholds": scores.thresholds,
         "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                     for name, m in scores.metrics.items()},
@@ -349,6 +373,20 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "command_line": shlex.join(sys.argv)}
     write_model_card(staging / artifacts.MODEL_CARD_FILE, details)
     artifacts.write_manifest(staging, details)
+
+
+def encoder_description(config, prepared, init_from):
+    """How the pretrained member's encoder was made, for the manifest and the model card."""
+    if prepared.dataset.embedded is None:
+        return None
+    if init_from is not None:
+        return (init_from.manifest.get("encoder")
+                or "all-MiniLM-L6-v2 of the run this one continues from")
+    if prepared.encoder_file:
+        return (f"all-MiniLM-L6-v2 fine-tuned on the {len(prepared.split.train_texts)} training "
+                f"rows (supervised contrastive + cosine head, budget "
+                f"{config.encoder_time_budget} s)")
+    return "all-MiniLM-L6-v2, frozen"
 
 
 def time_saved(init_from, seconds):
@@ -368,10 +406,11 @@ def train(config):
     started = time.perf_counter()
     set_seed(config.seed)
     init_from = artifacts.open_published(config.out) if config.finetune else None
-    with interrupts.interruptible(), artifacts.staging_area(config.out) as staging:
-        prepared = prepare(config, init_from)
+    with (interrupts.interruptible(), artifacts.staging_area(config.out) as staging,
+          tempfile.TemporaryDirectory(prefix="intentkit-") as scratch):
+        prepared = prepare(config, Path(scratch), init_from)
         config = resolve_auto(config, len(prepared.dataset.x_train))
-        fitted = fit_models(prepared, config, staging, init_from)
+        fitted = fit_models(prepared, config, Path(scratch), init_from)
         scores = score(prepared, fitted, config, staging / artifacts.REPORT_DIR)
         write_run(staging, prepared, fitted, scores, config,
                   round(time.perf_counter() - started, 1), init_from)

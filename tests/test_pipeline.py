@@ -167,3 +167,43 @@ def test_quick_trains_the_pretrained_member_briefly_too(trained):
                    if line.startswith("transformer epoch")]
     assert head_epochs and all(line.split()[2].endswith(f"/{QUICK['head_epochs']}")
                                for line in head_epochs), head_epochs[-1:]
+
+
+def test_a_fine_tuned_encoder_is_published_verified_and_served(trained, tmp_path):
+    """--transformer finetune: the encoder's weights are part of the run (checksummed in
+    ensemble.json and the manifest), both runtimes read them, and a changed file is refused."""
+    import hashlib
+
+    import numpy as np
+
+    from intentkit import artifacts
+    from intentkit.errors import ArtifactError
+    from intentkit.predict import Predictor
+    out = tmp_path / "model"
+    result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", out, *QUICK_ARGS,
+                        "--transformer", "finetune", "--encoder-time-budget", "15")
+    assert result.returncode == 0, result.stderr[-3000:]
+    encoder_file = out / artifacts.ENSEMBLE_DIR / artifacts.ENCODER_FILE
+    spec = json.loads((out / artifacts.ENSEMBLE_DIR / artifacts.ENSEMBLE_SPEC).read_text())
+    member = next(m for m in spec["members"] if m["input"] == "sentence_embedding")
+    digest = hashlib.sha256(encoder_file.read_bytes()).hexdigest()
+    assert member["encoder_file"] == artifacts.ENCODER_FILE and member["encoder_sha256"] == digest
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["files"][f"{artifacts.ENSEMBLE_DIR}/{artifacts.ENCODER_FILE}"] == digest
+    assert "fine-tuned" in manifest["encoder"] and "fine-tuned" in (
+        out / "model_card.md").read_text()
+
+    paths = (out / artifacts.MODEL_FILE, out / artifacts.PREPROCESSOR_FILE)
+    keras_answers = Predictor(*paths, use_ensemble=True)
+    assert keras_answers.encoder.sha256 == digest != artifacts.open_published(
+        trained["out"]).encoder.sha256
+    numpy_answers = Predictor(*paths, use_ensemble=True, runtime="numpy")
+    texts = ["what does a tester earn", "hello there", "fix my cv"]
+    assert np.allclose(keras_answers.predict_proba(texts), numpy_answers.predict_proba(texts),
+                       atol=1e-5)
+
+    data = bytearray(encoder_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    encoder_file.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match"):
+        Predictor(*paths, use_ensemble=True)

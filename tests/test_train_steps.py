@@ -83,17 +83,21 @@ def test_augmentation_is_skipped_above_the_row_limit(caplog):
     assert len(texts) > len(split.train_texts)
 
 
-def test_sentence_embeddings_only_for_the_pretrained_member(monkeypatch, caplog):
-    assert train.sentence_embeddings(TrainConfig(ensemble=False), ["hi"]) is None
-    assert train.sentence_embeddings(TrainConfig(transformer="scratch"), ["hi"]) is None
-    embedded = train.sentence_embeddings(TrainConfig(), ["hi"], ["bye", "see you"])
+def test_sentence_embeddings_only_for_the_pretrained_member(monkeypatch, caplog, tmp_path):
+    split = split_data(TEXTS, LABELS, seed=0)
+
+    def encoder_of(config):
+        return train.sentence_encoder(config, split, tmp_path)[0]
+    assert encoder_of(TrainConfig(ensemble=False)) is None
+    assert encoder_of(TrainConfig(transformer="scratch")) is None
+    embedded = train.sentence_embeddings(encoder_of(TrainConfig()), ["hi"], ["bye", "see you"])
     assert [e.shape for e in embedded] == [(1, 384), (2, 384)]
 
     def missing():
         raise pretrained.PretrainedUnavailable("the package is not installed")
     monkeypatch.setattr(pretrained, "sentence_encoder", missing)
     with caplog.at_level(logging.WARNING):
-        assert train.sentence_embeddings(TrainConfig(), ["hi"]) is None
+        assert encoder_of(TrainConfig()) is None
     assert "trained from scratch instead" in caplog.text
 
 
