@@ -259,7 +259,8 @@ def fit_ensemble_weights(member_probabilities, true_ids, step=0.1):
         accuracy = (mixed.argmax(axis=1) == true_ids).mean()
         loss = -np.mean(np.log(np.clip(mixed[rows, true_ids], 1e-12, 1)))
         if best_quality is None or (accuracy, -loss) > best_quality:
-            best, best_quality = dict(zip(names, map(float, weights))), (accuracy, -loss)
+            best = {name: round(float(w), 6) for name, w in zip(names, weights)}
+            best_quality = (accuracy, -loss)
     return best
 
 
