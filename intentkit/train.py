@@ -27,6 +27,7 @@ from .members import Dataset, continue_members, fit_members, probabilities, tune
 from .model_card import write_model_card
 from .progress import Progress
 from .text import TextPreprocessor
+from .trainable_encoder import finetune_encoder
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ def sentence_encoder(config, split, workdir, init_from=None):
         return None, None
     if config.transformer != "finetune":
         return encoder, None
-    from .trainable_encoder import finetune_encoder  # TensorFlow graphs of its own: only here
     tuned = finetune_encoder(split.train_texts, split.train_labels,
                              time_budget_s=config.encoder_time_budget, seed=config.seed)
     weights_file = workdir / "encoder.safetensors"
@@ -227,10 +227,8 @@ def fit_models(prepared, config, workdir, init_from=None, best_config=None):
             best, trials = init_from.best_config, []
             members, histories = continue_members(init_from, prepared.dataset, config)
         else:
-            trials = []
-            best = best_config or None
-            if best is None:
-                best, trials = tune(prepared.dataset, prepared.preprocessor, len(labels), config)
+            best, trials = (best_config, []) if best_config else tune(
+                prepared.dataset, prepared.preprocessor, len(labels), config)
             members, histories = fit_members(prepared.dataset, prepared.preprocessor,
                                              len(labels), best, config, workdir)
     members = {name: replace(m, model=devices.as_float32(m.model)) for name, m in members.items()}
