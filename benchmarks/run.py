@@ -44,12 +44,15 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 from intentkit import artifacts, pretrained  # noqa: E402
 from intentkit.config import QUICK, TrainConfig  # noqa: E402
-from intentkit.data import load_examples, load_intents  # noqa: E402
+from intentkit.check import check_data  # noqa: E402
+from intentkit.data import (duplicate_key, load_examples,  # noqa: E402
+                           load_intents)
 from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # noqa: E402
                                 tfidf_logistic_regression)
 from intentkit.predict import Predictor  # noqa: E402
 from intentkit.train import split_first, train  # noqa: E402
 
+log = logging.getLogger(__name__)
 DATASETS = [ROOT.parent / "shared" / "datasets" / name for name in ("clinc150", "banking77")]
 COVERAGE = TrainConfig.fallback_coverage
 LATENCY_QUERIES, BATCH_ROWS = 300, 2000
@@ -68,20 +71,33 @@ def write_json(path, document):
     return str(path)
 
 
+def without_contradictions(path, intents):
+    """(texts, labels) of `intents` without the texts that `path` labels with several intents
+    (training refuses those: Banking77's train.json has one), saying which were dropped."""
+    contradictions = {duplicate_key(finding.details["text"])
+                      for finding in check_data(path, embedding_checks=False).errors
+                      if finding.code == "duplicate-across-intents"}
+    if contradictions:
+        log.warning("%s: dropped %d text(s) labelled with several intents before training: %s",
+                    path, len(contradictions), sorted(contradictions)[:5])
+    kept = [(text, label) for text, label in zip(intents.texts, intents.labels)
+            if duplicate_key(text) not in contradictions]
+    return [text for text, _ in kept], [label for _, label in kept]
+
+
 def prepare_files(directory, work, quick, seed):
     """Paths for the pipeline: training intents (capped per intent in --quick), in-scope
     validation and test files; plus the full test rows, out-of-scope ones included."""
     intents = load_intents(directory / "train.json")
-    train_path = directory / "train.json"
     rng = random.Random(seed)
     test = list(zip(*load_examples(directory / "test.json")))
+    by_tag = {}
+    for text, tag in zip(*without_contradictions(directory / "train.json", intents)):
+        by_tag.setdefault(tag, []).append(text)
+    train_path = write_json(work / "train.json", {"intents": [
+        {"tag": tag, "patterns": rng.sample(texts, min(len(texts), QUICK_PER_INTENT))
+         if quick else texts, "responses": []} for tag, texts in by_tag.items()]})
     if quick:
-        by_tag = {}
-        for text, tag in zip(intents.texts, intents.labels):
-            by_tag.setdefault(tag, []).append(text)
-        train_path = write_json(work / "train.json", {"intents": [
-            {"tag": tag, "patterns": rng.sample(texts, min(len(texts), QUICK_PER_INTENT)),
-             "responses": []} for tag, texts in by_tag.items()]})
         test = rng.sample(test, min(len(test), QUICK_TEST_ROWS))
     tags = set(intents.tags)
     files = {"data": str(train_path), "test_data": write_json(work / "test_in_scope.json", [
