@@ -262,6 +262,7 @@ class Scores:
     thresholds: dict  # model type -> fallback threshold
     metrics: dict  # model type -> test metrics
     reference: dict  # the TF-IDF + LR reference on the same split
+    test_results: dict  # model type -> test probabilities (cross-validation sums confusions)
 
 
 def score(prepared, fitted, config, report_dir):
@@ -296,7 +297,7 @@ def score(prepared, fitted, config, report_dir):
         log.info("ensemble vs single: %+.2f accuracy points", gain * 100)
     thresholds = {name: choose_fallback_threshold(p, val_true, config.fallback_coverage)
                   for name, p in val_results.items()}
-    return Scores(val_probs, weights, default, thresholds, metrics, reference)
+    return Scores(val_probs, weights, default, thresholds, metrics, reference, results)
 
 
 # --- write and publish ----------------------------------------------------------------------
