@@ -15,7 +15,6 @@ flock on FILE.lock, which also serialises rotation between processes). `intentki
 ranks the rows and writes the labels a person gives into the feedback file as confirmed rows,
 which `--feedback` folds into the next training run.
 """
-import fcntl
 import hashlib
 import json
 import logging
@@ -25,6 +24,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): the thread lock alone, one process per file
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,8 @@ def append_line(path, line, max_bytes):
     data = (line + "\n").encode("utf-8")
     path = Path(path)
     with _lock, open(f"{path}.lock", "a", encoding="utf-8") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when lock_file closes
+        if fcntl:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when lock_file closes
         size = path.stat().st_size if path.exists() else 0
         if size and size + len(data) > max_bytes:
             os.replace(path, f"{path}.1")
