@@ -47,12 +47,15 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 from intentkit import artifacts, pretrained  # noqa: E402
 from intentkit.config import QUICK, TrainConfig  # noqa: E402
-from intentkit.data import load_examples, load_intents  # noqa: E402
+from intentkit.check import check_data  # noqa: E402
+from intentkit.data import (duplicate_key, load_examples, load_intents,  # noqa: E402
+                            read_document)
 from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # noqa: E402
                                 tfidf_logistic_regression)
 from intentkit.predict import Predictor  # noqa: E402
 from intentkit.train import split_first, train  # noqa: E402
 
+log = logging.getLogger(__name__)
 DATASETS = [str(SHARED / name) for name in ("clinc150", "banking77")]
 COVERAGE = TrainConfig.fallback_coverage
 LATENCY_QUERIES, BATCH_ROWS = 300, 2000
@@ -71,6 +74,23 @@ def write_json(path, document):
     return str(path)
 
 
+def without_contradictions(document, work):
+    """The path of `document` written without the texts it labels with several intents
+    (training refuses those: Banking77's train.json has one), saying which were dropped."""
+    path = Path(write_json(work / "train.json", document))
+    contradictions = {duplicate_key(finding.details["text"])
+                      for finding in check_data(path, embedding_checks=False).errors
+                      if finding.code == "duplicate-across-intents"}
+    if contradictions:
+        log.warning("%s: dropped %d text(s) labelled with several intents before training: %s",
+                    path, len(contradictions), sorted(contradictions)[:5])
+        write_json(path, {"intents": [
+            {**intent, "patterns": [p for p in intent["patterns"]
+                                    if duplicate_key(p) not in contradictions]}
+            for intent in document["intents"]]})
+    return str(path)
+
+
 def prepare_files(spec, work, quick, seed):
     """(name, paths for the pipeline, test texts, test labels) of a set: training intents
     (few-shot, or capped per intent in --quick), in-scope validation and test files; the test
@@ -82,18 +102,18 @@ def prepare_files(spec, work, quick, seed):
     directory = Path(directory)
     name = f"{directory.name} {shots}-shot" if shots else directory.name
     intents = load_intents(directory / "train.json")
-    train_path = directory / "train.json"
     rng = random.Random(seed)
     test = list(zip(*load_examples(directory / "test.json")))
     if shots:
-        train_path = write_json(work / "train.json", few_shot_document(train_path, int(shots)))
-    elif quick:
-        by_tag = {}
-        for text, tag in zip(intents.texts, intents.labels):
-            by_tag.setdefault(tag, []).append(text)
-        train_path = write_json(work / "train.json", {"intents": [
-            {"tag": tag, "patterns": rng.sample(texts, min(len(texts), QUICK_PER_INTENT)),
-             "responses": []} for tag, texts in by_tag.items()]})
+        document = few_shot_document(directory / "train.json", int(shots))
+    else:
+        document = read_document(directory / "train.json")
+        if quick:
+            document = {"intents": [
+                {**intent, "patterns": rng.sample(intent["patterns"],
+                                                  min(len(intent["patterns"]), QUICK_PER_INTENT))}
+                for intent in document["intents"]]}
+    train_path = without_contradictions(document, work)
     if quick:
         test = rng.sample(test, min(len(test), QUICK_TEST_ROWS))
     tags = set(intents.tags)

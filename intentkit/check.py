@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from .data import duplicate_key, load_intents, read_document
-from .errors import PretrainedUnavailable
+from .errors import DataError, PretrainedUnavailable
 from .pretrained import sentence_encoder
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ EXIT_CLEAN, EXIT_ERRORS = 0, 2
 # Finding codes, stable for scripts, in the order a person should read them (most useful first),
 # each with the advice printed above its findings.
 ADVICE = {
-    "duplicate-across-intents": "the same text is a pattern of several intents; training keeps "
-                                "only the first: delete the copies from the wrong intents",
+    "duplicate-across-intents": "the same text is a pattern of several intents, which training "
+                                "refuses: delete the copies from the wrong intents",
     "encoder-unavailable": "the checks that need the sentence encoder were skipped",
     "suspect-label": "these patterns are closer to another intent than to their own: move them "
                      "to that intent or reword them",
@@ -118,8 +118,11 @@ def _count(number, noun):
 
 
 def check_data(path, near_duplicate_threshold=0.95, min_patterns=10, imbalance_ratio=3.0,
-               confusion_threshold=0.1, suspect_confidence=0.5, folds=5, seed=0):
+               confusion_threshold=0.1, suspect_confidence=0.5, folds=5, seed=0,
+               embedding_checks=True):
     """Check an intents file (JSON, CSV/TSV or Rasa YAML) and return a `CheckReport`.
+
+    `embedding_checks=False` runs the cheap checks only (no encoder): what training runs first.
 
     Raises `DataError` where training would (an unreadable or invalid file). Thresholds: cosine
     of two patterns of different intents that counts as a near-duplicate; patterns an intent
@@ -133,24 +136,44 @@ def check_data(path, near_duplicate_threshold=0.95, min_patterns=10, imbalance_r
     findings = [*_duplicates_across_intents(_patterns_as_written(path)),
                 *_small_intents(counts, min_patterns),
                 *_imbalance(counts, imbalance_ratio)]
-    try:
-        encoder = sentence_encoder()
-    except PretrainedUnavailable as error:
-        findings.append(Finding(WARNING, "encoder-unavailable",
-                                "near-duplicates, overlapping intents and suspect labels were "
-                                f"not checked: {error}", {"reason": str(error)}))
-    else:
-        # One BLAS thread: the encoder runs its own worker threads, and on a 2-core machine
-        # shared with other jobs BLAS threads on top of them fitted a fold 4x slower.
-        with threadpool_limits(1):
-            embedded = _Embedded.of(data, encoder)
-            probabilities = embedded.out_of_fold_probabilities(folds, seed)
-        findings += [*_near_duplicates(embedded, near_duplicate_threshold),
-                     *_overlapping_intents(embedded, probabilities, confusion_threshold),
-                     *_suspect_labels(embedded, probabilities, suspect_confidence)]
+    if embedding_checks:
+        findings += _embedding_findings(data, near_duplicate_threshold, confusion_threshold,
+                                        suspect_confidence, folds, seed)
     order = list(ADVICE)
     findings.sort(key=lambda finding: (finding.severity != ERROR, order.index(finding.code)))
     return CheckReport(str(path), len(counts), len(data.texts), findings)
+
+
+def check_before_training(path):
+    """The cheap checks, run before training: warnings are logged, errors raise DataError naming
+    the file, the texts and the intents."""
+    report = check_data(path, embedding_checks=False)
+    for finding in report.warnings:
+        log.warning("%s: %s: %s", path, finding.code, finding.message)
+    if report.errors:
+        shown = "; ".join(finding.message for finding in report.errors[:5])
+        more = f"; ... {len(report.errors) - 5} more" if len(report.errors) > 5 else ""
+        raise DataError(f"{path}: {_count(len(report.errors), 'error')} to fix before training: "
+                        f"{shown}{more}. {ADVICE[report.errors[0].code].capitalize()} "
+                        f"(`intentkit check --data {path}` lists them all).")
+
+
+def _embedding_findings(data, near_duplicate_threshold, confusion_threshold, suspect_confidence,
+                        folds, seed):
+    """Near-duplicates, overlapping intents and suspect labels, or why they were not checked."""
+    try:
+        encoder = sentence_encoder()
+    except PretrainedUnavailable as error:
+        return [Finding(WARNING, "encoder-unavailable", "near-duplicates, overlapping intents "
+                        f"and suspect labels were not checked: {error}", {"reason": str(error)})]
+    # One BLAS thread: the encoder runs its own worker threads, and on a 2-core machine shared
+    # with other jobs BLAS threads on top of them fitted a fold 4x slower.
+    with threadpool_limits(1):
+        embedded = _Embedded.of(data, encoder)
+        probabilities = embedded.out_of_fold_probabilities(folds, seed)
+    return [*_near_duplicates(embedded, near_duplicate_threshold),
+            *_overlapping_intents(embedded, probabilities, confusion_threshold),
+            *_suspect_labels(embedded, probabilities, suspect_confidence)]
 
 
 def _patterns_as_written(path):
@@ -169,8 +192,8 @@ def _duplicates_across_intents(patterns_by_tag):
             tags = list(written)
             text = written[tags[0]]
             yield Finding(ERROR, "duplicate-across-intents",
-                          f"{text!r} is a pattern of {_names(tags)} (training keeps it in "
-                          f"{tags[0]!r} only)", {"text": text, "intents": written})
+                          f"{text!r} is a pattern of {_names(tags)}",
+                          {"text": text, "intents": written})
 
 
 def _small_intents(counts, min_patterns):

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from . import artifacts, resources
+from . import artifacts, resources, review
 from .errors import ArtifactError, ArtifactMismatch
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,10 @@ class Predictor:
         tokenized = [self.preprocessor.tokenize(text) for text in texts]  # once per message
         probabilities = (self._forward(self._features(texts, tokenized)) if texts
                          else np.zeros((0, len(self.labels))))
-        return [self._result(tokens, row, top_k, threshold, margin)
-                for tokens, row in zip(tokenized, probabilities)]
+        results = [self._result(tokens, row, top_k, threshold, margin)
+                   for tokens, row in zip(tokenized, probabilities)]
+        review.record_uncertain(texts, results)  # opt-in review queue (see intentkit.review)
+        return results
 
     def predict(self, text, top_k=DEFAULT_TOP_K, threshold=None, margin=None):
         """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback"}.

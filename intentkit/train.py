@@ -20,6 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from . import artifacts, devices, feedback, interrupts, pretrained
 from .augment import Augmenter, upsample
+from .check import check_before_training
 from .data import duplicate_key, load_examples, load_intents, split_data
 from .errors import DataError, PretrainedUnavailable
 from .evaluate import choose_fallback_threshold, plot_history, reference_baseline, write_report
@@ -175,10 +176,16 @@ def split_first(intents, config):
     return split
 
 
+def load_checked(path):
+    """The intents of a file that passes the cheap data checks (errors stop the run)."""
+    check_before_training(path)
+    return load_intents(path)
+
+
 def prepare(config, workdir, init_from=None):
     """Load and split first; fold confirmed feedback into the training split; featurize (with
     the published preprocessor, after checking its labels, when fine-tuning)."""
-    intents = load_intents(config.data)
+    intents = load_checked(config.data)
     if init_from:
         init_from.check_labels(intents.tags, config.data, config.out)
     split = split_first(intents, config)
@@ -283,6 +290,7 @@ class Scores:
     thresholds: dict  # model type -> fallback threshold
     metrics: dict  # model type -> test metrics
     reference: dict  # the TF-IDF + LR reference on the same split
+    test_results: dict  # model type -> test probabilities (cross-validation sums confusions)
 
 
 def score(prepared, fitted, config, report_dir):
@@ -317,7 +325,7 @@ def score(prepared, fitted, config, report_dir):
         log.info("ensemble vs single: %+.2f accuracy points", gain * 100)
     thresholds = {name: choose_fallback_threshold(p, val_true, config.fallback_coverage)
                   for name, p in val_results.items()}
-    return Scores(val_probs, weights, default, thresholds, metrics, reference)
+    return Scores(val_probs, weights, default, thresholds, metrics, reference, results)
 
 
 # --- write and publish ----------------------------------------------------------------------

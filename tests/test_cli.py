@@ -11,7 +11,7 @@ from intentkit.errors import DataError
 
 from conftest import ROOT, intentkit_command, run_script
 
-SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import")
+SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import", "check", "cv", "review")
 
 
 def test_help_lists_every_subcommand_and_the_scripts_are_the_same_commands():

@@ -5,11 +5,12 @@ the same commands under the project's historical names.
 """
 import argparse
 
-from . import evaluate, import_data, predict, serve, train
+from . import check, cv, evaluate, import_data, predict, review, serve, train
 from .common import run_command, setup_logging
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "serve": serve,
-            "import": import_data}
+            "import": import_data, "check": check, "cv": cv,
+            "review": review}
 
 
 class _Subcommands:

@@ -13,6 +13,11 @@ def add_parser(subcommands, name):
         name, help="train on an intents file and publish the model",
         description="Train the intent classifier: split first, augment the training split, tune "
         "the CNN-BiLSTM, train the ensemble, evaluate on the test split, publish the run.")
+    return add_training_options(parser)
+
+
+def add_training_options(parser):
+    """Every TrainConfig option, --quick and --config (train, and cv, which trains the same)."""
     # No argparse defaults: the dataclass holds them, and flags given explicitly override --quick.
     for field in config_fields():
         flag = "--" + field.name.replace("_", "-")

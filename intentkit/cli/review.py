@@ -1,0 +1,73 @@
+"""`intentkit review`: the review queue ranked by uncertainty; labels go to the feedback file."""
+import sys
+from pathlib import Path
+
+from .. import review
+from ..data import duplicate_key
+from ..errors import ConfigError
+
+SKIP, QUIT = "s", "q"
+
+
+def add_parser(subcommands, name):
+    parser = subcommands.add_parser(
+        name, help="list the messages the model was unsure about; label them",
+        description="List the review queue (INTENTKIT_REVIEW_LOG, see intentkit.review) grouped "
+        "by nearest intent, the most uncertain first. With --label, ask for each message's "
+        "intent and append it to the feedback file as a confirmed row (train --feedback FILE).")
+    parser.add_argument("--queue", required=True, metavar="FILE", help="the review queue file")
+    parser.add_argument("--limit", type=int, default=20,
+                        help="messages listed per intent (default: %(default)s)")
+    parser.add_argument("--label", action="store_true",
+                        help="ask for the intent of each listed message that has its text")
+    parser.add_argument("--feedback", metavar="FILE",
+                        help="JSON-lines feedback file that receives the labels (with --label)")
+    return parser
+
+
+def run(args):
+    if args.label and not args.feedback:
+        raise ConfigError("--label needs --feedback FILE, the file that receives the labels")
+    groups = review.ranked_groups(review.read_queue(args.queue))
+    labelled = already_labelled(args.feedback)
+    listed = {intent: [row for row in rows if duplicate_key(row.get("text") or "") not in
+                       labelled][:args.limit] for intent, rows in groups.items()}
+    for intent, rows in listed.items():
+        print(f"{intent}: {sum(row['count'] for row in groups[intent])} message(s), "
+              f"{len(groups[intent])} distinct")
+        for row in rows:
+            print(f"  margin {row['margin']:.3f}  confidence {row['confidence']:.3f}  "
+                  f"x{row['count']}  {describe(row)}")
+    if args.label:
+        label(listed, args.feedback)
+    return 0
+
+
+def already_labelled(path):
+    """The texts the feedback file already has (not listed again)."""
+    if not path or not Path(path).exists():
+        return set()
+    from ..feedback import read_feedback
+    return {duplicate_key(row["text"]) for row in read_feedback(path)}
+
+
+def describe(row):
+    if "text" in row:
+        return repr(row["text"])
+    return f"(text not stored, sha256 {row['text_sha256'][:12]})"
+
+
+def label(listed, feedback_path):
+    """Ask for each listed message with text; an empty answer accepts the nearest intent."""
+    from ..feedback import record_feedback
+    written = 0
+    for intent, row in ((intent, row) for intent, rows in listed.items() for row in rows
+                        if "text" in row):
+        answer = input(f"{row['text']!r}: intent [{intent}] ({SKIP} = skip, {QUIT} = quit)? ")
+        if answer.strip() == QUIT:
+            break
+        if answer.strip() != SKIP:
+            record_feedback(feedback_path, row["text"], "fallback" if row["fallback"] else intent,
+                            answer.strip() or intent, confirmed=True)
+            written += 1
+    print(f"{written} label(s) written to {feedback_path}", file=sys.stderr)
