@@ -1,10 +1,14 @@
 """What the benchmarks share: the data sets (few-shot sets built, never stored) and the report."""
 import json
+import logging
 import random
 from pathlib import Path
 
-from intentkit.data import load_examples, read_document
+from intentkit.check import check_data
+from intentkit.data import duplicate_key, load_examples, read_document
 from intentkit.model_card import markdown_table
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -20,6 +24,24 @@ def few_shot_document(train_path, per_intent, seed=0):
                         for intent in document["intents"]]}
 
 
+def without_contradictions(document, work):
+    """The path of `document` written without the texts it labels with several intents
+    (training refuses those: Banking77's train.json has one), saying which were dropped."""
+    path = work / "train.json"
+    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    contradictions = {duplicate_key(finding.details["text"])
+                      for finding in check_data(path, embedding_checks=False).errors
+                      if finding.code == "duplicate-across-intents"}
+    if contradictions:
+        log.warning("%s: dropped %d text(s) labelled with several intents before training: %s",
+                    path, len(contradictions), sorted(contradictions)[:5])
+        path.write_text(json.dumps({"intents": [
+            {**intent, "patterns": [p for p in intent["patterns"]
+                                    if duplicate_key(p) not in contradictions]}
+            for intent in document["intents"]]}, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
 def load_set(name, work):
     """(training data path, test path or None) of a set named like "shipped", "banking77" or
     "clinc150:10" (10 patterns per intent, no validation file, the official in-scope test rows).
@@ -28,11 +50,10 @@ def load_set(name, work):
         return ROOT / "filesTech" / "final.json", None
     base, _, shots = name.partition(":")
     directory = SHARED / base
-    train_path = directory / "train.json"
-    tags = {intent["tag"] for intent in read_document(train_path)["intents"]}
-    if shots:
-        train_path = work / "train.json"
-        train_path.write_text(json.dumps(few_shot_document(directory / "train.json", int(shots))))
+    document = (few_shot_document(directory / "train.json", int(shots)) if shots
+                else read_document(directory / "train.json"))
+    tags = {intent["tag"] for intent in document["intents"]}
+    train_path = without_contradictions(document, work)
     texts, labels = load_examples(directory / "test.json")
     test_path = work / "test_in_scope.json"
     test_path.write_text(json.dumps([{"text": t, "intent": i} for t, i in zip(texts, labels)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 
-from common import ROOT, SHARED, few_shot_document, report  # noqa: E402
+from common import ROOT, SHARED, few_shot_document, report, without_contradictions  # noqa: E402
 from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
@@ -47,9 +47,7 @@ from sklearn.svm import LinearSVC  # noqa: E402
 
 from intentkit import artifacts, pretrained  # noqa: E402
 from intentkit.config import QUICK, TrainConfig  # noqa: E402
-from intentkit.check import check_data  # noqa: E402
-from intentkit.data import (duplicate_key, load_examples, load_intents,  # noqa: E402
-                            read_document)
+from intentkit.data import load_examples, load_intents, read_document  # noqa: E402
 from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # noqa: E402
                                 tfidf_logistic_regression)
 from intentkit.predict import Predictor  # noqa: E402
@@ -71,23 +69,6 @@ def word_char_svm(c):
 
 def write_json(path, document):
     path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-    return str(path)
-
-
-def without_contradictions(document, work):
-    """The path of `document` written without the texts it labels with several intents
-    (training refuses those: Banking77's train.json has one), saying which were dropped."""
-    path = Path(write_json(work / "train.json", document))
-    contradictions = {duplicate_key(finding.details["text"])
-                      for finding in check_data(path, embedding_checks=False).errors
-                      if finding.code == "duplicate-across-intents"}
-    if contradictions:
-        log.warning("%s: dropped %d text(s) labelled with several intents before training: %s",
-                    path, len(contradictions), sorted(contradictions)[:5])
-        write_json(path, {"intents": [
-            {**intent, "patterns": [p for p in intent["patterns"]
-                                    if duplicate_key(p) not in contradictions]}
-            for intent in document["intents"]]})
     return str(path)
 
 
