@@ -10,7 +10,9 @@ forward paths are, and the cache is guarded by a lock.
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 import numpy as np
 
@@ -28,6 +30,8 @@ DEFAULT_CACHE_SIZE = 10_000  # recent messages whose answers are kept (~3 MiB wi
 # Repeats worth caching are short ("hi", "yes", "thanks"); a long text is rarely sent twice and
 # would make the cache's memory depend on message length rather than on its size.
 MAX_CACHED_CHARS = 500
+STREAM_CHUNK = 1000  # messages answered together by predict_stream
+STREAM_WORKERS = min(2, os.cpu_count() or 1)
 
 
 def model_type_of(use_ensemble):
@@ -172,6 +176,23 @@ class Predictor:
         self.cache.put_many(computed)
         return [entry if entry is not None else computed[text]
                 for text, entry in zip(texts, found)]
+
+    def predict_stream(self, texts, top_k=DEFAULT_TOP_K, threshold=None, margin=None,
+                       chunk_size=STREAM_CHUNK, workers=STREAM_WORKERS):
+        """`predict_batch` over an iterable of any length, yielding results in input order.
+
+        Reads `chunk_size` texts at a time and answers up to `workers` chunks at once (the
+        forward passes release the GIL, so two workers use two cores): memory holds at most
+        workers + 1 chunks, whatever the input's length."""
+        texts = iter(texts)
+        with ThreadPoolExecutor(workers) as pool:
+            pending = deque()
+            while chunk := list(islice(texts, chunk_size)):
+                pending.append(pool.submit(self.predict_batch, chunk, top_k, threshold, margin))
+                if len(pending) == workers:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
 
     def predict(self, text, top_k=DEFAULT_TOP_K, threshold=None, margin=None):
         """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback"}.

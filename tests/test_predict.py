@@ -390,3 +390,39 @@ def test_numpy_and_keras_runtimes_agree_to_1e_5(paths, use_ensemble):
     numpy_runtime = Predictor(**paths, use_ensemble=use_ensemble, runtime="numpy", cache_size=0)
     np.testing.assert_allclose(numpy_runtime.predict_proba(texts),
                                keras_runtime.predict_proba(texts), atol=1e-5)
+
+
+def test_a_stream_is_answered_in_order_reading_a_bounded_number_of_lines_ahead(paths):
+    predictor = Predictor(**paths, cache_size=0)
+    texts = [f"{MESSAGES[i % len(MESSAGES)]} {i}" for i in range(3_000)]
+    read = []
+
+    def lazily():
+        for text in texts:
+            read.append(text)
+            yield text
+    results = predictor.predict_stream(lazily(), chunk_size=200, workers=2)
+    first = next(results)
+    assert len(read) <= 3 * 200, "read more than workers + 1 chunks ahead"
+    answers = [first, *results]
+    assert len(read) == len(answers) == len(texts)
+    expected = predictor.predict_batch(texts)
+    assert [a["intent"] for a in answers] == [e["intent"] for e in expected]
+    np.testing.assert_allclose([a["confidence"] for a in answers],
+                               [e["confidence"] for e in expected], atol=1e-6)
+
+
+def test_cli_file_answers_every_line_in_input_order(trained, tmp_path):
+    from conftest import ROOT, run_script
+    texts = [f"{MESSAGES[i % len(MESSAGES)]} number {i}" for i in range(2_500)]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(texts[:1200] + ["", "  "] + texts[1200:]) + "\n")
+    result = run_script(ROOT / "predict.py", "--file", lines, "--runtime", "numpy", "--model",
+                        trained["model"], "--preprocessor", trained["preprocessor"])
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = Predictor(trained["model"], trained["preprocessor"]).predict_batch(texts)
+    assert [a["intent"] for a in answers] == [e["intent"] for e in expected]
+    np.testing.assert_allclose([a["confidence"] for a in answers],
+                               [e["confidence"] for e in expected], atol=1e-4)
+    assert "2,500/2,500 messages" in result.stderr
