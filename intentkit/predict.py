@@ -228,8 +228,12 @@ def _numpy_loader():
 
 
 def _numpy_forward(members):
+    from .pretrained import one_blas_thread
+
     def forward(features):
-        return sum(weight * model(features[kind]) for model, weight, kind in members)
+        # The members' matrices are small: BLAS threads would only wait on each other.
+        with one_blas_thread():
+            return sum(weight * model(features[kind]) for model, weight, kind in members)
     return forward
 
 

@@ -157,7 +157,7 @@ _blas = None
 
 
 @contextlib.contextmanager
-def _one_blas_thread():
+def one_blas_thread():
     """OpenBLAS limited to one thread meanwhile (threadpoolctl; process-wide, so concurrent
     callers may restore each other's setting early: that only affects speed, never results)."""
     global _blas
@@ -264,7 +264,7 @@ class SentenceEncoder:
         # One batch (a chatbot's single message) runs inline: a pool would only add latency.
         pool = ThreadPoolExecutor(WORKERS) if len(batches) > 1 else None
         try:
-            with _one_blas_thread():
+            with one_blas_thread():
                 done = 0
                 for rows, embeddings in zip(batches, (pool.map if pool else map)(forward,
                                                                                    batches)):
