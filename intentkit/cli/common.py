@@ -58,13 +58,13 @@ def add_model_arguments(parser):
                         help="answer with the single CNN-BiLSTM")
     parser.add_argument("--runtime", choices=RUNTIMES, default="keras",
                         help="numpy: same answers without importing TensorFlow (fast start)")
-    parser.add_argument("--cache-size", type=_count, default=DEFAULT_CACHE_SIZE, metavar="N",
+    parser.add_argument("--cache-size", type=count, default=DEFAULT_CACHE_SIZE, metavar="N",
                         help="answers of the N most recent distinct messages kept in memory "
                         f"(default: {DEFAULT_CACHE_SIZE:,}; 0: off)")
 
 
-def _count(text):
-    """argparse type: an integer >= 0."""
+def count(text):
+    """argparse type: an integer >= 0 (argparse names it in its error: "invalid count value")."""
     value = int(text)
     if value < 0:
         raise ValueError(text)
