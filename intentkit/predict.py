@@ -10,6 +10,9 @@ forward paths are, and the cache is guarded by a lock.
 import logging
 import os
 import threading
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 import numpy as np
 
@@ -23,6 +26,12 @@ DEFAULT_PREPROCESSOR_PATH = f"{artifacts.DEFAULT_DIR}/{artifacts.PREPROCESSOR_FI
 DEFAULT_TOP_K = 3
 RUNTIMES = ("keras", "numpy")
 MODEL_TYPES = (artifacts.SINGLE, artifacts.ENSEMBLE)
+DEFAULT_CACHE_SIZE = 10_000  # recent messages whose answers are kept (~3 MiB with 30 intents)
+# Repeats worth caching are short ("hi", "yes", "thanks"); a long text is rarely sent twice and
+# would make the cache's memory depend on message length rather than on its size.
+MAX_CACHED_CHARS = 500
+STREAM_CHUNK = 1000  # messages answered together by predict_stream
+STREAM_WORKERS = min(2, os.cpu_count() or 1)
 
 
 def model_type_of(use_ensemble):
@@ -30,6 +39,49 @@ def model_type_of(use_ensemble):
     None leaves the choice to the run (its default: the best on validation)."""
     return None if use_ensemble is None else artifacts.ENSEMBLE if use_ensemble else \
         artifacts.SINGLE
+
+
+class MessageCache:
+    """A bounded, thread-safe LRU of answers keyed by the exact message text.
+
+    Each entry is (has_words, probabilities), what an answer is built from, so calls with other
+    top_k, threshold or margin share it. A Predictor owns one: a reloaded model is a new
+    Predictor, hence an empty cache. `size` 0 turns it off."""
+
+    def __init__(self, size):
+        if size < 0:
+            raise ValueError(f"cache size must be >= 0, not {size}")
+        self.size = size
+        self.hits = self.misses = 0
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self._entries)
+
+    def get_many(self, texts):
+        """The cached entry of each text, or None."""
+        with self._lock:
+            found = [self._entries.get(text) for text in texts]
+            for text, entry in zip(texts, found):
+                if entry is not None:
+                    self._entries.move_to_end(text)
+            hits = sum(entry is not None for entry in found)
+            self.hits += hits
+            self.misses += len(found) - hits
+        return found
+
+    def put_many(self, entries):
+        """Adds {text: entry}, evicting the least recently used beyond `size`."""
+        if not self.size:
+            return
+        with self._lock:
+            for text, entry in entries.items():
+                if len(text) <= MAX_CACHED_CHARS:
+                    self._entries[text] = entry
+                    self._entries.move_to_end(text)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 class Predictor:
@@ -46,11 +98,14 @@ class Predictor:
         Returned as the intent when the answer is not confident enough.
     runtime : "keras" or "numpy"
         How the models run; "numpy" needs no TensorFlow import (same answers, checked in tests).
+    cache_size : int
+        How many recent messages' answers to keep (MessageCache); 0: none.
     """
 
     def __init__(self, model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
                  use_ensemble=None, ensemble_dir=None,
-                 fallback_intent=artifacts.DEFAULT_FALLBACK_INTENT, runtime="keras"):
+                 fallback_intent=artifacts.DEFAULT_FALLBACK_INTENT, runtime="keras",
+                 cache_size=DEFAULT_CACHE_SIZE):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         run = artifacts.Run.open(model_path, preprocessor_path, ensemble_dir,
@@ -75,6 +130,7 @@ class Predictor:
         self._forward = (_numpy_forward(members) if runtime == "numpy"
                          else _compiled_forward(members, run.preprocessor.max_sequence_length_))
         self._forward(self._features([""], [[]]))  # warm up now
+        self.cache = MessageCache(cache_size)
 
     def is_stale(self):
         """True when any loaded file changed on disk since it was loaded."""
@@ -102,13 +158,43 @@ class Predictor:
                 raise TypeError(f"text {position} is {type(text).__name__}, not a string")
         threshold = self.threshold if threshold is None else threshold
         margin = self.margin if margin is None else margin
-        tokenized = [self.preprocessor.tokenize(text) for text in texts]  # once per message
-        probabilities = (self._forward(self._features(texts, tokenized)) if texts
-                         else np.zeros((0, len(self.labels))))
-        results = [self._result(tokens, row, top_k, threshold, margin)
-                   for tokens, row in zip(tokenized, probabilities)]
+        results = [self._result(has_words, row, top_k, threshold, margin)
+                   for has_words, row in self._answers(texts)]
         review.record_uncertain(texts, results)  # opt-in review queue (see intentkit.review)
         return results
+
+    def _answers(self, texts):
+        """(has_words, probabilities) of each text: cached ones from the cache, the others from
+        one forward pass over the distinct texts missing."""
+        found = self.cache.get_many(texts)
+        missing = list(dict.fromkeys(t for t, entry in zip(texts, found) if entry is None))
+        if not missing:
+            return found
+        tokenized = [self.preprocessor.tokenize(text) for text in missing]  # once per message
+        probabilities = self._forward(self._features(missing, tokenized))
+        # Copies: a view would keep the whole batch's array alive in the cache.
+        computed = {text: (any(token.isalnum() for token in tokens), row.copy())
+                    for text, tokens, row in zip(missing, tokenized, probabilities)}
+        self.cache.put_many(computed)
+        return [entry if entry is not None else computed[text]
+                for text, entry in zip(texts, found)]
+
+    def predict_stream(self, texts, top_k=DEFAULT_TOP_K, threshold=None, margin=None,
+                       chunk_size=STREAM_CHUNK, workers=STREAM_WORKERS):
+        """`predict_batch` over an iterable of any length, yielding results in input order.
+
+        Reads `chunk_size` texts at a time and answers up to `workers` chunks at once (the
+        forward passes release the GIL, so two workers use two cores): memory holds at most
+        workers + 1 chunks, whatever the input's length."""
+        texts = iter(texts)
+        with ThreadPoolExecutor(workers) as pool:
+            pending = deque()
+            while chunk := list(islice(texts, chunk_size)):
+                pending.append(pool.submit(self.predict_batch, chunk, top_k, threshold, margin))
+                if len(pending) == workers:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
 
     def predict(self, text, top_k=DEFAULT_TOP_K, threshold=None, margin=None):
         """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback"}.
@@ -120,9 +206,8 @@ class Predictor:
         """
         return self.predict_batch([text], top_k, threshold, margin)[0]
 
-    def _result(self, tokens, probabilities, top_k, threshold, margin):
+    def _result(self, has_words, probabilities, top_k, threshold, margin):
         ranked = np.argsort(-probabilities)
-        has_words = any(token.isalnum() for token in tokens)
         best = int(ranked[0])
         confidence = float(probabilities[best])
         runner_up = float(probabilities[ranked[1]]) if len(ranked) > 1 else 0.0
@@ -145,8 +230,12 @@ def _numpy_loader():
 
 
 def _numpy_forward(members):
+    from .pretrained import one_blas_thread
+
     def forward(features):
-        return sum(weight * model(features[kind]) for model, weight, kind in members)
+        # The members' matrices are small: BLAS threads would only wait on each other.
+        with one_blas_thread():
+            return sum(weight * model(features[kind]) for model, weight, kind in members)
     return forward
 
 
@@ -176,26 +265,30 @@ _cache = {}
 _cache_lock = threading.Lock()
 
 
-def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, attempts=3):
+def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache_size,
+                     attempts=3):
     """A Predictor whose files all come from one run: reading them can straddle the instant a
     retrain switches runs, and a second read then sees the new set whole. Only a mismatch
     between files is retried; a file that is simply missing or damaged fails at once."""
     for attempt in range(attempts):
         try:
-            return Predictor(model_path, preprocessor_path, use_ensemble, runtime=runtime)
+            return Predictor(model_path, preprocessor_path, use_ensemble, runtime=runtime,
+                             cache_size=cache_size)
         except ArtifactMismatch:
             if attempt == attempts - 1:
                 raise
 
 
 def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
-                  use_ensemble=None, runtime="keras"):
-    """The cached Predictor for these files, reloaded only when one of them changed on disk.
+                  use_ensemble=None, runtime="keras", cache_size=DEFAULT_CACHE_SIZE):
+    """The cached Predictor for these files, reloaded only when one of them changed on disk
+    (with an empty message cache: answers of the old model are not served after a reload).
 
     While a retrain is replacing the files, the new set can be incomplete for a moment; the
     model already loaded then keeps answering until the new set loads cleanly.
     """
-    key = (os.path.abspath(model_path), os.path.abspath(preprocessor_path), use_ensemble, runtime)
+    key = (os.path.abspath(model_path), os.path.abspath(preprocessor_path), use_ensemble, runtime,
+           cache_size)
     predictor = _cache.get(key)
     if predictor is None or predictor.is_stale():
         with _cache_lock:
@@ -203,7 +296,7 @@ def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPR
             if predictor is None or predictor.is_stale():
                 try:
                     _cache[key] = _load_consistent(model_path, preprocessor_path, use_ensemble,
-                                                   runtime)
+                                                   runtime, cache_size)
                 except ArtifactError as error:
                     if predictor is None:
                         raise

@@ -6,6 +6,7 @@ so nothing downloads at run time. The forward pass is plain NumPy: the same code
 training set, serves the Keras runtime and the TensorFlow-free one, and matches
 sentence-transformers' embeddings (tests/test_pretrained.py holds reference values).
 """
+import contextlib
 import hashlib
 import os
 import threading
@@ -121,14 +122,51 @@ _ERF_A = [np.float32(a) for a in (1.061405429, -1.453152027, 1.421413741, -0.284
 
 
 def _gelu(x):
-    """BERT's exact (erf) GELU: 0.5 x (1 + erf(x / sqrt 2))."""
-    z = np.abs(x) * np.float32(1 / np.sqrt(2.0))
-    t = 1 / (1 + _ERF_P * z)
-    polynomial = _ERF_A[0]
+    """BERT's exact (erf) GELU: 0.5 x (1 + erf(x / sqrt 2)), in place on x (it is a fresh
+    matmul result): the fewer temporaries, the less time a (tokens, 1536) layer spends here."""
+    z = np.abs(x)
+    z *= np.float32(1 / np.sqrt(2.0))
+    t = _ERF_P * z
+    t += 1
+    np.reciprocal(t, out=t)
+    erf_abs = _ERF_A[0] * t
     for a in _ERF_A[1:]:
-        polynomial = polynomial * t + a
-    erf_abs = 1 - polynomial * t * np.exp(-z * z)
-    return 0.5 * x * (1 + np.copysign(erf_abs, x))
+        erf_abs += a
+        erf_abs *= t
+    z *= z
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    erf_abs *= z
+    np.subtract(1, erf_abs, out=erf_abs)  # erf(|x| / sqrt 2)
+    np.copysign(erf_abs, x, out=erf_abs)
+    erf_abs += 1
+    x *= erf_abs
+    x *= np.float32(0.5)
+    return x
+
+
+def _length_buckets(id_lists, batch_size):
+    """Row indices in batches of at most batch_size rows that all have the same length."""
+    by_length = {}
+    for row, ids in enumerate(id_lists):
+        by_length.setdefault(len(ids), []).append(row)
+    return [rows[start:start + batch_size] for rows in by_length.values()
+            for start in range(0, len(rows), batch_size)]
+
+
+_blas = None
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """OpenBLAS limited to one thread meanwhile (threadpoolctl; process-wide, so concurrent
+    callers may restore each other's setting early: that only affects speed, never results)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController().select(user_api="blas")  # scans libraries once: ~2 ms
+    with _blas.limit(limits=1):
+        yield
 
 
 class SentenceEncoder:
@@ -146,86 +184,98 @@ class SentenceEncoder:
                                         f"missing; {INSTALL_HINT}")
         self.tokenizer = WordPieceTokenizer(directory / "vocab.txt")
         self.sha256 = hashlib.sha256(weights_file.read_bytes()).hexdigest()
-        w = load_file(str(weights_file))
-        self.word = w["embeddings.word_embeddings.weight"]
-        self.position = w["embeddings.position_embeddings.weight"]
-        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
-        self.embedding_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self._prepare(load_file(str(weights_file)))
+
+    def _prepare(self, w):
+        """Float32, C-contiguous, pre-transposed kernels in per-layer tuples (no dict lookups in
+        the layer loop); q, k and v fused into one matmul, the attention scale folded into q."""
+        def array(name, transpose=False):
+            value = w[name].T if transpose else w[name]
+            return np.ascontiguousarray(value, dtype=np.float32)
+        self.word = array("embeddings.word_embeddings.weight")
+        # Position and token type (always type 0) are added to every input alike: add them once.
+        self.position = (array("embeddings.position_embeddings.weight")
+                         + array("embeddings.token_type_embeddings.weight")[0])
+        self.embedding_norm = (array("embeddings.LayerNorm.weight"),
+                               array("embeddings.LayerNorm.bias"))
+        scale = np.float32(1 / np.sqrt(HIDDEN // HEADS))
         self.layers = []
         for n in range(LAYERS):
             p = f"encoder.layer.{n}."
-            # q, k and v in one matrix: one matmul instead of three; all kernels pre-transposed.
-            qkv = np.concatenate([w[p + f"attention.self.{name}.weight"]
-                                  for name in ("query", "key", "value")]).T
-            qkv_bias = np.concatenate([w[p + f"attention.self.{name}.bias"]
-                                       for name in ("query", "key", "value")])
-            self.layers.append({
-                "qkv": np.ascontiguousarray(qkv), "qkv_bias": qkv_bias,
-                "out": np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
-                "out_bias": w[p + "attention.output.dense.bias"],
-                "attention_norm": (w[p + "attention.output.LayerNorm.weight"],
-                                   w[p + "attention.output.LayerNorm.bias"]),
-                "up": np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
-                "up_bias": w[p + "intermediate.dense.bias"],
-                "down": np.ascontiguousarray(w[p + "output.dense.weight"].T),
-                "down_bias": w[p + "output.dense.bias"],
-                "output_norm": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
-            })
+            names = [p + f"attention.self.{name}." for name in ("query", "key", "value")]
+            qkv = np.concatenate([w[name + "weight"] for name in names]).T.astype(np.float32)
+            qkv_bias = np.concatenate([w[name + "bias"] for name in names]).astype(np.float32)
+            qkv[:, :HIDDEN] *= scale  # (x Wq + bq) / sqrt(d) = x (Wq / sqrt(d)) + bq / sqrt(d)
+            qkv_bias[:HIDDEN] *= scale
+            self.layers.append((
+                np.ascontiguousarray(qkv), qkv_bias,
+                array(p + "attention.output.dense.weight", True),
+                array(p + "attention.output.dense.bias"),
+                array(p + "attention.output.LayerNorm.weight"),
+                array(p + "attention.output.LayerNorm.bias"),
+                array(p + "intermediate.dense.weight", True), array(p + "intermediate.dense.bias"),
+                array(p + "output.dense.weight", True), array(p + "output.dense.bias"),
+                array(p + "output.LayerNorm.weight"), array(p + "output.LayerNorm.bias")))
 
-    def _forward(self, ids, mask):
-        """Mean-pooled, normalised last hidden states of a padded (batch, length) id matrix."""
+    def _forward(self, ids):
+        """Mean-pooled, normalised last hidden states of a (batch, length) id matrix whose rows
+        are all of one length (embed_ids buckets them so): no padding, hence no mask."""
         batch, length = ids.shape
         head_size = HIDDEN // HEADS
-        x = _layer_norm(self.word[ids] + self.position[:length] + self.token_type,
-                        *self.embedding_norm)
-        attention_bias = np.where(mask, 0.0, -1e9).astype(np.float32)[:, None, None, :]
-        x = x.reshape(batch * length, HIDDEN)  # 2-D matmuls go to BLAS in one call
-        for layer in self.layers:
-            qkv = x @ layer["qkv"] + layer["qkv_bias"]
-            # Contiguous (batch, heads, length, head_size) blocks: NumPy's stacked matmul only
-            # reaches BLAS for contiguous operands.
-            q, k, v = (np.ascontiguousarray(qkv[:, i * HIDDEN:(i + 1) * HIDDEN]
-                                            .reshape(batch, length, HEADS, head_size)
-                                            .transpose(0, 2, 1, 3)) for i in range(3))
-            scores = q @ k.transpose(0, 1, 3, 2).copy() * np.float32(1 / np.sqrt(head_size))
-            scores += attention_bias
-            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            context = (scores / scores.sum(axis=-1, keepdims=True)) @ v
-            context = context.transpose(0, 2, 1, 3).reshape(batch * length, HIDDEN)
-            x = _layer_norm(x + context @ layer["out"] + layer["out_bias"],
-                            *layer["attention_norm"])
-            hidden = _gelu(x @ layer["up"] + layer["up_bias"])
-            x = _layer_norm(x + hidden @ layer["down"] + layer["down_bias"], *layer["output_norm"])
-        x = x.reshape(batch, length, HIDDEN)
-        weights = mask[..., None].astype(np.float32)
-        pooled = (x * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        x = self.word[ids.ravel()]  # 2-D (batch * length, HIDDEN): every matmul is one BLAS call
+        x.reshape(batch, length, HIDDEN)[...] += self.position[:length]
+        x = _layer_norm(x, *self.embedding_norm)
+        for (qkv_kernel, qkv_bias, out, out_bias, norm1, shift1, up, up_bias, down, down_bias,
+             norm2, shift2) in self.layers:
+            qkv = x @ qkv_kernel
+            qkv += qkv_bias
+            # One copy to (3, batch, heads, length, head_size): contiguous blocks, which NumPy's
+            # stacked matmul hands to BLAS.
+            q, k, v = np.ascontiguousarray(
+                qkv.reshape(batch, length, 3, HEADS, head_size).transpose(2, 0, 3, 1, 4))
+            scores = q @ k.swapaxes(-1, -2)
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            context = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * length, HIDDEN)
+            attended = context @ out
+            attended += out_bias
+            attended += x
+            x = _layer_norm(attended, norm1, shift1)
+            hidden = x @ up
+            hidden += up_bias
+            projected = _gelu(hidden) @ down
+            projected += down_bias
+            projected += x
+            x = _layer_norm(projected, norm2, shift2)
+        pooled = x.reshape(batch, length, HIDDEN).mean(axis=1)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
     def embed_ids(self, id_lists, batch_size=128, progress=None):
-        """Embeddings of tokenized texts, batched by length so that little padding is computed.
+        """Embeddings of tokenized texts, in batches of equal length: no padding is computed.
 
-        Batches run on up to WORKERS threads: NumPy's element-wise steps (GELU, layer norm,
-        softmax) use one core each, so two threads on two cores embed ~1.5x faster.
+        Batches run on up to WORKERS threads with one BLAS thread each: NumPy's element-wise
+        steps (GELU, layer norm, softmax) use one core each, so threads on cores beat BLAS
+        threads, and a single message's matrices are too small to gain from BLAS threads.
         `progress(done, total)` is called about every 2,000 rows when given."""
         out = np.zeros((len(id_lists), HIDDEN), dtype=np.float32)
-        order = np.argsort([len(ids) for ids in id_lists], kind="stable")
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = _length_buckets(id_lists, batch_size)
 
         def forward(rows):
-            ids = np.zeros((len(rows), max(len(id_lists[r]) for r in rows)), dtype=np.int64)
-            for i, r in enumerate(rows):
-                ids[i, :len(id_lists[r])] = id_lists[r]
-            return self._forward(ids, ids != 0)
+            ids = np.array([id_lists[r] for r in rows], dtype=np.int64)
+            return self._forward(ids)
 
         # One batch (a chatbot's single message) runs inline: a pool would only add latency.
         pool = ThreadPoolExecutor(WORKERS) if len(batches) > 1 else None
         try:
-            done = 0
-            for rows, embeddings in zip(batches, (pool.map if pool else map)(forward, batches)):
-                out[rows] = embeddings
-                done += len(rows)
-                if progress and (done % 2000 < len(rows) or done == len(order)):
-                    progress(done, len(order))
+            with one_blas_thread():
+                done = 0
+                for rows, embeddings in zip(batches, (pool.map if pool else map)(forward,
+                                                                                   batches)):
+                    out[rows] = embeddings
+                    done += len(rows)
+                    if progress and (done % 2000 < len(rows) or done == len(id_lists)):
+                        progress(done, len(id_lists))
         finally:
             if pool:
                 pool.shutdown()

@@ -286,3 +286,143 @@ def test_the_default_answer_comes_from_the_model_best_on_validation(trained):
     same = forced[run.default_model == "ensemble"].predict(MESSAGES[1])
     assert answer == same and answer["model_type"] == run.default_model
     assert val_accuracy["cnn_bilstm"] is not None
+
+
+@pytest.fixture
+def counted_forward():
+    """Wraps a Predictor's forward pass to record the texts it ran on."""
+    def wrap(predictor):
+        ran, real = [], predictor._forward
+
+        def forward(features):
+            ran.append(len(features[artifacts.TOKEN_IDS]))
+            return real(features)
+        predictor._forward = forward
+        return ran
+    return wrap
+
+
+def test_a_cached_message_is_answered_without_running_the_model(paths, counted_forward):
+    predictor = Predictor(**paths, cache_size=10)
+    first = predictor.predict("hello there friend")
+    ran = counted_forward(predictor)
+    assert predictor.predict("hello there friend") == first
+    assert predictor.predict("hello there friend", top_k=1)["top_k"] == first["top_k"][:1]
+    assert ran == []
+    predictor.predict("hello there friend!")  # the exact text is the key
+    assert ran == [1]
+    assert (predictor.cache.hits, predictor.cache.misses) == (2, 2)
+
+
+def test_a_batch_runs_each_distinct_uncached_message_once(paths, counted_forward):
+    predictor = Predictor(**paths, cache_size=10)
+    ran = counted_forward(predictor)
+    results = predictor.predict_batch(["bye for now", "good night", "bye for now"])
+    assert ran == [2] and results[0] == results[2]
+    assert predictor.predict_batch(["good night", "check my cv please"])[0] == results[1]
+    assert ran == [2, 1]
+
+
+def test_the_cache_keeps_only_the_most_recent_messages(paths, counted_forward):
+    predictor = Predictor(**paths, cache_size=3)
+    ran = counted_forward(predictor)
+    for text in MESSAGES[:5]:
+        predictor.predict(text)
+    assert len(predictor.cache) == 3 and ran == [1] * 5
+    predictor.predict(MESSAGES[4])  # still cached
+    assert ran == [1] * 5
+    predictor.predict(MESSAGES[0])  # evicted: run again
+    assert ran == [1] * 6
+    assert len(predictor.cache) == 3
+
+
+def test_cache_size_zero_and_long_messages_are_not_cached(paths, counted_forward):
+    off = Predictor(**paths, cache_size=0)
+    ran = counted_forward(off)
+    off.predict("hello")
+    off.predict("hello")
+    assert ran == [1, 1] and len(off.cache) == 0
+    on = Predictor(**paths, cache_size=10)
+    on.predict("salary " * serving.MAX_CACHED_CHARS)
+    assert len(on.cache) == 0
+    with pytest.raises(ValueError, match="cache size"):
+        serving.MessageCache(-1)
+
+
+def test_a_reloaded_model_does_not_answer_from_the_old_cache(trained, tmp_path, counted_forward):
+    copy = tmp_path / "model"
+    shutil.copytree(trained["out"], copy)
+    kwargs = {"model_path": copy / artifacts.MODEL_FILE,
+              "preprocessor_path": copy / artifacts.PREPROCESSOR_FILE, "use_ensemble": False}
+    serving._cache.clear()
+    old = get_predictor(**kwargs)
+    old.predict("hello there")
+    assert len(old.cache) == 1
+    stat = os.stat(kwargs["model_path"])
+    os.utime(kwargs["model_path"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    new = get_predictor(**kwargs)
+    assert new is not old and len(new.cache) == 0
+    ran = counted_forward(new)
+    new.predict("hello there")
+    assert ran == [1]
+
+
+def test_threads_share_a_small_cache_safely(paths):
+    """8 threads over more messages than the cache holds: every answer is the uncached one,
+    the cache never outgrows its size, and every lookup is counted."""
+    texts = [f"{text} {n}" for text in MESSAGES for n in range(3)]
+    expected = Predictor(**paths, cache_size=0).predict_batch(texts)
+    predictor = Predictor(**paths, cache_size=5)
+    work = [i % len(texts) for i in range(8 * 150)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: predictor.predict(texts[i]), work))
+    for i, result in zip(work, results):
+        assert result["intent"] == expected[i]["intent"]
+        assert np.isclose(result["confidence"], expected[i]["confidence"], atol=1e-6)
+    assert len(predictor.cache) == 5
+    assert predictor.cache.hits + predictor.cache.misses == len(work)
+
+
+@pytest.mark.parametrize("use_ensemble", [False, True])
+def test_numpy_and_keras_runtimes_agree_to_1e_5(paths, use_ensemble):
+    texts = MESSAGES + ["", "a much longer message about the salary of a senior data engineer"]
+    keras_runtime = Predictor(**paths, use_ensemble=use_ensemble, cache_size=0)
+    numpy_runtime = Predictor(**paths, use_ensemble=use_ensemble, runtime="numpy", cache_size=0)
+    np.testing.assert_allclose(numpy_runtime.predict_proba(texts),
+                               keras_runtime.predict_proba(texts), atol=1e-5)
+
+
+def test_a_stream_is_answered_in_order_reading_a_bounded_number_of_lines_ahead(paths):
+    predictor = Predictor(**paths, cache_size=0)
+    texts = [f"{MESSAGES[i % len(MESSAGES)]} {i}" for i in range(3_000)]
+    read = []
+
+    def lazily():
+        for text in texts:
+            read.append(text)
+            yield text
+    results = predictor.predict_stream(lazily(), chunk_size=200, workers=2)
+    first = next(results)
+    assert len(read) <= 3 * 200, "read more than workers + 1 chunks ahead"
+    answers = [first, *results]
+    assert len(read) == len(answers) == len(texts)
+    expected = predictor.predict_batch(texts)
+    assert [a["intent"] for a in answers] == [e["intent"] for e in expected]
+    np.testing.assert_allclose([a["confidence"] for a in answers],
+                               [e["confidence"] for e in expected], atol=1e-6)
+
+
+def test_cli_file_answers_every_line_in_input_order(trained, tmp_path):
+    from conftest import ROOT, run_script
+    texts = [f"{MESSAGES[i % len(MESSAGES)]} number {i}" for i in range(2_500)]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(texts[:1200] + ["", "  "] + texts[1200:]) + "\n")
+    result = run_script(ROOT / "predict.py", "--file", lines, "--runtime", "numpy", "--model",
+                        trained["model"], "--preprocessor", trained["preprocessor"])
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = Predictor(trained["model"], trained["preprocessor"]).predict_batch(texts)
+    assert [a["intent"] for a in answers] == [e["intent"] for e in expected]
+    np.testing.assert_allclose([a["confidence"] for a in answers],
+                               [e["confidence"] for e in expected], atol=1e-4)
+    assert "2,500/2,500 messages" in result.stderr

@@ -52,3 +52,13 @@ def test_padding_does_not_change_an_embedding(encoder):
     beside_long = encoder.embed(["hi", "a much longer sentence about opening a savings account"])
     np.testing.assert_allclose(alone[0], beside_long[0], atol=1e-6)
     assert encoder.embed([]).shape == (0, 384)
+
+
+def test_a_batch_of_mixed_lengths_keeps_its_order(encoder):
+    """Rows are grouped by length, in several batches across threads, and put back in place."""
+    texts = ["hi", "a much longer sentence about opening a savings account", "hello there",
+             "hi", "what is my balance", "hello there"]
+    batched = encoder.embed(texts, batch_size=1)
+    for text, row in zip(texts, batched):
+        np.testing.assert_allclose(row, encoder.embed([text])[0], atol=1e-6)
+    assert not np.allclose(batched[0], batched[1])

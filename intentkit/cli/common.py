@@ -43,7 +43,7 @@ def run_command(function, verbose):
 
 def add_model_arguments(parser):
     """Which published run answers, with which model and runtime (predict and serve)."""
-    from ..predict import RUNTIMES
+    from ..predict import DEFAULT_CACHE_SIZE, RUNTIMES
     parser.add_argument("--model-dir", default=None, metavar="DIR",
                         help="directory of a published run (default: "
                         f"{artifacts.DEFAULT_DIR}); sets --model and --preprocessor")
@@ -58,6 +58,17 @@ def add_model_arguments(parser):
                         help="answer with the single CNN-BiLSTM")
     parser.add_argument("--runtime", choices=RUNTIMES, default="keras",
                         help="numpy: same answers without importing TensorFlow (fast start)")
+    parser.add_argument("--cache-size", type=count, default=DEFAULT_CACHE_SIZE, metavar="N",
+                        help="answers of the N most recent distinct messages kept in memory "
+                        f"(default: {DEFAULT_CACHE_SIZE:,}; 0: off)")
+
+
+def count(text):
+    """argparse type: an integer >= 0 (argparse names it in its error: "invalid count value")."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
 
 
 def model_paths(args):

@@ -1,9 +1,14 @@
 """`intentkit predict` (= `python predict.py`): classify one message, a file, or a shell."""
 import json
 import sys
+import time
 
 from ..errors import ConfigError, DataError
+from ..progress import Progress, on_terminal
 from .common import add_model_arguments, import_tensorflow_for, model_paths
+
+# Off a terminal, progress is a log line: one every so many seconds, not one per chunk.
+LOG_EVERY_S = 30
 
 
 def add_parser(subcommands, name):
@@ -12,7 +17,8 @@ def add_parser(subcommands, name):
         description="Classify messages with a trained model. With TEXT, one message; with "
         "--file, one message per line (JSON lines out); with neither, a shell.")
     parser.add_argument("text", nargs="?", help="the message to classify")
-    parser.add_argument("--file", help="a text file, one message per line ('-' = stdin)")
+    parser.add_argument("--file", help="a text file, one message per line ('-' = stdin); "
+                        "answered in chunks on both cores, JSON lines out in input order")
     add_model_arguments(parser)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=None,
@@ -34,6 +40,42 @@ def _open_messages(path):
         raise DataError(f"{path}: cannot read the file ({error.strerror}).") from None
 
 
+def _count_messages(path):
+    """Non-blank lines of a file, for the ETA (None for stdin, which can be read only once)."""
+    if path == "-":
+        return None
+    with open(path, "rb") as file:
+        return sum(1 for line in file if line.strip())
+
+
+def _answer_stream(predictor, stream, total, args):
+    """JSON lines of the non-blank lines of `stream`, in order, read lazily chunk by chunk."""
+    texts = (line.rstrip("\r\n") for line in stream if line.strip())
+    results = predictor.predict_stream(texts, args.top_k, args.threshold, args.margin)
+    progress = Progress("predict", total, unit="msg")
+    started = last = time.monotonic()
+    done = reported = 0
+    try:
+        for result in results:
+            sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+            done += 1
+            now = time.monotonic()
+            if done % 1000 == 0 and (on_terminal() or now - last >= LOG_EVERY_S):
+                progress.update(done - reported, _rate_and_eta(done, total, now - started))
+                reported, last = done, now
+        progress.update(done - reported, _rate_and_eta(done, total, time.monotonic() - started))
+    finally:
+        progress.close()
+
+
+def _rate_and_eta(done, total, seconds):
+    rate = done / max(seconds, 1e-9)
+    if not total:
+        return f"{done:,} messages, {rate:,.0f}/s"
+    return (f"{done:,}/{total:,} messages, {rate:,.0f}/s, "
+            f"ETA {max(total - done, 0) / max(rate, 1e-9):,.0f} s")
+
+
 def run(args):
     if (args.correct is None) != (args.feedback_file is None) or (
             args.correct is not None and args.text is None):
@@ -41,10 +83,6 @@ def run(args):
     import_tensorflow_for(args.runtime, args.verbose)
     from ..predict import get_predictor
     predictor = get_predictor(*model_paths(args), args.use_ensemble, args.runtime)
-
-    def answer(texts):
-        for result in predictor.predict_batch(texts, args.top_k, args.threshold, args.margin):
-            print(json.dumps(result, ensure_ascii=False))
     if args.correct is not None:
         from ..feedback import record_feedback
         result = predictor.predict(args.text, args.top_k, args.threshold, args.margin)
@@ -57,10 +95,11 @@ def run(args):
             raise DataError(f"{args.feedback_file}: cannot write ({error.strerror})") from None
         print(json.dumps(row, ensure_ascii=False))
     elif args.text is not None:
-        answer([args.text])
+        print(json.dumps(predictor.predict(args.text, args.top_k, args.threshold, args.margin),
+                         ensure_ascii=False))
     elif args.file:
         with _open_messages(args.file) as stream:
-            answer([line.rstrip("\n") for line in stream if line.strip()])
+            _answer_stream(predictor, stream, _count_messages(args.file), args)
     else:
         print("Type a message (empty line or Ctrl-D to quit).")
         try:

@@ -39,7 +39,8 @@ def run(args):
         "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst")
         if getattr(args, name) is not None}
     app = create_app(*model_paths(args), args.use_ensemble, args.feedback, runtime=args.runtime,
-                     token=read_token(args.token_file), docs=args.docs, **limits)
+                     token=read_token(args.token_file), docs=args.docs, cache_size=args.cache_size,
+                     **limits)
     uvicorn.run(app, host=args.host, port=args.port,
                 log_level="debug" if args.verbose else "info")
     return 0

@@ -30,7 +30,8 @@ from starlette.datastructures import Headers
 from ..data import MAX_PATTERN_CHARS
 from ..errors import ArtifactError, ConfigError
 from ..feedback import FeedbackFileFull, record_feedback
-from ..predict import DEFAULT_MODEL_PATH, DEFAULT_PREPROCESSOR_PATH, DEFAULT_TOP_K, get_predictor
+from ..predict import (DEFAULT_CACHE_SIZE, DEFAULT_MODEL_PATH, DEFAULT_PREPROCESSOR_PATH,
+                       DEFAULT_TOP_K, get_predictor)
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,13 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
                max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, token=None,
                max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
                feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
-               docs=False):
+               docs=False, cache_size=DEFAULT_CACHE_SIZE):
     """The FastAPI application serving one model (reloaded when its files change on disk).
 
     `token`: the bearer token POST /feedback requires (None: none). `max_feedback_bytes`: the
     feedback file's size cap. `feedback_rate`, `feedback_burst`: each client's feedback token
-    bucket. `docs`: serve /docs and /redoc, which load their scripts from a CDN.
+    bucket. `docs`: serve /docs and /redoc, which load their scripts from a CDN. `cache_size`: how
+    many recent messages' answers the Predictor keeps.
     """
     if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
         raise ConfigError(f"--max-text-chars must be between 1 and {MAX_PATTERN_CHARS}, "
@@ -185,7 +187,8 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     def predictor():
         nonlocal load_error
         try:
-            model = get_predictor(model_path, preprocessor_path, use_ensemble, runtime)
+            model = get_predictor(model_path, preprocessor_path, use_ensemble, runtime,
+                                  cache_size)
         except (ArtifactError, OSError) as error:
             # The reason names server paths: the log gets it, the client a generic line.
             if str(error) != load_error:
