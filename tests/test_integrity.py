@@ -38,6 +38,19 @@ def test_a_manifest_edited_by_hand_is_refused(copy):
         artifacts.open_published(copy)
 
 
+def replace_pickle_and_vouch_for_it(run_dir, payload):
+    """What an attacker who can write the files does: a new pickle, and the manifest rewritten
+    (its checksum of the pickle and its own) to vouch for it."""
+    pickle_path = run_dir / artifacts.PREPROCESSOR_FILE
+    pickle_path.write_bytes(pickle.dumps(payload))
+    manifest_path = run_dir / artifacts.MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
+        pickle_path.read_bytes()).hexdigest()
+    manifest["manifest_sha256"] = artifacts._manifest_checksum(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+
+
 class _RunsCode:
     def __reduce__(self):
         return (os.system, ("touch pwned",))
@@ -46,15 +59,8 @@ class _RunsCode:
 def test_a_tampered_pickle_is_refused_before_anything_in_it_runs(copy, monkeypatch):
     """Even with the manifest rewritten to vouch for it (an attacker who can write files)."""
     monkeypatch.chdir(copy)
-    pickle_path = copy / artifacts.PREPROCESSOR_FILE
-    pickle_path.write_bytes(pickle.dumps({"format_version": artifacts.FORMAT_VERSION,
-                                          "preprocessor": _RunsCode()}))
-    manifest_path = copy / artifacts.MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
-        pickle_path.read_bytes()).hexdigest()
-    manifest["manifest_sha256"] = artifacts._manifest_checksum(manifest)
-    manifest_path.write_text(json.dumps(manifest))
+    replace_pickle_and_vouch_for_it(copy, {"format_version": artifacts.FORMAT_VERSION,
+                                           "preprocessor": _RunsCode()})
     with pytest.raises(ArtifactError, match="posix.system, which intentkit never writes"):
         artifacts.open_published(copy)
     assert not (copy / "pwned").exists()
@@ -118,14 +124,7 @@ def test_staging_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
 def test_a_pickle_of_the_wrong_shape_is_an_artifact_error_not_a_crash(copy):
     """A pickle the manifest vouches for but that lacks what intentkit writes (another program's,
     or an older format): one ArtifactError, no TypeError or KeyError."""
-    pickle_path = copy / artifacts.PREPROCESSOR_FILE
-    pickle_path.write_bytes(pickle.dumps({"format_version": artifacts.FORMAT_VERSION,
-                                          "idx2label": None}))
-    manifest_path = copy / artifacts.MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
-        pickle_path.read_bytes()).hexdigest()
-    manifest["manifest_sha256"] = artifacts._manifest_checksum(manifest)
-    manifest_path.write_text(json.dumps(manifest))
+    replace_pickle_and_vouch_for_it(copy, {"format_version": artifacts.FORMAT_VERSION,
+                                           "idx2label": None})
     with pytest.raises(ArtifactError, match="not a run written by this version of intentkit"):
         artifacts.open_published(copy)

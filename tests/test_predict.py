@@ -149,7 +149,8 @@ def test_ensemble_combines_members_with_their_weights(trained):
     spec = json.loads((trained["out"] / artifacts.ENSEMBLE_DIR / artifacts.ENSEMBLE_SPEC)
                       .read_text())
     weights = {m["name"]: m["weight"] for m in spec["members"]}
-    assert weights == {"cnn_bilstm": 0.4, "transformer": 0.4, "cnn": 0.2}
+    manifest = json.loads((trained["out"] / artifacts.MANIFEST_FILE).read_text())
+    assert weights == manifest["ensemble_weights"] and np.isclose(sum(weights.values()), 1.0)
     ensemble = Predictor(trained["model"], trained["preprocessor"], use_ensemble=True)
     single = Predictor(trained["model"], trained["preprocessor"], use_ensemble=False)
     members = {m["name"]: artifacts.load_model(trained["out"] / "ensemble_models" / m["file"])

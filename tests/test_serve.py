@@ -38,7 +38,8 @@ def test_health_names_the_model_version(service, trained):
     assert body["model"]["run"] == trained["preprocessor"].resolve().parent.name
     manifest = json.loads((trained["out"] / "manifest.json").read_text())
     assert body["model"]["created"] == manifest["created"]
-    assert body["model"]["type"] == "single" and body["feedback"] is True
+    # Started without --ensemble/--single: the run's best model on validation answers.
+    assert body["model"]["type"] == manifest["default_model"] and body["feedback"] is True
 
 
 def test_predict_answers_like_the_predictor(service):

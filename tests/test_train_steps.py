@@ -53,7 +53,7 @@ def test_auto_options_follow_the_data_size():
     small = train.resolve_auto(TrainConfig(), 900)
     large = train.resolve_auto(TrainConfig(), 15000)
     assert (small.batch_size, small.patience, small.epochs, small.ensemble_weights) == (
-        64, 10, 150, "seed")
+        64, 10, 150, "fitted")
     assert (large.batch_size, large.patience, large.epochs, large.ensemble_weights) == (
         256, 3, 20, "fitted")
     assert train.resolve_auto(TrainConfig(batch_size=32), 15000).batch_size == 32  # explicit
@@ -108,7 +108,8 @@ def test_an_ensemble_is_refused_with_other_encoder_weights(trained, monkeypatch)
     with pytest.raises(artifacts.ArtifactError, match="installed ones are 000000"):
         Predictor(trained["model"], trained["preprocessor"], use_ensemble=True)
     # The single model does not read embeddings and still loads.
-    assert Predictor(trained["model"], trained["preprocessor"]).predict("hi")["intent"]
+    assert Predictor(trained["model"], trained["preprocessor"],
+                     use_ensemble=False).predict("hi")["intent"]
 
 
 def test_ctrl_c_swallowed_by_native_code_still_stops_the_run():
