@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from .data import duplicate_key, load_intents, read_document
+from .data import duplicate_key, read_document, validate_intents
 from .errors import DataError, PretrainedUnavailable
 from .pretrained import sentence_encoder
 
@@ -45,6 +45,9 @@ ADVICE = {
     "too-few-patterns": "add patterns in the words users actually type",
     "imbalanced-intents": "add patterns to the small intents (or trim the largest)",
 }
+# The checks' thresholds (see check_data).
+NEAR_DUPLICATE_THRESHOLD, MIN_PATTERNS, IMBALANCE_RATIO = 0.95, 10, 3.0
+CONFUSION_THRESHOLD, SUSPECT_CONFIDENCE, FOLDS = 0.1, 0.5, 5
 # A block of cross-intent similarities holds at most this many float32 (64 MB).
 BLOCK_ELEMENTS = 16_000_000
 # The cross-validated logistic regression: C=1 on unit-length embeddings regularises so much that
@@ -117,9 +120,10 @@ def _count(number, noun):
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
-def check_data(path, near_duplicate_threshold=0.95, min_patterns=10, imbalance_ratio=3.0,
-               confusion_threshold=0.1, suspect_confidence=0.5, folds=5, seed=0,
-               embedding_checks=True):
+def check_data(path, near_duplicate_threshold=NEAR_DUPLICATE_THRESHOLD,
+               min_patterns=MIN_PATTERNS, imbalance_ratio=IMBALANCE_RATIO,
+               confusion_threshold=CONFUSION_THRESHOLD, suspect_confidence=SUSPECT_CONFIDENCE,
+               folds=FOLDS, seed=0, embedding_checks=True):
     """Check an intents file (JSON, CSV/TSV or Rasa YAML) and return a `CheckReport`.
 
     `embedding_checks=False` runs the cheap checks only (no encoder): what training runs first.
@@ -130,10 +134,19 @@ def check_data(path, near_duplicate_threshold=0.95, min_patterns=10, imbalance_r
     another (cross-validated, `folds` folds) that makes the pair overlap; probability of another
     intent that makes a pattern a suspect label.
     """
+    return _checked(path, near_duplicate_threshold, min_patterns, imbalance_ratio,
+                    confusion_threshold, suspect_confidence, folds, seed, embedding_checks)[1]
+
+
+def _checked(path, near_duplicate_threshold, min_patterns, imbalance_ratio, confusion_threshold,
+             suspect_confidence, folds, seed, embedding_checks):
+    """(the file's IntentData, its CheckReport): the file is read and validated once."""
     path = Path(path)
-    data = load_intents(path)  # the same validation, and the same patterns, as training
+    document = read_document(path)
+    # The same validation, and the same patterns, as training.
+    data = validate_intents(document, path)
     counts = Counter(data.labels)
-    findings = [*_duplicates_across_intents(_patterns_as_written(path)),
+    findings = [*_duplicates_across_intents(_patterns_as_written(document)),
                 *_small_intents(counts, min_patterns),
                 *_imbalance(counts, imbalance_ratio)]
     if embedding_checks:
@@ -141,13 +154,15 @@ def check_data(path, near_duplicate_threshold=0.95, min_patterns=10, imbalance_r
                                         suspect_confidence, folds, seed)
     order = list(ADVICE)
     findings.sort(key=lambda finding: (finding.severity != ERROR, order.index(finding.code)))
-    return CheckReport(str(path), len(counts), len(data.texts), findings)
+    return data, CheckReport(str(path), len(counts), len(data.texts), findings)
 
 
 def check_before_training(path):
-    """The cheap checks, run before training: warnings are logged, errors raise DataError naming
-    the file, the texts and the intents."""
-    report = check_data(path, embedding_checks=False)
+    """The file's IntentData, after the cheap checks: warnings are logged, errors raise
+    DataError naming the file, the texts and the intents."""
+    data, report = _checked(path, NEAR_DUPLICATE_THRESHOLD, MIN_PATTERNS, IMBALANCE_RATIO,
+                            CONFUSION_THRESHOLD, SUSPECT_CONFIDENCE, FOLDS, seed=0,
+                            embedding_checks=False)
     for finding in report.warnings:
         log.warning("%s: %s: %s", path, finding.code, finding.message)
     if report.errors:
@@ -156,6 +171,7 @@ def check_before_training(path):
         raise DataError(f"{path}: {_count(len(report.errors), 'error')} to fix before training: "
                         f"{shown}{more}. {ADVICE[report.errors[0].code].capitalize()} "
                         f"(`intentkit check --data {path}` lists them all).")
+    return data
 
 
 def _embedding_findings(data, near_duplicate_threshold, confusion_threshold, suspect_confidence,
@@ -176,10 +192,10 @@ def _embedding_findings(data, near_duplicate_threshold, confusion_threshold, sus
             *_suspect_labels(embedded, probabilities, suspect_confidence)]
 
 
-def _patterns_as_written(path):
-    """Each intent's patterns before load_intents drops the repeated ones (already validated)."""
+def _patterns_as_written(document):
+    """Each intent's patterns before validation drops the repeated ones (already validated)."""
     return {intent["tag"].strip(): [pattern.strip() for pattern in intent["patterns"]]
-            for intent in read_document(path)["intents"]}
+            for intent in document["intents"]}
 
 
 def _duplicates_across_intents(patterns_by_tag):

@@ -97,7 +97,11 @@ def load_intents(path):
     """Read and validate an intents file (JSON, CSV/TSV or Rasa NLU YAML); raises DataError
     with a precise message."""
     path = Path(path)
-    document = read_document(path)
+    return validate_intents(read_document(path), path)
+
+
+def validate_intents(document, path):
+    """The IntentData of an intents document read from `path` (see load_intents)."""
     if not isinstance(document, dict) or not isinstance(document.get("intents"), list):
         raise DataError(f'{path}: the top level must be an object with an "intents" list, '
                         'e.g. {"intents": [{"tag": "greeting", "patterns": ["hi"], '

@@ -25,7 +25,6 @@ DEFAULT_MODEL_PATH = f"{artifacts.DEFAULT_DIR}/{artifacts.MODEL_FILE}"
 DEFAULT_PREPROCESSOR_PATH = f"{artifacts.DEFAULT_DIR}/{artifacts.PREPROCESSOR_FILE}"
 DEFAULT_TOP_K = 3
 RUNTIMES = ("keras", "numpy")
-MODEL_TYPES = (artifacts.SINGLE, artifacts.ENSEMBLE)
 DEFAULT_CACHE_SIZE = 10_000  # recent messages whose answers are kept (~3 MiB with 30 intents)
 # Repeats worth caching are short ("hi", "yes", "thanks"); a long text is rarely sent twice and
 # would make the cache's memory depend on message length rather than on its size.

@@ -21,7 +21,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from . import artifacts, devices, feedback, interrupts, pretrained
 from .augment import Augmenter, upsample
 from .check import check_before_training
-from .data import duplicate_key, load_examples, load_intents, split_data
+from .data import duplicate_key, load_examples, split_data
 from .errors import DataError, PretrainedUnavailable
 from .evaluate import choose_fallback_threshold, plot_history, reference_baseline, write_report
 from .members import Dataset, continue_members, fit_members, probabilities, tune
@@ -178,8 +178,7 @@ def split_first(intents, config):
 
 def load_checked(path):
     """The intents of a file that passes the cheap data checks (errors stop the run)."""
-    check_before_training(path)
-    return load_intents(path)
+    return check_before_training(path)
 
 
 def prepare(config, workdir, init_from=None):
