@@ -181,22 +181,26 @@ def run_ours(files, test_texts, test_labels, work, seed, quick):
     return intents.tags, split, results, test_texts, test_labels
 
 
-def run_peers(split, test_texts, test_labels, tags):
-    train_rows, val_rows = (split.train_texts, split.train_labels), (split.val_texts,
-                                                                     split.val_labels)
-    results = {}
-    for name, make, grid in (("TF-IDF words + logistic regression", tfidf_logistic_regression,
-                              (1.0, 10.0, 100.0)),
-                             ("TF-IDF words + chars + LinearSVC", word_char_svm,
-                              (0.1, 0.3, 1.0, 3.0))):
-        (model, c), seconds = timed(lambda: fit_best_on_val(make, grid, train_rows, val_rows))
-        results[name] = {
-            **scores(sklearn_scores(model, test_texts, tags), test_labels, tags,
+SPARSE_PEERS = {  # name -> (pipeline of C, the C values tried on validation)
+    "TF-IDF words + logistic regression": (tfidf_logistic_regression, (1.0, 10.0, 100.0)),
+    "TF-IDF words + chars + LinearSVC": (word_char_svm, (0.1, 0.3, 1.0, 3.0))}
+
+
+def run_sparse_peer(name, split, test_texts, test_labels, tags):
+    """One of SPARSE_PEERS trained on the split's training rows, C chosen on its validation."""
+    make, grid = SPARSE_PEERS[name]
+    (model, c), seconds = timed(lambda: fit_best_on_val(
+        make, grid, (split.train_texts, split.train_labels), (split.val_texts, split.val_labels)))
+    return {**scores(sklearn_scores(model, test_texts, tags), test_labels, tags,
                      val_threshold(sklearn_scores(model, split.val_texts, tags),
                                    split.val_labels, tags)),
             "C": c, "train_seconds": seconds,
             **speed(lambda text: model.predict([text]), model.predict, test_texts)}
 
+
+def run_peers(split, test_texts, test_labels, tags):
+    results = {name: run_sparse_peer(name, split, test_texts, test_labels, tags)
+               for name in SPARSE_PEERS}
     encoder = pretrained.sentence_encoder()
 
     def fit_minilm():

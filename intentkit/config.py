@@ -72,6 +72,10 @@ class TrainConfig:
         "frozen", "frozen: the pretrained all-MiniLM-L6-v2 encoder with a trained head | "
         "finetune: the encoder fine-tuned on the training split first (supervised contrastive "
         "+ cosine head, --encoder-time-budget) | scratch: the seed's transformer from scratch")
+    word_vectors: str = _option(
+        "pretrained", "starting word vectors of the CNN-BiLSTM: pretrained (all-MiniLM-L6-v2's "
+        "word-piece embeddings, averaged per word, then trained on) | scratch (the seed's: "
+        "learned from the training split alone)")
     encoder_time_budget: int = _option(
         360, "seconds that --transformer finetune may spend fine-tuning the encoder")
     ensemble_epochs: int = _option(0, "epoch limit of the token-id ensemble members "
@@ -98,7 +102,8 @@ class TrainConfig:
     def __post_init__(self):
         choices = {"balance": ("upsample", "class_weight", "none"),
                    "ensemble_weights": ("auto", "seed", "fitted"),
-                   "transformer": ("frozen", "finetune", "scratch")}
+                   "transformer": ("frozen", "finetune", "scratch"),
+                   "word_vectors": ("pretrained", "scratch")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of {allowed}, "

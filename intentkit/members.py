@@ -39,6 +39,8 @@ class Dataset:
     class_weight: dict = None
     # The same rows as all-MiniLM-L6-v2 sentence embeddings (the pretrained member's input).
     embedded: "Dataset" = None
+    # The CNN-BiLSTM's starting word vectors, one row per token id (None: learned from scratch).
+    word_vectors: np.ndarray = None
 
     def reading(self, kind):
         """The rows a member reading `kind` (artifacts.TOKEN_IDS, ...) sees."""
@@ -125,15 +127,23 @@ def sample_rows(dataset, max_rows, seed):
     return replace(dataset, x_train=dataset.x_train[keep], y_train=dataset.y_train[keep])
 
 
+def single_model(dataset, preprocessor, num_classes, configuration):
+    """The CNN-BiLSTM of a tuning configuration, its embedding started from the dataset's word
+    vectors when it has them."""
+    return build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                            num_classes, embedding_dim=configuration["embedding_dim"],
+                            dropout=configuration["dropout"], word_vectors=dataset.word_vectors)
+
+
 def tune(dataset, preprocessor, num_classes, config):
     """Train each seed configuration briefly; pick the best validation accuracy (then loss)."""
     dataset = sample_rows(dataset, config.tuning_max_rows, config.seed)
     trials = []
     for number, trial in enumerate(SEED_CONFIGS, start=1):
+        if dataset.word_vectors is not None:  # the vectors' width, whatever the trial's
+            trial = {**trial, "embedding_dim": dataset.word_vectors.shape[1]}
         keras.utils.set_random_seed(config.seed)
-        model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
-                                 num_classes, embedding_dim=trial["embedding_dim"],
-                                 dropout=trial["dropout"])
+        model = single_model(dataset, preprocessor, num_classes, trial)
         started = time.perf_counter()
         fit(model, dataset, trial["learning_rate"], config.tuning_epochs, config.tuning_patience,
             config.batch_size, f"tuning {number}/{len(SEED_CONFIGS)} {trial['name']}",
@@ -154,9 +164,7 @@ def fit_members(dataset, preprocessor, num_classes, best, config, workdir):
 
     The pretrained member reads sentence embeddings, the others token ids."""
     keras.utils.set_random_seed(config.seed)
-    model = build_cnn_bilstm(preprocessor.vocab_size, preprocessor.max_sequence_length_,
-                             num_classes, embedding_dim=best["embedding_dim"],
-                             dropout=best["dropout"])
+    model = single_model(dataset, preprocessor, num_classes, best)
     checkpoint = workdir / "best.weights.h5"
     histories = {artifacts.SINGLE_MEMBER: fit(
         model, dataset, best["learning_rate"], config.epochs, config.patience, config.batch_size,

@@ -146,16 +146,20 @@ def _classifier_head(features, num_classes, units, dropout, l2=None):
 
 def build_cnn_bilstm(vocab_size, max_length, num_classes, embedding_dim=100, dropout=0.3,
                      lstm_units=128, conv_filters=64, kernel_sizes=(2, 3, 4), l2=1e-4,
-                     token_dropout=0.1):
+                     token_dropout=0.1, word_vectors=None):
     """The seed's "advanced model": parallel n-gram convolutions feeding a masked BiLSTM.
 
     The seed stacked its three convolutions and used recurrent_dropout; here they run in
     parallel (one n-gram width each) and the LSTM keeps the cuDNN-compatible defaults.
+    `word_vectors` (vocab_size, width): the embedding's starting rows, trained on; their width
+    replaces embedding_dim.
     """
+    if word_vectors is not None:
+        embedding_dim = word_vectors.shape[1]
     token_ids = keras.Input(shape=(max_length,), dtype="int32", name="token_ids")
     mask = PaddingMask(name="padding_mask")(token_ids)
-    embedded = layers.Embedding(vocab_size, embedding_dim, name="embedding")(
-        TokenDropout(token_dropout)(token_ids))
+    embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
+    embedded = embedding(TokenDropout(token_dropout)(token_ids))
     embedded = layers.SpatialDropout1D(dropout)(embedded)
     embedded = ZeroPadding()([embedded, mask])
     ngrams = layers.Concatenate()([
@@ -170,7 +174,10 @@ def build_cnn_bilstm(vocab_size, max_length, num_classes, embedding_dim=100, dro
     # statistics made early validation scores (and early stopping) lag far behind training.
     pooled = layers.BatchNormalization(momentum=0.9)(pooled)
     outputs = _classifier_head(pooled, num_classes, units=(256, 128), dropout=dropout, l2=l2)
-    return keras.Model(token_ids, outputs, name="cnn_bilstm")
+    model = keras.Model(token_ids, outputs, name="cnn_bilstm")
+    if word_vectors is not None:
+        embedding.set_weights([word_vectors])
+    return model
 
 
 def build_transformer(vocab_size, max_length, num_classes, embedding_dim=128, dropout=0.2,

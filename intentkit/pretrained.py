@@ -100,10 +100,13 @@ class WordPieceTokenizer:
             start = end
         return pieces
 
+    def pieces(self, text):
+        """The word-piece ids of a text, without [CLS]/[SEP] and untruncated."""
+        return [i for word in self._basic_tokens(text) for i in self._word_pieces(word)]
+
     def encode(self, text):
         """[CLS] word pieces [SEP], truncated to max_tokens (as sentence-transformers does)."""
-        ids = [i for word in self._basic_tokens(text) for i in self._word_pieces(word)]
-        return [self.cls, *ids[:self.max_tokens - 2], self.sep]
+        return [self.cls, *self.pieces(text)[:self.max_tokens - 2], self.sep]
 
 
 def _layer_norm(x, gamma, beta):
@@ -280,6 +283,17 @@ class SentenceEncoder:
             if pool:
                 pool.shutdown()
         return out
+
+    def word_vectors(self, words):
+        """(len(words), HIDDEN) float32 static vectors: each word's mean word-piece input
+        embedding (zeros for a word with no pieces). They start the CNN-BiLSTM's embedding layer
+        (--word-vectors pretrained)."""
+        vectors = np.zeros((len(words), HIDDEN), dtype=np.float32)
+        for row, word in enumerate(words):
+            pieces = self.tokenizer.pieces(word)
+            if pieces:
+                vectors[row] = self.word[pieces].mean(axis=0)
+        return vectors
 
     def embed(self, texts, batch_size=128, progress=None):
         """Embeddings of texts, shape (len(texts), 384), float32, unit length."""

@@ -97,6 +97,13 @@ class TextPreprocessor:
         """Number of embedding rows: the vocabulary plus padding and OOV."""
         return len(self.word_index_) + 2
 
+    def words(self):
+        """The vocabulary in id order: "" for padding (0) and OOV (1), then each word."""
+        words = [""] * self.vocab_size
+        for word, index in self.word_index_.items():
+            words[index] = word
+        return words
+
     def transform(self, texts):
         return self.encode([self.tokenize(text) for text in texts])
 

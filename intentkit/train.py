@@ -123,8 +123,10 @@ def featurize(split, tags, config, preprocessor=None, encoder=None):
     --finetune keeps the published vocabulary), encode all splits (as token ids, and as
     sentence embeddings when an encoder is given)."""
     train_texts, train_labels = augment_and_balance(split, config)
-    if preprocessor is None:
+    word_vectors = None
+    if preprocessor is None:  # --finetune keeps the published vocabulary and its vectors
         preprocessor = TextPreprocessor().fit(train_texts)
+        word_vectors = initial_word_vectors(config, preprocessor, encoder)
     log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
              preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
              "on" if preprocessor.uses_lemmas_ else "off")
@@ -142,11 +144,25 @@ def featurize(split, tags, config, preprocessor=None, encoder=None):
                       preprocessor.transform(split.val_texts), encode(split.val_labels),
                       preprocessor.transform(split.test_texts), encode(split.test_labels),
                       class_weight)
+    dataset.word_vectors = word_vectors
     embeddings = sentence_embeddings(encoder, train_texts, split.val_texts, split.test_texts)
     if embeddings:
         dataset.embedded = replace(dataset, x_train=embeddings[0], x_val=embeddings[1],
                                    x_test=embeddings[2])
     return preprocessor, dataset
+
+
+def initial_word_vectors(config, preprocessor, encoder):
+    """The CNN-BiLSTM's starting word vectors (--word-vectors pretrained): the encoder's
+    word-piece embeddings of each vocabulary word; None (learned from scratch) otherwise."""
+    if config.word_vectors != "pretrained":
+        return None
+    try:
+        encoder = encoder or pretrained.sentence_encoder()
+    except PretrainedUnavailable as error:
+        log.warning("%s; the CNN-BiLSTM learns its word vectors from scratch instead", error)
+        return None
+    return encoder.word_vectors(preprocessor.words())
 
 
 def split_first(intents, config):

@@ -62,3 +62,12 @@ def test_a_batch_of_mixed_lengths_keeps_its_order(encoder):
     for text, row in zip(texts, batched):
         np.testing.assert_allclose(row, encoder.embed([text])[0], atol=1e-6)
     assert not np.allclose(batched[0], batched[1])
+
+
+def test_word_vectors_average_each_words_pieces(encoder):
+    tokenizer = encoder.tokenizer
+    assert len(tokenizer.pieces("leetcode")) > 1  # a word BERT splits
+    vectors = encoder.word_vectors(["leetcode", "interview", ""])
+    np.testing.assert_allclose(vectors[0], encoder.word[tokenizer.pieces("leetcode")].mean(axis=0))
+    np.testing.assert_array_equal(vectors[1], encoder.word[tokenizer.vocab["interview"]])
+    assert not vectors[2].any()

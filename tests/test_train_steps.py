@@ -136,3 +136,27 @@ def test_the_default_answer_is_the_best_on_validation():
     assert train.choose_default({"single": bad, "ensemble": good}, true) == "ensemble"
     confident = np.eye(2)[[0, 1, 1]] * 0.98 + 0.01  # same accuracy, lower log-loss
     assert train.choose_default({"single": good, "ensemble": confident}, true) == "ensemble"
+
+
+def test_pretrained_word_vectors_start_the_single_models_embedding():
+    config = TrainConfig(augmentation_factor=0, ensemble=False)
+    split = split_data(TEXTS, LABELS, seed=0)
+    preprocessor, dataset = train.featurize(split, sorted(SMALL_INTENTS), config)
+    words = preprocessor.words()
+    encoder = pretrained.sentence_encoder()
+    assert dataset.word_vectors.shape == (preprocessor.vocab_size, pretrained.HIDDEN)
+    assert not dataset.word_vectors[:2].any()  # padding and OOV start at zero
+    row = preprocessor.word_index_[words[5]]
+    pieces = encoder.tokenizer.pieces(words[5])
+    np.testing.assert_allclose(dataset.word_vectors[row], encoder.word[pieces].mean(axis=0))
+    model = members.single_model(dataset, preprocessor, len(SMALL_INTENTS),
+                                 {"embedding_dim": 100, "dropout": 0.3})
+    np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0],
+                                  dataset.word_vectors)  # the vectors' width, not the trial's
+
+    _, scratch = train.featurize(split, sorted(SMALL_INTENTS),
+                                 TrainConfig(augmentation_factor=0, word_vectors="scratch"))
+    assert scratch.word_vectors is None
+    model = members.single_model(scratch, preprocessor, len(SMALL_INTENTS),
+                                 {"embedding_dim": 100, "dropout": 0.3})
+    assert model.get_layer("embedding").get_weights()[0].shape == (preprocessor.vocab_size, 100)
