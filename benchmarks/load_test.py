@@ -2,8 +2,9 @@
 
     python benchmarks/load_test.py [--model-dir filesTech] [--workers 2] [--clients 8]
                                    [--requests 1000] [--batch-every 10] [--batch-size 10]
-                                   [--per-connection 100] [--runtime numpy] [--cache-size 0]
-                                   [--republish] [--data filesTech/final.json]
+                                   [--per-connection 100] [--model default|single|ensemble]
+                                   [--runtime numpy] [--cache-size 0] [--republish]
+                                   [--data filesTech/final.json]
 
 Needs a trained model (`python jobs.py`) and the service's extra (requirements-serve.txt).
 Serves a copy of --model-dir (a re-publish never touches the original) with
@@ -193,9 +194,11 @@ def start_service(args, out, port, log):
     command = [sys.executable, "-m", "intentkit.serve", "--model-dir", str(out), "--workers",
                str(args.workers), "--port", str(port), "--runtime", args.runtime,
                "--cache-size", str(args.cache_size)]
+    if args.model != "default":
+        command.append(f"--{args.model}")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                start_new_session=True)
-    pids, run = set(), None
+    pids, model = set(), None
     deadline = time.monotonic() + READY_SECONDS
     while len(pids) < args.workers:
         if process.poll() is not None or time.monotonic() > deadline:
@@ -208,8 +211,8 @@ def start_service(args, out, port, log):
             continue
         if status == 200:
             pids.add(body["pid"])
-            run = body["model"]["run"]
-    return process, pids, run
+            model = body["model"]
+    return process, pids, model
 
 
 def stop_service(process):
@@ -236,6 +239,8 @@ def main():
     parser.add_argument("--per-connection", type=int, default=100,
                         help="requests on one keep-alive connection before a client opens "
                         "another (each new connection goes to whichever worker accepts it)")
+    parser.add_argument("--model", choices=("default", "single", "ensemble"), default="default",
+                        help="which model answers (default: the run's default answer)")
     parser.add_argument("--runtime", choices=("numpy", "keras"), default="numpy")
     parser.add_argument("--cache-size", type=int, default=0,
                         help="the service's message cache (default 0: every message runs the "
@@ -261,7 +266,7 @@ def main():
         shutil.copytree(args.model_dir, out, symlinks=True)
         port = free_port()
         with open(Path(work) / "serve.log", "wb") as log:
-            process, pids, first_run = start_service(args, out, port, log)
+            process, pids, served = start_service(args, out, port, log)
             try:
                 context = multiprocessing.get_context("spawn")
                 ready, go = context.Value("l", 0), context.Event()
@@ -317,8 +322,9 @@ def main():
     payload = {"workers": args.workers, "clients": args.clients, "requests": total,
                "batch_every": args.batch_every, "batch_size": args.batch_size,
                "per_connection": args.per_connection,
-               "runtime": args.runtime, "cache_size": args.cache_size,
-               "model_run": first_run, "load_average_before": load_before,
+               "model": args.model, "runtime": args.runtime, "cache_size": args.cache_size,
+               "model_run": served["run"], "model_type": served["type"],
+               "load_average_before": load_before,
                "load_average_after": load_after, **summary,
                "kinds": rows, "per_worker": workers,
                "supervisor_rss_mib": supervisor[0], "republished": republished,
@@ -328,6 +334,8 @@ def main():
     table.append(["all", f"{sum(r['requests'] for r in rows.values()):,}", f"{messages:,}",
                   f"{summary['requests_per_s']} req/s", f"{summary['messages_per_s']} msg/s"])
     report(["kind", "requests", "messages", "p50 ms", "p99 ms"], table, payload, args.out)
+    print(f"{args.workers} worker(s), {served['type']} model, {args.runtime} runtime, "
+          f"{seconds:.0f} s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
     for pid, row in workers.items():
         print(f"worker {pid}: {row['requests']:,} requests, RSS {row['rss_mib']} MiB "
               f"(peak {row['peak_rss_mib']} MiB)")
