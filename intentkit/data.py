@@ -12,8 +12,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
 from . import importers
 from .errors import DataError
 from .readers import parse_json, read_text
@@ -150,6 +148,8 @@ def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
     """
     if not (0 <= val_size < 1 and 0 <= test_size < 1 and val_size + test_size < 1):
         raise DataError("val_size and test_size must be in [0, 1) and sum to less than 1.")
+    # Here, not at the top: the service imports this module for its limits, without sklearn.
+    from sklearn.model_selection import train_test_split
     rest_texts, rest_labels, test_texts, test_labels = list(texts), list(labels), [], []
     try:
         if test_size:

@@ -18,6 +18,11 @@ from .data import MAX_PATTERN_CHARS, Split, duplicate_key
 from .errors import DataError
 from .readers import parse_json, read_text
 
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): the thread lock alone, one process per file
+    fcntl = None
+
 log = logging.getLogger(__name__)
 
 # Why a row is not added to the training split (report keys).
@@ -53,9 +58,11 @@ def record_feedback(path, text, predicted, correct, labels=None, model_version=N
     """Append one correction to the JSON-lines file `path` and return the row.
 
     `labels`, when given, are the model's intents: `correct` must be one of them. The line is
-    written with one `write` on a file opened for appending, so concurrent writers (threads or
-    processes) never interleave inside a line. `max_file_bytes`, when given, caps the file's
-    size: a row that would pass it raises FeedbackFileFull.
+    written with one `write` on a file opened for appending, under a thread lock and (on POSIX)
+    an exclusive `flock` on the file, so concurrent writers (threads, or the processes of
+    `intentkit serve --workers N`) never interleave inside a line nor pass the cap together.
+    `max_file_bytes`, when given, caps the file's size: a row that would pass it raises
+    FeedbackFileFull.
     """
     check_text(text)
     for name, value in (("predicted", predicted), ("correct", correct)):
@@ -70,14 +77,16 @@ def record_feedback(path, text, predicted, correct, labels=None, model_version=N
            "predicted": predicted, "correct": correct, "confirmed": confirmed,
            "model": model_version}
     line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-    with _write_lock:  # the size check and the write together, so threads cannot pass the cap
-        if max_file_bytes is not None:
-            size = os.stat(path).st_size if os.path.exists(path) else 0
-            if size + len(line) > max_file_bytes:
-                raise FeedbackFileFull(f"{path} holds {size:,} bytes; a row of {len(line):,} "
-                                       f"would pass the cap of {max_file_bytes:,}")
+    # The size check and the write together, so that neither threads nor processes pass the cap.
+    with _write_lock:
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            if fcntl is not None:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the descriptor closes
+            size = os.fstat(descriptor).st_size
+            if max_file_bytes is not None and size + len(line) > max_file_bytes:
+                raise FeedbackFileFull(f"{path} holds {size:,} bytes; a row of {len(line):,} "
+                                       f"would pass the cap of {max_file_bytes:,}")
             written = os.write(descriptor, line)
         finally:
             os.close(descriptor)

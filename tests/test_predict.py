@@ -194,6 +194,27 @@ def test_a_half_replaced_model_keeps_the_loaded_one_answering(trained, tmp_path,
     assert predict_intent_improved("hello there", **kwargs) == before
 
 
+def test_a_predictor_reads_one_run_and_follows_the_current_link(trained, tmp_path):
+    """Every file comes from the run that `.runs/current` named at load time, and another run
+    published later is picked up even when its files have the same times and sizes (a run
+    restored with `cp -p`): the files the names lead to changed."""
+    out = tmp_path / "served"
+    shutil.copytree(trained["out"], out, symlinks=True)
+    kwargs = {"model_path": out / artifacts.MODEL_FILE,
+              "preprocessor_path": out / artifacts.PREPROCESSOR_FILE, "use_ensemble": True}
+    first = get_predictor(**kwargs)
+    run_dir = (out / artifacts.RUNS_DIR / artifacts.CURRENT_RUN).resolve()
+    assert len(first.signatures) > 3 and all(
+        Path(path).is_relative_to(run_dir) for path in first.signatures), first.signatures
+    staging = out / ".staging-restored"
+    shutil.copytree(run_dir, staging)  # copy2: the same modification times
+    artifacts.publish(staging, out)
+    assert first.is_stale()
+    second = get_predictor(**kwargs)
+    assert second is not first and second.run_info["run"] != first.run_info["run"]
+    assert second.predict("hello there") == first.predict("hello there")
+
+
 def test_numpy_runtime_gives_the_keras_answers_without_tensorflow(trained):
     from conftest import run_script
     code = ("import sys, json; from predict import predict_intent_improved as p; "

@@ -1,5 +1,20 @@
 """`intentkit serve` (= `python -m intentkit.serve`): the HTTP service and its page."""
-from .common import add_model_arguments, import_tensorflow_for, model_paths
+import argparse
+
+from .common import (
+    add_model_arguments,
+    import_tensorflow_for,
+    model_paths,
+    setup_logging,
+)
+
+
+def positive(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def add_parser(subcommands, name):
@@ -11,6 +26,9 @@ def add_parser(subcommands, name):
                         "(default: feedback off)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 listens on all networks")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=positive, default=1, metavar="N",
+                        help="worker processes answering on the port, each with its own copy of "
+                        "the model (default: 1); feedback rate limits are per worker")
     parser.add_argument("--max-text-chars", type=int, default=None,
                         help="longest message accepted (default: the longest training pattern "
                         "allowed)")
@@ -33,14 +51,35 @@ def add_parser(subcommands, name):
 def run(args):
     import uvicorn
 
-    from ..serve import create_app, read_token
-    import_tensorflow_for(args.runtime, args.verbose)
+    from ..serve import ServeSettings
     limits = {name: getattr(args, name) for name in (
         "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst")
         if getattr(args, name) is not None}
-    app = create_app(*model_paths(args), args.use_ensemble, args.feedback, runtime=args.runtime,
-                     token=read_token(args.token_file), docs=args.docs, cache_size=args.cache_size,
-                     **limits)
-    uvicorn.run(app, host=args.host, port=args.port,
-                log_level="debug" if args.verbose else "info")
+    model_path, preprocessor_path = model_paths(args)
+    settings = ServeSettings(model_path, preprocessor_path, use_ensemble=args.use_ensemble,
+                             runtime=args.runtime, cache_size=args.cache_size,
+                             feedback_path=args.feedback, token_file=args.token_file,
+                             docs=args.docs, limits=limits, verbose=args.verbose)
+    options = {"host": args.host, "port": args.port,
+               "log_level": "debug" if args.verbose else "info"}
+    if args.workers == 1:
+        import_tensorflow_for(args.runtime, args.verbose)
+        uvicorn.run(settings.create_app(), **options)
+        return 0
+    # Options and token are checked here, once, before any worker starts; each worker then
+    # builds its own app (and loads its own model) from the same settings.
+    settings.create_app()
+    settings.to_environment()
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=args.workers, **options)
     return 0
+
+
+def worker_app():
+    """The app factory of each worker process of `--workers N` (spawned: it inherits the
+    environment and nothing else): logging, TensorFlow's quiet import for the Keras runtime,
+    then the app of the settings `run` put in the environment."""
+    from ..serve import ServeSettings
+    settings = ServeSettings.from_environment()
+    setup_logging(settings.verbose)
+    import_tensorflow_for(settings.runtime, settings.verbose)
+    return settings.create_app()

@@ -10,9 +10,16 @@ serves:
   POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
 be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service".
+
+`--workers N` runs N processes: `ServeSettings` is what each one builds its app from, handed to
+them in the environment (intentkit.cli.serve.worker_app is their app factory). Each worker loads
+the model and reloads it on its own when a retrain publishes another run; feedback rate limits
+are per worker; feedback rows from all of them are appended under a file lock.
 """
 import contextlib
+import dataclasses
 import hmac
+import json
 import logging
 import math
 import os
@@ -119,6 +126,54 @@ def read_token(token_file=None, environ=os.environ):
     if token is not None and not token.strip():
         raise ConfigError(f"{TOKEN_VARIABLE} is set but empty: unset it or give it the token")
     return None if token is None else token.strip()
+
+
+SETTINGS_VARIABLE = "INTENTKIT_SERVE_SETTINGS"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """What the service is started with, the one thing a worker process builds its app from.
+
+    `create_app`'s arguments, JSON-serialisable (they travel to spawned workers in the
+    environment variable SETTINGS_VARIABLE), except the token: `token_file` is where to read it
+    (None: $INTENTKIT_TOKEN, which workers inherit, or no token), so the secret itself is not
+    copied into another variable. `limits`: the size and rate options given (the others keep
+    create_app's defaults). `verbose`: debug logs in the workers too.
+    """
+    model_path: str
+    preprocessor_path: str
+    use_ensemble: bool | None = None
+    runtime: str = "keras"
+    cache_size: int = DEFAULT_CACHE_SIZE
+    feedback_path: str | None = None
+    token_file: str | None = None
+    docs: bool = False
+    limits: dict = dataclasses.field(default_factory=dict)
+    verbose: bool = False
+
+    def create_app(self):
+        """The app of these settings; ConfigError for a bad option or token."""
+        return create_app(self.model_path, self.preprocessor_path, self.use_ensemble,
+                          self.feedback_path, runtime=self.runtime,
+                          token=read_token(self.token_file), docs=self.docs,
+                          cache_size=self.cache_size, **self.limits)
+
+    def to_environment(self, environ=os.environ):
+        """Put these settings where worker processes, started after, find them. Paths are made
+        absolute: they mean the same whatever a worker's directory."""
+        absolute = {name: None if value is None else os.path.abspath(value)
+                    for name, value in dataclasses.asdict(self).items()
+                    if name in ("model_path", "preprocessor_path", "feedback_path", "token_file")}
+        environ[SETTINGS_VARIABLE] = json.dumps({**dataclasses.asdict(self), **absolute})
+
+    @classmethod
+    def from_environment(cls, environ=os.environ):
+        try:
+            return cls(**json.loads(environ[SETTINGS_VARIABLE]))
+        except KeyError:
+            raise ConfigError(f"{SETTINGS_VARIABLE} is not set: start workers with "
+                              "`intentkit serve --workers N`") from None
 
 
 def _describe(error):
@@ -248,7 +303,7 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         model = predictor()
         return {"status": "ok", "model": {**model.run_info, "type": model.model_type},
                 "labels": len(model.labels), "runtime": model.runtime,
-                "feedback": feedback_path is not None}
+                "feedback": feedback_path is not None, "pid": os.getpid()}
 
     @app.get("/intents")
     def intents():
