@@ -9,9 +9,12 @@ graph's MatMul and Attention weights (activations quantized on the fly), per ten
 output channel. On the distinct patterns of --data, with the systems interleaved (every message
 timed on each system in turn, every round of a measure run on each system in turn), so that load
 from other processes falls on all of them alike:
-- single: p50/p99 of a warm `embed([text])` (WordPiece included; one thread), every pattern once;
+- single: p50/p99 of a warm `embed([text])` (WordPiece included; one thread), every pattern once,
+  in wall time and in the calling thread's CPU time (what an idle core would take, nearly: a busy
+  machine delays a thread far more than it slows it);
 - batch: messages/s of one `embed(patterns)` (equal-length batches on SentenceEncoder's worker
-  threads), the median of --rounds;
+  threads), and messages per CPU-second of the process (two idle cores give at most twice that),
+  the median of --rounds;
 - cold start: a fresh process imports, loads the weights, builds the graph (and quantizes it),
   embeds one message; the median of --rounds; then its peak RSS after 200 more messages;
 - max |difference| from the NumPy embeddings, over the patterns and the accuracy sets;
@@ -95,35 +98,45 @@ def load():
     return "/".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def percentiles(seconds):
+def percentiles(seconds, prefix=""):
     milliseconds = np.array(seconds) * 1000
-    return {"p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
-            "p99_ms": round(float(np.percentile(milliseconds, 99)), 2)}
+    return {f"{prefix}p50_ms": round(float(np.percentile(milliseconds, 50)), 2),
+            f"{prefix}p99_ms": round(float(np.percentile(milliseconds, 99)), 2)}
 
 
 def interleaved_single(answers, texts):
-    """{name: p50/p99} of single calls, each text answered by every system in turn."""
+    """{name: p50/p99} of single calls, each text answered by every system in turn: wall time,
+    and the CPU time of the calling thread (all the work runs there), which a busy machine
+    inflates far less: the closer estimate of an idle core."""
     for answer in answers.values():
         for text in texts[:20]:
             answer([text])
-    timings = {name: [] for name in answers}
+    wall = {name: [] for name in answers}
+    cpu = {name: [] for name in answers}
     for text in texts:
         for name, answer in answers.items():
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             answer([text])
-            timings[name].append(time.perf_counter() - started)
-    return {name: percentiles(seconds) for name, seconds in timings.items()}
+            cpu[name].append(time.thread_time() - started_cpu)
+            wall[name].append(time.perf_counter() - started)
+    return {name: {**percentiles(wall[name]), **percentiles(cpu[name], "cpu_")}
+            for name in answers}
 
 
 def interleaved_batch(answers, texts, rounds):
-    """{name: median messages/s of one call on all texts}, the systems in turn each round."""
+    """{name: {median messages/s of one call on all texts, messages per CPU-second of the
+    process}}, the systems in turn each round."""
     rates = {name: [] for name in answers}
+    per_cpu = {name: [] for name in answers}
     for _ in range(rounds):
         for name, answer in answers.items():
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             answer(texts)
+            per_cpu[name].append(len(texts) / (time.process_time() - started_cpu))
             rates[name].append(len(texts) / (time.perf_counter() - started))
-    return {name: round(float(np.median(r))) for name, r in rates.items()}
+    return {name: {"batch_per_s": round(float(np.median(rates[name]))),
+                   "batch_per_cpu_s": round(float(np.median(per_cpu[name])))}
+            for name in answers}
 
 
 def cold_starts(texts, rounds):
@@ -185,7 +198,7 @@ def ensemble_rows(model_dir, encoders, texts, rounds):
         answers[f"ensemble answer, encoder {system}"] = predictor.predict_batch
     single = interleaved_single(answers, texts)
     batch = interleaved_batch(answers, texts, rounds)
-    return {name: {**single[name], "batch_per_s": batch[name]} for name in answers}
+    return {name: {**single[name], **batch[name]} for name in answers}
 
 
 def main():
@@ -219,9 +232,9 @@ def main():
     for system, row in interleaved_single(answers, texts).items():
         results[system].update(row)
     loads["after single"] = load()
-    for system, rate in interleaved_batch(answers, texts, args.rounds).items():
-        results[system]["batch_per_s"] = rate
-        results[system]["batch_gflop_per_s"] = round(rate * mean_flops / 1e9, 1)
+    for system, row in interleaved_batch(answers, texts, args.rounds).items():
+        results[system].update(row)
+        results[system]["gflop_per_cpu_s"] = round(row["batch_per_cpu_s"] * mean_flops / 1e9, 1)
     loads["after batch"] = load()
     for system, row in cold_starts(texts, args.rounds).items():
         results[system].update(row)
@@ -232,8 +245,8 @@ def main():
     ensemble = (ensemble_rows(args.model_dir, encoders, texts, args.rounds)
                 if args.model_dir else {})
     loads["end"] = load()
-    columns = ["p50_ms", "p99_ms", "batch_per_s", "batch_gflop_per_s", "cold_start_s",
-               "peak_rss_mib", "max_abs_diff"]
+    columns = ["p50_ms", "p99_ms", "cpu_p50_ms", "cpu_p99_ms", "batch_per_s", "batch_per_cpu_s",
+               "gflop_per_cpu_s", "cold_start_s", "peak_rss_mib", "max_abs_diff"]
     sets = list(accuracy or {})
     rows = []
     for system, row in {**results, **ensemble}.items():
