@@ -4,8 +4,9 @@ Two runtimes, with the same answers: "keras" (default) runs the models through a
 "numpy" runs them with NumPy alone (intentkit.numpy_runtime) and never imports TensorFlow, for a
 cold start of a fraction of a second. Imports only the light layers (artifacts, text, models,
 pretrained), never training code. An ensemble member that reads sentence embeddings gets them
-from the pretrained encoder (intentkit.pretrained, NumPy) in both runtimes. Thread-safe: both
-forward paths are, and the cache is guarded by a lock.
+from the pretrained encoder (intentkit.pretrained: ONNX Runtime where the `onnx` extra is
+installed, else NumPy) in both runtimes. Thread-safe: both forward paths are, and the cache is
+guarded by a lock.
 """
 import logging
 import os

