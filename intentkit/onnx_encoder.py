@@ -13,7 +13,7 @@ The graph holds only the structure: every weight is an *external initializer* ha
 session as the encoder's own NumPy arrays, so there is no second copy of the weights, on disk or
 in a protobuf, to verify or keep in step; the graph is built when the encoder loads (a few
 milliseconds, plus ~0.1 s for the session). Answers match the NumPy forward within 1e-5
-(tests/test_onnx_encoder.py); benchmarks/onnx_encoder.py measures both.
+(tests/test_onnx_encoder.py); benchmarks/encoder_backends.py measures both.
 """
 from importlib.util import find_spec
 
@@ -31,8 +31,8 @@ def available():
 
 
 def _external(name, array):
-    from onnx import TensorProto
     """An initializer that only declares type and shape: its data comes with the session."""
+    from onnx import TensorProto
     tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape,
                          data_location=TensorProto.EXTERNAL)
     tensor.external_data.add(key="location", value="supplied-by-intentkit")
