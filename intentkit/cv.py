@@ -296,25 +296,33 @@ def learning_curve(intents, indices, config, best, full_results, sizes):
 
 
 def gains(points):
-    """Each intent's F1 gain per added training pattern between the last two sizes (its own
-    pattern counts: an intent with fewer patterns than a size keeps them all), largest first."""
-    sizes = list(points)
-    last, before = points[sizes[-1]], points[sizes[-2]]
+    """Each intent's F1 (default answer) against its training patterns over the whole curve:
+    a line fitted to F1 against the log of the patterns (learning curves are about straight
+    there), read as the gain per doubling and, at today's count, per added pattern; largest
+    gain per pattern first. Every point, not the last two: an intent with few patterns reaches
+    its count at a small size, and a difference of a pattern or two between two points turned
+    noise into the largest "gains". None where the count never changed (no slope to fit)."""
     slopes = {}
-    for tag in last[0].per_intent_f1:
-        added = np.mean([r.train_per_intent[tag] for r in last]) - np.mean(
-            [r.train_per_intent[tag] for r in before])
-        gained = np.mean([r.per_intent_f1[tag] for r in last]) - np.mean(
-            [r.per_intent_f1[tag] for r in before])
-        slopes[tag] = {"f1_gain": float(gained), "patterns_added": float(added),
-                       "f1_per_pattern": float(gained / added) if added > 0 else None}
+    for tag in points["all"][0].per_intent_f1:
+        counts = np.array([np.mean([r.train_per_intent[tag] for r in results])
+                           for results in points.values()])
+        f1 = np.array([np.mean([r.per_intent_f1[tag] for r in results])
+                       for results in points.values()])
+        slope = (np.polyfit(np.log(counts), f1, 1)[0] if np.ptp(np.log(counts)) > 1e-9
+                 else None)
+        slopes[tag] = {"patterns": float(counts[-1]), "f1": float(f1[-1]),
+                       "f1_per_doubling": None if slope is None else float(slope * np.log(2)),
+                       "f1_per_pattern": None if slope is None else float(slope / counts[-1])}
     return dict(sorted(slopes.items(), key=lambda item: -(item[1]["f1_per_pattern"] or 0)))
 
 
 def curve_document(points):
     return {"sizes": [{"per_intent": size, "mean_train_rows": float(np.mean(
                            [r.rows["train"] for r in results])), "summary": summarize(results),
-                       "per_intent_f1": per_intent_f1(results)}
+                       "per_intent_f1": per_intent_f1(results),
+                       "train_per_intent": {tag: float(np.mean([r.train_per_intent[tag]
+                                                                 for r in results]))
+                                            for tag in results[0].train_per_intent}}
                       for size, results in points.items()],
             "gain_per_pattern": gains(points)}
 
@@ -325,6 +333,10 @@ def write_curve(out, points):
     (out / "curve.md").write_text(curve_markdown(document))
     plot_curve(document, out / "curve.png")
     log.info("wrote %s, curve.md and curve.png", out / "curve.json")
+
+
+def _signed(value, digits):
+    return "-" if value is None else f"{value:+.{digits}f}"
 
 
 def curve_markdown(document):
@@ -338,12 +350,15 @@ def curve_markdown(document):
         lines.append(f"| {point['per_intent']} | {point['mean_train_rows']:.0f} | " + " | ".join(
             plus_minus(point["summary"][name]["accuracy"]) for name in systems) + " |")
     lines += ["", "## Which intents would gain most from new examples", "",
-              "F1 gain (default answer) per added training pattern between the last two sizes.",
-              "", "| intent | F1 gain | patterns added | gain per pattern |", "|---|---|---|---|"]
+              "A line fitted to each intent's F1 (default answer) against the log of its "
+              "training patterns over the whole curve: its gain if its patterns doubled, and "
+              "per added pattern at today's count (largest first).", "",
+              "| intent | training patterns (all) | F1 (all) | F1 gain per doubling | "
+              "F1 gain per added pattern |", "|---|---|---|---|---|"]
     for tag, gain in document["gain_per_pattern"].items():
-        per_pattern = gain["f1_per_pattern"]
-        lines.append(f"| {tag} | {gain['f1_gain']:+.3f} | {gain['patterns_added']:.1f} | "
-                     + (f"{per_pattern:+.4f}" if per_pattern is not None else "-") + " |")
+        lines.append(f"| {tag} | {gain['patterns']:.1f} | {gain['f1']:.3f} | "
+                     f"{_signed(gain['f1_per_doubling'], 3)} | "
+                     f"{_signed(gain['f1_per_pattern'], 4)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -364,7 +379,7 @@ def plot_curve(document, path):
     top = list(document["gain_per_pattern"].items())[:TOP_PAIRS][::-1]
     bars.barh([tag for tag, _ in top], [gain["f1_per_pattern"] or 0 for _, gain in top],
               color="seagreen")
-    bars.set(xlabel="F1 gain per added pattern (last two sizes)",
+    bars.set(xlabel="F1 gain per added pattern (fitted over the curve)",
              title="Intents that would gain most")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -6,6 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from intentkit import cv
 from intentkit.config import TrainConfig
 from intentkit.cv import fold_indices, fold_split, subsample
 from intentkit.data import load_intents
@@ -83,3 +84,25 @@ def test_quick_two_fold_cv_with_curve(tmp_path):
     assert sorted(curve["gain_per_pattern"]) == sorted(SMALL_INTENTS)
     for name in ("cv.png", "curve.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gains_fit_the_whole_curve_not_its_last_two_points():
+    def result(f1, counts):
+        return cv.FoldResult(rows={}, default_model="ensemble", metrics={}, per_intent_f1=f1,
+                             train_per_intent=counts, confusions=Counter())
+    # "steady" gains 0.1 F1 per doubling at every step; "few" stops at 6 patterns, and its F1
+    # moves by noise once its count no longer does; "flat" never changes count.
+    points = {5: [result({"steady": 0.5, "few": 0.50, "flat": 0.7},
+                         {"steady": 5, "few": 5, "flat": 4})],
+              10: [result({"steady": 0.6, "few": 0.55, "flat": 0.7},
+                          {"steady": 10, "few": 6, "flat": 4})],
+              "all": [result({"steady": 0.7, "few": 0.60, "flat": 0.8},
+                             {"steady": 20, "few": 6, "flat": 4})]}
+    gains = cv.gains(points)
+    assert gains["steady"]["f1_per_doubling"] == pytest.approx(0.1)
+    assert gains["steady"]["f1_per_pattern"] == pytest.approx(0.1 / np.log(2) / 20)
+    assert gains["flat"]["f1_per_pattern"] is None
+    # The last two points alone would give "few" +0.05 F1 for 0 patterns; fitted over all of
+    # them its slope is finite, and the ranking puts it first only for a real slope.
+    assert gains["few"]["patterns"] == 6 and gains["few"]["f1"] == pytest.approx(0.6)
+    assert list(gains)[-1] == "flat"
