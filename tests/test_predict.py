@@ -448,3 +448,18 @@ def test_cli_file_answers_every_line_in_input_order(trained, tmp_path):
     np.testing.assert_allclose([a["confidence"] for a in answers],
                                [e["confidence"] for e in expected], atol=1e-4)
     assert "2,500/2,500 messages" in result.stderr
+
+
+def test_the_predict_command_uses_its_cache_size(trained, monkeypatch, capsys):
+    from intentkit import cli
+    made = []
+    real = serving.get_predictor
+
+    def recording(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+    monkeypatch.setattr(serving, "get_predictor", recording)
+    assert cli.main(["predict", "--model", str(trained["model"]), "--preprocessor",
+                     str(trained["preprocessor"]), "--cache-size", "7", "hello"]) == 0
+    assert made[0].cache.size == 7  # the option once went unused: the default cache served
+    assert '"intent"' in capsys.readouterr().out

@@ -82,7 +82,8 @@ def run(args):
         raise ConfigError("--correct INTENT and --feedback-file FILE go together, with one TEXT")
     import_tensorflow_for(args.runtime, args.verbose)
     from ..predict import get_predictor
-    predictor = get_predictor(*model_paths(args), args.use_ensemble, args.runtime)
+    predictor = get_predictor(*model_paths(args), args.use_ensemble, args.runtime,
+                              cache_size=args.cache_size)
     if args.correct is not None:
         from ..feedback import record_feedback
         result = predictor.predict(args.text, args.top_k, args.threshold, args.margin)
