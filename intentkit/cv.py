@@ -183,10 +183,15 @@ def summarize(results):
             for name in systems}
 
 
+def mean_over_folds(results, field):
+    """{intent: the mean over the folds of a FoldResult's per-intent `field`}."""
+    return {tag: float(np.mean([getattr(r, field)[tag] for r in results]))
+            for tag in getattr(results[0], field)}
+
+
 def per_intent_f1(results):
     """Each intent's F1 (default answer) averaged over the folds, the weakest first."""
-    tags = results[0].per_intent_f1
-    means = {tag: float(np.mean([r.per_intent_f1[tag] for r in results])) for tag in tags}
+    means = mean_over_folds(results, "per_intent_f1")
     return dict(sorted(means.items(), key=lambda item: item[1]))
 
 
@@ -302,12 +307,12 @@ def gains(points):
     gain per pattern first. Every point, not the last two: an intent with few patterns reaches
     its count at a small size, and a difference of a pattern or two between two points turned
     noise into the largest "gains". None where the count never changed (no slope to fit)."""
+    counts_by_size = [mean_over_folds(results, "train_per_intent") for results in points.values()]
+    f1_by_size = [mean_over_folds(results, "per_intent_f1") for results in points.values()]
     slopes = {}
-    for tag in points["all"][0].per_intent_f1:
-        counts = np.array([np.mean([r.train_per_intent[tag] for r in results])
-                           for results in points.values()])
-        f1 = np.array([np.mean([r.per_intent_f1[tag] for r in results])
-                       for results in points.values()])
+    for tag in f1_by_size[-1]:
+        counts = np.array([size_counts[tag] for size_counts in counts_by_size])
+        f1 = np.array([size_f1[tag] for size_f1 in f1_by_size])
         slope = (np.polyfit(np.log(counts), f1, 1)[0] if np.ptp(np.log(counts)) > 1e-9
                  else None)
         slopes[tag] = {"patterns": float(counts[-1]), "f1": float(f1[-1]),
@@ -320,9 +325,7 @@ def curve_document(points):
     return {"sizes": [{"per_intent": size, "mean_train_rows": float(np.mean(
                            [r.rows["train"] for r in results])), "summary": summarize(results),
                        "per_intent_f1": per_intent_f1(results),
-                       "train_per_intent": {tag: float(np.mean([r.train_per_intent[tag]
-                                                                 for r in results]))
-                                            for tag in results[0].train_per_intent}}
+                       "train_per_intent": mean_over_folds(results, "train_per_intent")}
                       for size, results in points.items()],
             "gain_per_pattern": gains(points)}
 

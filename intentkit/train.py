@@ -143,8 +143,7 @@ def featurize(split, tags, config, preprocessor=None, encoder=None):
     dataset = Dataset(preprocessor.transform(train_texts), encode(train_labels),
                       preprocessor.transform(split.val_texts), encode(split.val_labels),
                       preprocessor.transform(split.test_texts), encode(split.test_labels),
-                      class_weight)
-    dataset.word_vectors = word_vectors
+                      class_weight, word_vectors=word_vectors)
     embeddings = sentence_embeddings(encoder, train_texts, split.val_texts, split.test_texts)
     if embeddings:
         dataset.embedded = replace(dataset, x_train=embeddings[0], x_val=embeddings[1],

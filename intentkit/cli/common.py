@@ -1,4 +1,5 @@
 """What every subcommand shares: logging, the error contract, the model options."""
+import argparse
 import logging
 import sys
 
@@ -68,6 +69,14 @@ def count(text):
     value = int(text)
     if value < 0:
         raise ValueError(text)
+    return value
+
+
+def positive(text):
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 

@@ -1,20 +1,6 @@
 """`intentkit serve` (= `python -m intentkit.serve`): the HTTP service and its page."""
-import argparse
-
-from .common import (
-    add_model_arguments,
-    import_tensorflow_for,
-    model_paths,
-    setup_logging,
-)
-
-
-def positive(text):
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+from .common import (add_model_arguments, import_tensorflow_for, model_paths, positive,
+                     setup_logging)
 
 
 def add_parser(subcommands, name):
