@@ -69,7 +69,8 @@ def make_encoder(system):
     if system != "ONNX fp32":
         forward = encoder._onnx
         forward.session = onnx_encoder.session(quantized(forward.model, forward.weights,
-                                                         per_channel=system.endswith("channel")))
+                                                         per_channel=system.endswith("channel")),
+                                               threads=forward.threads)
     return encoder
 
 

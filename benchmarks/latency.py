@@ -13,12 +13,16 @@ trained here on --data's patterns with C fixed at 10, for speed only, not accura
 - cold start: a fresh process that imports, loads and answers one message; then its peak RSS
   after 200 more messages (each system alone in its process);
 - the message cache: the NumPy ensemble with the cache on, on a stream where --repeat-rate of
-  the messages repeat a few common ones (an assumption about chatbot traffic, not a measure).
+  the messages repeat a few common ones (an assumption about chatbot traffic, not a measure);
+- the encoder's threads: the NumPy ensemble in a fresh process with INTENTKIT_ENCODER_THREADS
+  1 and 2, --calls messages 10 ms apart: p50/p99 and the cores the process kept busy (CPU time
+  over wall time: threads that spin between calls show here).
 Latency is measured at normal priority; run it on an otherwise idle machine where possible.
 Prints a markdown table and writes benchmarks/results/latency.json.
 """
 import argparse
 import json
+import os
 import pickle
 import random
 import subprocess
@@ -78,6 +82,27 @@ if {embeds}:  # as peer_answer
     from intentkit.pretrained import sentence_encoder
     answer = lambda texts: model.predict(sentence_encoder().embed(texts))
 """
+# A fresh process (the encoder's threads are set when it loads): messages PACE_S apart.
+PACED = """
+import json, sys, time
+from intentkit.predict import Predictor
+from intentkit import resources
+predictor = Predictor({model!r}, {preprocessor!r}, use_ensemble=True, runtime="numpy",
+                      cache_size=0)
+resources.wordnet()  # loading in the background meanwhile: wait for it
+texts = json.loads(sys.stdin.read())
+for text in texts[:20]:
+    predictor.predict(text)
+timings, cpu, wall = [], time.process_time(), time.perf_counter()
+for text in texts:
+    started = time.perf_counter()
+    predictor.predict(text)
+    timings.append(time.perf_counter() - started)
+    time.sleep({pace})
+print(json.dumps({{"timings": timings, "cores_busy": round(
+    (time.process_time() - cpu) / (time.perf_counter() - wall), 2)}}))
+"""
+PACE_S = 0.01
 
 
 def percentiles(seconds):
@@ -150,6 +175,20 @@ def cached_rows(paths, texts, calls, repeat_rate):
             "ensemble, numpy, cache hits only": hits_only}
 
 
+def encoder_thread_rows(paths, calls):
+    rows = {}
+    for threads in (1, 2):
+        script = PACED.format(model=str(paths["model_path"]),
+                              preprocessor=str(paths["preprocessor_path"]), pace=PACE_S)
+        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, input=json.dumps(calls),
+                                capture_output=True, text=True, check=True,
+                                env={**os.environ, pretrained.THREADS_VARIABLE: str(threads)})
+        paced = json.loads(result.stdout.strip().splitlines()[-1])
+        rows[f"ensemble, numpy, {threads} encoder thread(s), 10 ms apart"] = {
+            **percentiles(paced["timings"]), "cores_busy": paced["cores_busy"]}
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,7 +231,9 @@ def main():
                                           texts)}
             print(name, results[name], flush=True)
     results.update(cached_rows(paths, texts, args.calls, args.repeat_rate))
-    columns = ["p50_ms", "p99_ms", "batch_per_s", "cold_start_s", "peak_rss_mib", "hit_rate"]
+    results.update(encoder_thread_rows(paths, calls))
+    columns = ["p50_ms", "p99_ms", "batch_per_s", "cold_start_s", "peak_rss_mib", "hit_rate",
+               "cores_busy"]
     report(["system", *columns], [[name, *(row.get(c, "–") for c in columns)]
                                   for name, row in results.items()],
            {"calls": args.calls, "batch_rows": len(batch), "repeat_rate": args.repeat_rate,

@@ -125,11 +125,14 @@ def with_weights(model, weights):
 
 def session(model, weights=None, threads=1):
     """An ONNX Runtime CPU session of `model`, its external initializers from `weights` (which
-    must outlive the session: it reads them in place)."""
+    must outlive the session: it reads them in place), each call shared by `threads` threads.
+
+    One thread by default: batches already run on SentenceEncoder's worker threads. More
+    threads answer one message sooner only while they spin between calls (ONNX Runtime's
+    default, kept): put to sleep instead, waking them for each of the graph's operators cost
+    what they gained (measured in the README, "Serving speed")."""
     import onnxruntime
     options = onnxruntime.SessionOptions()
-    # One thread per call: a message's matrices are too small to share, and batches already
-    # run on SentenceEncoder's worker threads (the same choice as the NumPy forward's BLAS).
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
@@ -143,10 +146,12 @@ def session(model, weights=None, threads=1):
 class OnnxForward:
     """Embeddings of a (batch, length) id matrix through ONNX Runtime; thread-safe."""
 
-    def __init__(self, word, position, embedding_norm, layers, heads, epsilon, norm_floor):
+    def __init__(self, word, position, embedding_norm, layers, heads, epsilon, norm_floor,
+                 threads=1):
         self.model, self.weights = build_graph(word, position, embedding_norm, layers, heads,
                                                epsilon, norm_floor)
-        self.session = session(self.model, self.weights)
+        self.threads = threads
+        self.session = session(self.model, self.weights, threads)
 
     def __call__(self, ids, mask=None):
         ids = np.asarray(ids, dtype=np.int64)

@@ -124,7 +124,11 @@ class Predictor:
         self.runtime = runtime
         self.signatures = run.signatures
         self.run_info = run.run_info  # the model's version
-        self.encoder = run.encoder  # the pretrained sentence encoder, when a member reads it
+        # A member whose fitted weight is 0 cannot change an answer: it is neither loaded nor
+        # run, nor is the encoder when no member left reads sentence embeddings.
+        counted = [m for m in run.members(self.model_type) if m.weight > 0]
+        reads_embeddings = any(m.input == artifacts.SENTENCE_EMBEDDING for m in counted)
+        self.encoder = run.encoder if reads_embeddings else None
         self.preprocessor = run.preprocessor
         if self.preprocessor.uses_lemmas_:
             # WordNet (seconds to load) only lemmatizes words unseen in training: load it in the
@@ -134,7 +138,7 @@ class Predictor:
         self.threshold = run.fallback_thresholds[self.model_type]
         self.margin = run.fallback_margin
         load = _numpy_loader() if runtime == "numpy" else artifacts.load_model
-        members = [(load(m.path), m.weight, m.input) for m in run.members(self.model_type)]
+        members = [(load(m.path), m.weight, m.input) for m in counted]
         self._forward = (_numpy_forward(members) if runtime == "numpy"
                          else _compiled_forward(members, run.preprocessor.max_sequence_length_))
         self._forward(self._features([""], [[]]))  # warm up now

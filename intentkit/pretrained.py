@@ -35,6 +35,10 @@ NORM_FLOOR = 1e-12  # the least norm an embedding is divided by
 # variable forces one, e.g. INTENTKIT_ENCODER_BACKEND=numpy.
 BACKENDS = ("onnx", "numpy")
 BACKEND_VARIABLE = "INTENTKIT_ENCODER_BACKEND"
+# How many threads ONNX Runtime shares each call among, a single message's included. 1 by
+# default: more answer one message sooner, but their threads spin between calls (see
+# onnx_encoder.session), taking cores from a service's other requests and workers.
+THREADS_VARIABLE = "INTENTKIT_ENCODER_THREADS"
 WORKERS = min(4, os.cpu_count() or 1)
 
 
@@ -181,16 +185,31 @@ def one_blas_thread():
         yield
 
 
+def _threads_setting():
+    value = os.environ.get(THREADS_VARIABLE, "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{THREADS_VARIABLE}={value!r}: threads per call must be a whole "
+                          "number, 1 or more")
+    return int(value)
+
+
 class SentenceEncoder:
     """all-MiniLM-L6-v2 sentence embeddings: BERT forward, mean over tokens, L2-normalised."""
 
-    def __init__(self, directory=None, weights_file=None, backend=None):
+    def __init__(self, directory=None, weights_file=None, backend=None, threads=None):
         """`weights_file`: weights to use instead of the package's model.safetensors, with the
         same tensor names, e.g. fine-tuned by intentkit.trainable_encoder; the vocabulary still
         comes from `directory` (the package by default). `backend`: one of BACKENDS; by default
-        $INTENTKIT_ENCODER_BACKEND, else "onnx" where onnxruntime is installed, else "numpy"."""
+        $INTENTKIT_ENCODER_BACKEND, else "onnx" where onnxruntime is installed, else "numpy".
+        `threads`: ONNX Runtime's threads per call; by default $INTENTKIT_ENCODER_THREADS, else
+        1."""
         backend = backend or os.environ.get(BACKEND_VARIABLE) or (
             "onnx" if onnx_encoder.available() else "numpy")
+        threads = threads or _threads_setting()
+        if threads > 1 and backend != "onnx":
+            raise ConfigError(f"{THREADS_VARIABLE}={threads}: threads per call are ONNX "
+                              f"Runtime's; install it ({onnx_encoder.INSTALL_HINT}) or unset "
+                              f"{THREADS_VARIABLE}")
         if backend not in BACKENDS:
             raise ConfigError(f"{BACKEND_VARIABLE}: the encoder backend must be one of "
                               f"{', '.join(BACKENDS)}, not {backend!r}")
@@ -210,7 +229,8 @@ class SentenceEncoder:
         # The graph is built here, once per loaded weights file, from the arrays just prepared.
         self._onnx = (onnx_encoder.OnnxForward(
             self.word, self.position, self.embedding_norm, self.layers, heads=HEADS,
-            epsilon=LAYER_NORM_EPSILON, norm_floor=NORM_FLOOR) if backend == "onnx" else None)
+            epsilon=LAYER_NORM_EPSILON, norm_floor=NORM_FLOOR, threads=threads)
+            if backend == "onnx" else None)
 
     def _prepare(self, w):
         """Float32, C-contiguous, pre-transposed kernels in per-layer tuples (no dict lookups in
@@ -285,6 +305,7 @@ class SentenceEncoder:
         Batches run on up to WORKERS threads with one BLAS thread each: NumPy's element-wise
         steps (GELU, layer norm, softmax) use one core each, so threads on cores beat BLAS
         threads, and a single message's matrices are too small to gain from BLAS threads.
+        An ONNX Runtime session with threads of its own runs them one after another instead.
         `progress(done, total)` is called about every 2,000 rows when given."""
         out = np.zeros((len(id_lists), HIDDEN), dtype=np.float32)
         batches = _length_buckets(id_lists, batch_size)
@@ -294,7 +315,8 @@ class SentenceEncoder:
             return self._forward(ids)
 
         # One batch (a chatbot's single message) runs inline: a pool would only add latency.
-        pool = ThreadPoolExecutor(WORKERS) if len(batches) > 1 else None
+        own_threads = self._onnx is not None and self._onnx.threads > 1
+        pool = ThreadPoolExecutor(WORKERS) if len(batches) > 1 and not own_threads else None
         try:
             with one_blas_thread():
                 done = 0

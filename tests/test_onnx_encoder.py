@@ -6,7 +6,8 @@ from safetensors.numpy import load_file, save_file
 from test_pretrained import REFERENCE_EMBEDDINGS, REFERENCE_IDS
 
 from intentkit import onnx_encoder
-from intentkit.pretrained import BACKEND_VARIABLE, SentenceEncoder, model_dir
+from intentkit.errors import ConfigError
+from intentkit.pretrained import BACKEND_VARIABLE, THREADS_VARIABLE, SentenceEncoder, model_dir
 
 if not onnx_encoder.available():
     missing(f"onnxruntime is missing: {onnx_encoder.INSTALL_HINT}")
@@ -65,3 +66,26 @@ def test_onnx_is_the_default_and_numpy_can_be_forced(monkeypatch):
     monkeypatch.setenv(BACKEND_VARIABLE, "numpy")
     encoder = SentenceEncoder()
     assert encoder.backend == "numpy" and encoder._onnx is None
+
+
+def test_threads_per_call_reach_the_session_and_change_no_embedding(encoders, monkeypatch):
+    _, one_thread = encoders
+    monkeypatch.setenv(THREADS_VARIABLE, "2")
+    two_threads = SentenceEncoder(backend="onnx")
+    assert [e._onnx.session.get_session_options().intra_op_num_threads
+            for e in (one_thread, two_threads)] == [1, 2]
+    # Several length buckets: batches run one after another through the two threads.
+    assert np.abs(two_threads.embed(TEXTS) - one_thread.embed(TEXTS)).max() <= 1e-6
+    assert np.abs(two_threads.embed(TEXTS[:1]) - one_thread.embed(TEXTS[:1])).max() <= 1e-6
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_thread_count_is_refused(monkeypatch, value):
+    monkeypatch.setenv(THREADS_VARIABLE, value)
+    with pytest.raises(ConfigError, match=THREADS_VARIABLE):
+        SentenceEncoder(backend="onnx")
+
+
+def test_threads_per_call_need_onnx_runtime():
+    with pytest.raises(ConfigError, match="ONNX Runtime"):
+        SentenceEncoder(backend="numpy", threads=2)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intentkit import artifacts
+from intentkit import artifacts, numpy_runtime
 from intentkit import predict as serving
 from intentkit.predict import Predictor, get_predictor, predict_intent_improved
 from intentkit.pretrained import sentence_encoder
@@ -165,6 +165,40 @@ def test_ensemble_combines_members_with_their_weights(trained):
     assert np.allclose(ensemble.predict_proba(MESSAGES), expected, atol=1e-5)
     assert np.allclose(single.predict_proba(MESSAGES),
                        members["cnn_bilstm"](ids, training=False).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("runtime", ["keras", "numpy"])
+@pytest.mark.parametrize("weights", [{"cnn_bilstm": 0.5, "transformer": 0.0, "cnn": 0.5},
+                                     {"cnn_bilstm": 0.0, "transformer": 0.7, "cnn": 0.3}])
+def test_members_with_zero_weight_are_neither_loaded_nor_run(trained, monkeypatch, runtime,
+                                                               weights):
+    opened = artifacts.Run.open
+
+    def reweighted(*args):  # the run as if its fitted weights had been these
+        run = opened(*args)
+        for member in run.ensemble:
+            member.weight = weights[member.name]
+        return run
+    monkeypatch.setattr(artifacts.Run, "open", reweighted)
+    loaded = []
+    module, name = ((artifacts, "load_model") if runtime == "keras"
+                    else (numpy_runtime, "load_numpy_model"))
+    real_load = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda path: loaded.append(Path(path).stem)
+                        or real_load(path))
+    ensemble = Predictor(trained["model"], trained["preprocessor"], use_ensemble=True,
+                         runtime=runtime, cache_size=0)
+
+    counted = {member for member, weight in weights.items() if weight > 0}
+    assert set(loaded) == counted
+    assert (ensemble.encoder is not None) == ("transformer" in counted)
+    directory = trained["out"] / artifacts.ENSEMBLE_DIR
+    ids = ensemble.preprocessor.transform(MESSAGES)
+    inputs = {"cnn_bilstm": ids, "cnn": ids,
+              "transformer": sentence_encoder().embed(MESSAGES)}
+    expected = sum(weight * artifacts.load_model(directory / f"{member}.h5")(
+        inputs[member], training=False).numpy() for member, weight in weights.items() if weight)
+    assert np.allclose(ensemble.predict_proba(MESSAGES), expected, atol=1e-5)
 
 
 def test_cli_prints_json_for_one_text_and_for_a_file(trained, tmp_path):
