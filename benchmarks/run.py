@@ -22,7 +22,8 @@ macro-F1 are over the in-scope rows; OOS recall and precision use each system's 
 threshold, chosen on in-scope validation rows by the product's rule (95 % coverage). Train time
 is wall time, the peers' including their C search (and, for MiniLM, embedding the texts).
 Latency is a warm single query (p50/p99 over 300 test texts); throughput is one batch call.
-Prints a markdown table; writes PREFIX.json and PREFIX.md (default benchmarks/results/run).
+Prints a markdown table and writes PREFIX.json and PREFIX.md (default benchmarks/results/run)
+after each set.
 """
 import argparse
 import json
@@ -219,6 +220,10 @@ def run_peers(split, test_texts, test_labels, tags):
     return results
 
 
+HEADER = ["dataset", "system", "accuracy", "macro-F1", "train time", "latency p50 / p99 ms",
+          "batch texts/s", "OOS recall / precision"]
+
+
 def table_rows(results):
     rows = []
     for dataset, systems in results.items():
@@ -268,13 +273,11 @@ def main():
                 "val_rows": len(split.val_texts), "val_source": "val.json" if "val_data" in files
                 else "carved from train.json", "test_rows": len(test_texts),
                 "manifest": json.loads((work / "model" / artifacts.MANIFEST_FILE).read_text())}
-
-    header = ["dataset", "system", "accuracy", "macro-F1", "train time", "latency p50 / p99 ms",
-              "batch texts/s", "OOS recall / precision"]
-    table = report(header, table_rows(results), {"quick": args.quick, "seed": args.seed,
-                                                  "results": results, "datasets": details},
-                   args.out.with_suffix(".json"))
-    args.out.with_suffix(".md").write_text(table + "\n")
+        # Written after each set: an interrupted run keeps the sets it finished.
+        table = report(HEADER, table_rows(results), {"quick": args.quick, "seed": args.seed,
+                                                     "results": results, "datasets": details},
+                       args.out.with_suffix(".json"))
+        args.out.with_suffix(".md").write_text(table + "\n")
 
 
 if __name__ == "__main__":
