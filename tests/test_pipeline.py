@@ -169,9 +169,10 @@ def test_quick_trains_the_pretrained_member_briefly_too(trained):
                                for line in head_epochs), head_epochs[-1:]
 
 
-def test_a_fine_tuned_encoder_is_published_verified_and_served(trained, tmp_path):
+def test_a_fine_tuned_encoder_is_published_verified_and_served(trained, tmp_path, monkeypatch):
     """--transformer finetune: the encoder's weights are part of the run (checksummed in
-    ensemble.json and the manifest), both runtimes read them, and a changed file is refused."""
+    ensemble.json and the manifest), both runtimes read them, --finetune continues from them,
+    and a changed file is refused."""
     import hashlib
 
     import numpy as np
@@ -194,6 +195,14 @@ def test_a_fine_tuned_encoder_is_published_verified_and_served(trained, tmp_path
         out / "model_card.md").read_text()
 
     paths = (out / artifacts.MODEL_FILE, out / artifacts.PREPROCESSOR_FILE)
+    opened = artifacts.Run.open
+
+    def every_member_counted(*args):  # a fitted weight of 0 would skip the encoder's member
+        run = opened(*args)
+        for member in run.ensemble:
+            member.weight = 1 / len(run.ensemble)
+        return run
+    monkeypatch.setattr(artifacts.Run, "open", every_member_counted)
     keras_answers = Predictor(*paths, use_ensemble=True)
     assert keras_answers.encoder.sha256 == digest != artifacts.open_published(
         trained["out"]).encoder.sha256
@@ -201,6 +210,17 @@ def test_a_fine_tuned_encoder_is_published_verified_and_served(trained, tmp_path
     texts = ["what does a tester earn", "hello there", "fix my cv"]
     assert np.allclose(keras_answers.predict_proba(texts), numpy_answers.predict_proba(texts),
                        atol=1e-5)
+
+    # Fast retraining starts from the run's encoder: it embeds with it and publishes it again.
+    result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", out, *QUICK_ARGS,
+                        "--finetune")
+    assert result.returncode == 0, result.stderr[-3000:]
+    spec = json.loads((out / artifacts.ENSEMBLE_DIR / artifacts.ENSEMBLE_SPEC).read_text())
+    member = next(m for m in spec["members"] if m["input"] == "sentence_embedding")
+    assert member["encoder_sha256"] == digest == hashlib.sha256(
+        encoder_file.read_bytes()).hexdigest()
+    assert "fine-tuned" in json.loads((out / "manifest.json").read_text())["encoder"]
+    assert Predictor(*paths, use_ensemble=True).encoder.sha256 == digest
 
     data = bytearray(encoder_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
