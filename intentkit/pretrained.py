@@ -205,17 +205,17 @@ class SentenceEncoder:
         1."""
         backend = backend or os.environ.get(BACKEND_VARIABLE) or (
             "onnx" if onnx_encoder.available() else "numpy")
-        threads = threads or _threads_setting()
-        if threads > 1 and backend != "onnx":
-            raise ConfigError(f"{THREADS_VARIABLE}={threads}: threads per call are ONNX "
-                              f"Runtime's; install it ({onnx_encoder.INSTALL_HINT}) or unset "
-                              f"{THREADS_VARIABLE}")
         if backend not in BACKENDS:
             raise ConfigError(f"{BACKEND_VARIABLE}: the encoder backend must be one of "
                               f"{', '.join(BACKENDS)}, not {backend!r}")
         if backend == "onnx" and not onnx_encoder.available():
             raise ConfigError(f"{BACKEND_VARIABLE}=onnx: onnxruntime is not installed; "
                               f"{onnx_encoder.INSTALL_HINT}")
+        threads = threads or _threads_setting()
+        if threads > 1 and backend != "onnx":
+            raise ConfigError(f"{THREADS_VARIABLE}={threads} needs ONNX Runtime, the onnx "
+                              f"backend (the {backend} one runs each call on one thread): unset "
+                              f"it, or install the extra ({onnx_encoder.INSTALL_HINT})")
         from safetensors.numpy import load_file
         directory = Path(directory) if directory else model_dir()
         weights_file = Path(weights_file) if weights_file else directory / "model.safetensors"
