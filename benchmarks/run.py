@@ -1,6 +1,7 @@
 """Benchmark harness: our pipeline against strong peers on intent data sets, in one run.
 
     python benchmarks/run.py [--datasets SET ...] [--quick] [--seed 42] [--out PREFIX]
+                             [--transformer frozen|finetune|scratch]
 
 A SET is a dataset directory holding `train.json` (intents format), `test.json` and optionally
 `val.json` (lists of {"text", "intent"}); without `val.json` a validation split is carved from
@@ -9,10 +10,10 @@ version: N training patterns per intent (one random.Random(0) for the set, rng.s
 intent in file order), no validation file, the official test rows. `shipped` is
 filesTech/final.json with the test split the pipeline carves. For each set:
 
-- ours: the `jobs.py` pipeline (`intentkit.train.train`, default configuration, the official
-  validation/test files passed as --val-data/--test-data), scored as its default answer (the
-  model best on validation), the single CNN-BiLSTM and the ensemble, loaded back through the
-  Predictor that a chatbot uses;
+- ours: the `jobs.py` pipeline (`intentkit.train.train`, default configuration but for
+  --transformer, the official validation/test files passed as --val-data/--test-data),
+  scored as its default answer (the model best on validation), the single CNN-BiLSTM and the
+  ensemble, loaded back through the Predictor that a chatbot uses;
 - peers, trained in the same run on the same training/validation rows, C chosen on validation:
   TF-IDF words 1-2 + logistic regression, TF-IDF words 1-2 + chars 2-5 + LinearSVC, and frozen
   all-MiniLM-L6-v2 sentence embeddings + logistic regression.
@@ -50,6 +51,7 @@ from sklearn.svm import LinearSVC  # noqa: E402
 from intentkit import artifacts, pretrained  # noqa: E402
 from intentkit.config import QUICK, TrainConfig  # noqa: E402
 from intentkit.data import load_examples, load_intents, read_document  # noqa: E402
+from intentkit.errors import ConfigError  # noqa: E402
 from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # noqa: E402
                                 tfidf_logistic_regression)
 from intentkit.predict import Predictor  # noqa: E402
@@ -162,9 +164,9 @@ def sklearn_scores(model, inputs, tags):
     return raw[:, [list(model.classes_).index(tag) for tag in tags]]
 
 
-def run_ours(files, test_texts, test_labels, work, seed, quick):
+def run_ours(files, test_texts, test_labels, work, seed, quick, transformer):
     config = TrainConfig(**{**(QUICK if quick else {}), **files, "out": str(work / "model"),
-                            "seed": seed})
+                            "seed": seed, "transformer": transformer})
     _, seconds = timed(lambda: train(config))
     intents = load_intents(config.data)
     split = split_first(intents, config)  # the rows the pipeline used, for the peers
@@ -251,9 +253,16 @@ def main():
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK_PER_INTENT} "
                         f"training rows per intent, {QUICK_TEST_ROWS} test rows, jobs.py --quick")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--transformer", default=TrainConfig.transformer,
+                        help="our MiniLM member, as jobs.py's --transformer (default: "
+                        f"{TrainConfig.transformer})")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "run",
                         help="prefix of the .json and .md results")
     args = parser.parse_args()
+    try:
+        TrainConfig(transformer=args.transformer)
+    except ConfigError as error:
+        parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -269,7 +278,7 @@ def main():
             name, files, test_texts, test_labels = prepare_files(spec, work, args.quick,
                                                                  args.seed)
             tags, split, ours, test_texts, test_labels = run_ours(
-                files, test_texts, test_labels, work, args.seed, args.quick)
+                files, test_texts, test_labels, work, args.seed, args.quick, args.transformer)
             results[name] = {**ours, **run_peers(split, test_texts, test_labels, tags)}
             details[name] = {
                 "intents": len(tags), "train_rows": len(split.train_texts),
@@ -277,9 +286,9 @@ def main():
                 else "carved from train.json", "test_rows": len(test_texts),
                 "manifest": json.loads((work / "model" / artifacts.MANIFEST_FILE).read_text())}
         # Written after each set: an interrupted run keeps the sets it finished.
-        table = report(HEADER, table_rows(results), {"quick": args.quick, "seed": args.seed,
-                                                     "results": results, "datasets": details},
-                       args.out.with_suffix(".json"))
+        table = report(HEADER, table_rows(results), {
+            "quick": args.quick, "seed": args.seed, "transformer": args.transformer,
+            "results": results, "datasets": details}, args.out.with_suffix(".json"))
         args.out.with_suffix(".md").write_text(table + "\n")
 
 
