@@ -20,11 +20,14 @@ def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
     (dataset / "test.json").write_text(json.dumps(test_rows))
     out = tmp_path / "results" / "tiny"
 
+    # --transformer reaches our pipeline: scratch, the seed's member that reads token ids.
     result = run_script(ROOT / "benchmarks" / "run.py", "--datasets", dataset, "--quick",
-                        "--out", out)
+                        "--transformer", "scratch", "--out", out)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     report = json.loads(out.with_suffix(".json").read_text())
+    assert report["transformer"] == "scratch"
+    assert report["datasets"]["tiny"]["manifest"]["member_inputs"]["transformer"] == "token_ids"
     systems = report["results"]["tiny"]
     assert list(systems) == SYSTEMS
     for name, scores in systems.items():
