@@ -6,7 +6,8 @@ from conftest import ROOT, SMALL_INTENTS, run_script, write_intents
 
 OUT_OF_SCOPE = ["what is the capital of france", "play some jazz music", "order a pizza",
                 "how tall is mount everest"]
-SYSTEMS = ["ours: default answer (best on validation)", "ours: single CNN-BiLSTM", "ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)",
+SYSTEMS = ["ours: default answer (best on validation)", "ours: single CNN-BiLSTM",
+           "ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)",
            "TF-IDF words + logistic regression", "TF-IDF words + chars + LinearSVC",
            "frozen MiniLM embeddings + logistic regression"]
 
