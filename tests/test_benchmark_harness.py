@@ -35,6 +35,8 @@ def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
         assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["macro_f1"] <= 1, name
         assert scores["test_rows"] == len(test_rows) - len(OUT_OF_SCOPE)
         assert 0 <= scores["oos_recall"] <= 1 and 0 <= scores["oos_precision"] <= 1, name
+        # Rows sent to the fallback count as wrong: never above the accuracy without it.
+        assert 0 <= scores["in_scope_accuracy_at_threshold"] <= scores["accuracy"], name
         assert scores["latency_p50_ms"] > 0 and scores["batch_texts_per_second"] > 0
     # The pipeline carved its validation rows from train.json; the peers used the same rows.
     details = report["datasets"]["tiny"]
