@@ -63,6 +63,20 @@ def intentkit_command():
     return str(Path(sys.executable).with_name("intentkit"))
 
 
+def reweight_opened_runs(monkeypatch, weight_of):
+    """Runs opened meanwhile as if their ensemble's fitted weights were weight_of(member name,
+    member count)."""
+    from intentkit import artifacts
+    opened = artifacts.Run.open
+
+    def reweighted(*args):
+        run = opened(*args)
+        for member in run.ensemble:
+            member.weight = weight_of(member.name, len(run.ensemble))
+        return run
+    monkeypatch.setattr(artifacts.Run, "open", reweighted)
+
+
 def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, input=stdin)

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from conftest import QUICK_ARGS, ROOT, run_script, write_intents
+from conftest import QUICK_ARGS, ROOT, reweight_opened_runs, run_script, write_intents
 
 from intentkit.config import QUICK
 
@@ -195,14 +195,8 @@ def test_a_fine_tuned_encoder_is_published_verified_and_served(trained, tmp_path
         out / "model_card.md").read_text()
 
     paths = (out / artifacts.MODEL_FILE, out / artifacts.PREPROCESSOR_FILE)
-    opened = artifacts.Run.open
-
-    def every_member_counted(*args):  # a fitted weight of 0 would skip the encoder's member
-        run = opened(*args)
-        for member in run.ensemble:
-            member.weight = 1 / len(run.ensemble)
-        return run
-    monkeypatch.setattr(artifacts.Run, "open", every_member_counted)
+    # Every member counted: a fitted weight of 0 would skip the encoder's member.
+    reweight_opened_runs(monkeypatch, lambda _, members: 1 / members)
     keras_answers = Predictor(*paths, use_ensemble=True)
     assert keras_answers.encoder.sha256 == digest != artifacts.open_published(
         trained["out"]).encoder.sha256

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import reweight_opened_runs
 
 from intentkit import artifacts, numpy_runtime
 from intentkit import predict as serving
@@ -172,14 +173,7 @@ def test_ensemble_combines_members_with_their_weights(trained):
                                      {"cnn_bilstm": 0.0, "transformer": 0.7, "cnn": 0.3}])
 def test_members_with_zero_weight_are_neither_loaded_nor_run(trained, monkeypatch, runtime,
                                                                weights):
-    opened = artifacts.Run.open
-
-    def reweighted(*args):  # the run as if its fitted weights had been these
-        run = opened(*args)
-        for member in run.ensemble:
-            member.weight = weights[member.name]
-        return run
-    monkeypatch.setattr(artifacts.Run, "open", reweighted)
+    reweight_opened_runs(monkeypatch, lambda name, _: weights[name])
     loaded = []
     module, name = ((artifacts, "load_model") if runtime == "keras"
                     else (numpy_runtime, "load_numpy_model"))
