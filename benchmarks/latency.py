@@ -128,11 +128,16 @@ def batch_rate(answer, texts):
     return round(len(texts) / (time.perf_counter() - started))
 
 
-def cold_start(setup, texts):
-    result = subprocess.run([sys.executable, "-c", COLD_START.format(setup=setup)], cwd=ROOT,
-                            input=json.dumps(texts[:COLD_START_CALLS]),
-                            capture_output=True, text=True, check=True)
+def in_fresh_process(script, texts, env=None):
+    """The JSON that `script`, run in a fresh Python process and fed `texts` on its standard
+    input, prints last."""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, input=json.dumps(texts),
+                            capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def cold_start(setup, texts):
+    return in_fresh_process(COLD_START.format(setup=setup), texts[:COLD_START_CALLS])
 
 
 def peer_answer(model, embeds):
@@ -180,11 +185,9 @@ def encoder_thread_rows(paths, calls):
     for threads in (1, 2):
         script = PACED.format(model=str(paths["model_path"]),
                               preprocessor=str(paths["preprocessor_path"]), pace=PACE_S)
-        result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, input=json.dumps(calls),
-                                capture_output=True, text=True, check=True,
-                                env={**os.environ, pretrained.THREADS_VARIABLE: str(threads)})
-        paced = json.loads(result.stdout.strip().splitlines()[-1])
-        rows[f"ensemble, numpy, {threads} encoder thread(s), 10 ms apart"] = {
+        paced = in_fresh_process(script, calls,
+                                 env={**os.environ, pretrained.THREADS_VARIABLE: str(threads)})
+        rows[f"ensemble, numpy, {threads} encoder thread(s), {PACE_S * 1000:.0f} ms apart"] = {
             **percentiles(paced["timings"]), "cores_busy": paced["cores_busy"]}
     return rows
 
