@@ -1,7 +1,7 @@
 """Does fine-tuning the encoder pay? 10-shot intent classification, frozen vs fine-tuned MiniLM.
 
     python benchmarks/encoder_finetune.py [--datasets banking77 clinc150] [--shots 10]
-        [--budget 360] [--epochs 10] [--learning-rate 5e-5]
+        [--budget 360] [--epochs 10 [30 ...]] [--learning-rate 5e-5]
         [--temperature 0.1] [--seed 0] [--epoch-rows 3000] [--out PATH]
 
 For each data set under ../shared/datasets: one `random.Random(0)` per data set picks
@@ -9,9 +9,10 @@ For each data set under ../shared/datasets: one `random.Random(0)` per data set 
 on test.json's rows of those intents (CLINC150's "oos" rows dropped). On the same rows:
 
 - frozen all-MiniLM-L6-v2 + logistic regression (C by 5-fold cross-validation on training rows);
-- the fine-tuned encoder (trainable_encoder.finetune_encoder, --budget seconds) + the same
-  logistic regression on its embeddings, and with its own cosine head. Test texts are embedded by
-  the NumPy SentenceEncoder reading the saved fine-tuned weights: the runtime path.
+- the fine-tuned encoder (trainable_encoder.finetune_encoder, --budget seconds, once for each
+  --epochs value) + the same logistic regression on its embeddings, and with its own cosine
+  head. Test texts are embedded by the NumPy SentenceEncoder reading the saved fine-tuned
+  weights: the runtime path.
 
 Train seconds: the logistic regression's include embedding the training texts and the C search;
 the fine-tuned ones add the fine-tuning. With --epoch-rows N, also times one fine-tuning epoch on
@@ -59,7 +60,7 @@ def logistic_regression(embeddings, labels, seed):
     return search.fit(embeddings, labels).best_estimator_
 
 
-def run_dataset(name, shots, budget, seed, options):
+def run_dataset(name, shots, budget, seed, epoch_counts, options):
     texts, labels, test_texts, test_labels = few_shot(DATASETS / name, shots)
     test_labels = np.array(test_labels)
     rows = {}
@@ -71,21 +72,24 @@ def run_dataset(name, shots, budget, seed, options):
     rows["frozen MiniLM + LR"] = (classifier.score(frozen.embed(test_texts), test_labels),
                                   seconds, classifier.C)
 
-    start = time.monotonic()
-    encoder = finetune_encoder(texts, labels, time_budget_s=budget, seed=seed, **options)
-    tuned_seconds = time.monotonic() - start
-    with tempfile.TemporaryDirectory() as work:
-        encoder.save_weights(Path(work) / "encoder.safetensors")
-        runtime = SentenceEncoder(weights_file=Path(work) / "encoder.safetensors")
-    test_embeddings = runtime.embed(test_texts)
-    head_logits = test_embeddings @ encoder.head.T
-    rows["fine-tuned MiniLM + cosine head"] = (
-        float(np.mean(np.array(encoder.classes)[head_logits.argmax(axis=1)] == test_labels)),
-        tuned_seconds, None)
-    start = time.monotonic()
-    classifier = logistic_regression(runtime.embed(texts), labels, seed)
-    rows["fine-tuned MiniLM + LR"] = (classifier.score(test_embeddings, test_labels),
-                                      tuned_seconds + time.monotonic() - start, classifier.C)
+    for epochs in epoch_counts:
+        start = time.monotonic()
+        encoder = finetune_encoder(texts, labels, time_budget_s=budget, seed=seed, epochs=epochs,
+                                   **options)
+        tuned_seconds = time.monotonic() - start
+        with tempfile.TemporaryDirectory() as work:
+            encoder.save_weights(Path(work) / "encoder.safetensors")
+            runtime = SentenceEncoder(weights_file=Path(work) / "encoder.safetensors")
+        test_embeddings = runtime.embed(test_texts)
+        head_logits = test_embeddings @ encoder.head.T
+        tuned = f"fine-tuned MiniLM ({encoder.training['epochs']:.0f} epochs)"
+        rows[f"{tuned} + cosine head"] = (
+            float(np.mean(np.array(encoder.classes)[head_logits.argmax(axis=1)] == test_labels)),
+            tuned_seconds, None)
+        start = time.monotonic()
+        classifier = logistic_regression(runtime.embed(texts), labels, seed)
+        rows[f"{tuned} + LR"] = (classifier.score(test_embeddings, test_labels),
+                                 tuned_seconds + time.monotonic() - start, classifier.C)
     for system, (accuracy, seconds, _) in rows.items():
         logging.info("%s, %s: %.2f%% accuracy, %.0f s training", name, system, 100 * accuracy,
                      seconds)
@@ -112,7 +116,8 @@ def main():
     parser.add_argument("--datasets", nargs="+", default=["banking77", "clinc150"])
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--budget", type=float, default=360, help="fine-tuning seconds cap")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[10],
+                        help="fine-tuning epochs; several values: one fine-tuning each")
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--temperature", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -123,9 +128,8 @@ def main():
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "datasets": {}}
     for name in args.datasets:
         results["datasets"][name] = run_dataset(
-            name, args.shots, args.budget, args.seed, {"epochs": args.epochs, "learning_rate":
-                                                       args.learning_rate,
-                                                       "temperature": args.temperature})
+            name, args.shots, args.budget, args.seed, args.epochs,
+            {"learning_rate": args.learning_rate, "temperature": args.temperature})
     rows = [[name, f"{args.shots}-shot ({d['train_rows']} rows)", d["test_rows"], system,
              f"{s['accuracy']:.2%}", f"{s['train_seconds']:.0f}"]
             for name, d in results["datasets"].items() for system, s in d["systems"].items()]
