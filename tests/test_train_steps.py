@@ -53,7 +53,7 @@ def test_auto_options_follow_the_data_size():
     small = train.resolve_auto(TrainConfig(), 900)
     large = train.resolve_auto(TrainConfig(), 15000)
     assert (small.batch_size, small.patience, small.epochs, small.ensemble_weights) == (
-        64, 10, 150, "fitted")
+        64, 5, 150, "fitted")
     assert (large.batch_size, large.patience, large.epochs, large.ensemble_weights) == (
         256, 3, 20, "fitted")
     assert train.resolve_auto(TrainConfig(batch_size=32), 15000).batch_size == 32  # explicit
