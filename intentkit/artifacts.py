@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ SINGLE_MEMBER = "cnn_bilstm"
 RUNS_DIR = ".runs"  # every published run, plus the `current` link
 CURRENT_RUN = "current"
 RUNS_KEPT = 2  # the current run and the one before it
+# Every entry a run publishes into its output directory (Run.write and the pipeline's writers).
+PUBLISHED_NAMES = (MODEL_FILE, PREPROCESSOR_FILE, ENSEMBLE_DIR, HISTORY_PLOT, REPORT_DIR,
+                   CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE)
 # Without symbolic links, published last in this order (see publish).
 PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)
 
@@ -112,6 +116,8 @@ def versions():
 
 
 STAGING_PREFIX = ".staging-"
+# A run's directory name in `.runs/`: its UTC time, then its staging directory's random part.
+_RUN_ID = re.compile(r"\d{8}T\d{12}-[A-Za-z0-9_]+")
 
 
 def _lock(path):
@@ -148,12 +154,14 @@ def remove_stale_staging(out_dir):
 @contextlib.contextmanager
 def staging_area(out_dir):
     """A fresh staging directory inside out_dir (same filesystem, so publishing is a rename),
-    removed afterwards whatever happens. Made before training starts, so an unusable --out fails
-    in seconds, not after the run. A lock file beside it, held while this process lives, tells a
-    later run whether its owner died (where fcntl is missing, Windows, nothing is cleaned)."""
+    removed afterwards whatever happens. Made before training starts, so an unusable --out (or
+    one holding files of the run's names that are not ours) fails in seconds, not after the run.
+    A lock file beside it, held while this process lives, tells a later run whether its owner
+    died (where fcntl is missing, Windows, nothing is cleaned)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ArtifactError(f"{out_dir}: --out must be a directory, and this is a file.")
+    refuse_foreign_entries(out_dir)
     lock = None
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,6 +186,87 @@ def staging_area(out_dir):
             lock.close()
 
 
+# --- what in an output directory is ours --------------------------------------------------------
+# Publishing replaces or removes only what is provably intentkit's: a link into `.runs/current`,
+# an entry of an older layout that the manifest beside it vouches for (checksums), a run directory
+# in `.runs/` whose own manifest verifies. Anything else named like a run's file stops the run
+# before training; nothing of a user's is ever moved or deleted.
+
+def _verified_manifest(path):
+    """The manifest at `path` if it is a regular file whose own checksum holds, else None."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
+            and manifest.get("manifest_sha256") == _manifest_checksum(manifest)):
+        return manifest
+    return None
+
+
+def _vouched_for(path, name, manifest):
+    """Whether the real file or directory `path` (entry `name`) holds exactly what `manifest`
+    recorded: every file listed with its checksum, no link anywhere inside."""
+    if name == MANIFEST_FILE:
+        return True  # verified by _verified_manifest
+    files = manifest["files"]
+    if path.is_file():
+        return files.get(name) == sha256(path)
+    inside = list(path.rglob("*"))
+    return all(not p.is_symlink() and (p.is_dir() or
+                                       files.get(str(p.relative_to(path.parent))) == sha256(p))
+               for p in inside)
+
+
+def foreign_entries(out_dir):
+    """The entries of `out_dir` that publishing would replace but that are not ours."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    legacy = _verified_manifest(out_dir / MANIFEST_FILE)
+    foreign = []
+    for name in PUBLISHED_NAMES:
+        path = out_dir / name
+        if not os.path.lexists(path):
+            continue
+        if path.is_symlink():
+            if Path(os.readlink(path)) != Path(RUNS_DIR) / CURRENT_RUN / name:
+                foreign.append(name)
+        elif legacy is None or not _vouched_for(path, name, legacy):
+            foreign.append(name)
+    runs = out_dir / RUNS_DIR
+    if os.path.lexists(runs) and not runs.is_dir():
+        foreign.append(RUNS_DIR)
+    elif os.path.lexists(runs / CURRENT_RUN) and not (runs / CURRENT_RUN).is_symlink():
+        foreign.append(f"{RUNS_DIR}/{CURRENT_RUN}")
+    return foreign
+
+
+def refuse_foreign_entries(out_dir):
+    """Stop (ArtifactError, one line) if `out_dir` is no place for a run, or holds entries of
+    a run's names that intentkit did not write."""
+    out_dir = Path(out_dir)
+    resolved = out_dir.resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        raise ArtifactError(f"{out_dir}: --out may not be the filesystem root or your home "
+                            "directory; give a directory for the model, e.g. --out models/bot.")
+    foreign = foreign_entries(out_dir)
+    if foreign:
+        raise ArtifactError(
+            f"{out_dir}: {', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not "
+            "intentkit's, and publishing would replace "
+            f"{'it' if len(foreign) == 1 else 'them'}; move {'it' if len(foreign) == 1 else 'them'}"
+            " away or choose an empty --out directory. Nothing was changed.")
+
+
+def _is_run_directory(path):
+    """A run directory of `.runs/`, ours by its name and its verified manifest."""
+    return (_RUN_ID.fullmatch(path.name) is not None and not path.is_symlink()
+            and path.is_dir() and _verified_manifest(path / MANIFEST_FILE) is not None)
+
+
 def now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -194,11 +283,15 @@ def write_manifest(staging, details):
     the checksum of every staged file, and its own checksum."""
     files = {str(path.relative_to(staging)): sha256(path)
              for path in sorted(staging.rglob("*")) if path.is_file()}
-    manifest = {"format_version": FORMAT_VERSION, "created": now(), "versions": versions(),
-                **details, "files": files}
-    manifest["manifest_sha256"] = _manifest_checksum(manifest)
+    manifest = sealed({"format_version": FORMAT_VERSION, "created": now(),
+                       "versions": versions(), **details, "files": files})
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def sealed(manifest):
+    """The manifest with its own checksum added (what _verified_manifest checks)."""
+    return {**manifest, "manifest_sha256": _manifest_checksum(manifest)}
 
 
 def publish(staging, out_dir):
@@ -212,10 +305,11 @@ def publish(staging, out_dir):
     the privilege), the files are moved in one by one instead, pickle and manifest last.
     """
     staging, out_dir = Path(staging), Path(out_dir)
+    refuse_foreign_entries(out_dir)  # again: something may have appeared during training
     runs = out_dir / RUNS_DIR
     runs.mkdir(exist_ok=True)
     run = runs / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f-")
-                  + staging.name.removeprefix(".staging-"))
+                  + staging.name.removeprefix(STAGING_PREFIX))
     os.replace(staging, run)
     run.chmod(0o755)  # mkdtemp made it private; the model must be readable by the serving user
     try:
@@ -230,18 +324,18 @@ def publish(staging, out_dir):
         if not (link.is_symlink() and Path(os.readlink(link)) == target):
             _point(link, target)  # once per name: later runs only move `current`
     current = os.readlink(runs / CURRENT_RUN)
-    kept = sorted(p.name for p in runs.iterdir()
-                  if not p.name.startswith(".") and p.name != CURRENT_RUN)
+    kept = sorted(p.name for p in runs.iterdir() if _is_run_directory(p))
     for old in kept[:-RUNS_KEPT]:
         if old != current:
             shutil.rmtree(runs / old, ignore_errors=True)
 
 
 def _point(link, target):
-    """Make `link` a symbolic link to `target` in one rename, whatever `link` was before."""
+    """Make `link` a symbolic link to `target` in one rename. What stood at `link` was checked
+    to be ours (refuse_foreign_entries): a link, or an entry of an older layout."""
     temporary = link.with_name(f".link-{os.getpid()}-{link.name}")
     os.symlink(target, temporary)
-    if link.is_dir() and not link.is_symlink():  # a real directory from an older layout
+    if link.is_dir() and not link.is_symlink():  # a directory of an older layout
         retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=link.parent))
         os.replace(link, retired / link.name)
         os.replace(temporary, link)
