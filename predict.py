@@ -2,7 +2,7 @@
 (= `intentkit predict --help`)."""
 import sys
 
-from intentkit.predict import Predictor, predict_intent_improved  # noqa: F401
+from intentkit.serving.predictor import Predictor, predict_intent_improved  # noqa: F401
 
 if __name__ == "__main__":
     from intentkit.cli import main

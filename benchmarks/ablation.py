@@ -18,21 +18,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from common import report  # noqa: E402
-from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
+from common import report
+
+from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
+import keras
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
 
-from intentkit.config import TrainConfig  # noqa: E402
-from intentkit.data import Split, load_examples, load_intents, split_data  # noqa: E402
-from intentkit.evaluate import reference_baseline  # noqa: E402
-from intentkit.models import SEED_CONFIGS, build_cnn_bilstm  # noqa: E402
-from intentkit.members import fit, probabilities  # noqa: E402
-from intentkit.train import featurize, set_seed  # noqa: E402
+from intentkit.data.intents import Split, load_examples, load_intents, split_data
+from intentkit.evaluation.metrics import reference_baseline
+from intentkit.models.keras_models import SEED_CONFIGS, build_cnn_bilstm
+from intentkit.training.config import TrainConfig
+from intentkit.training.members import fit, probabilities
+from intentkit.training.pipeline import featurize, set_seed
 
 SHARED = ROOT.parent / "shared" / "datasets"
 VARIANTS = {  # name -> (augmentation_factor, balance)

@@ -4,9 +4,9 @@ import logging
 import random
 from pathlib import Path
 
-from intentkit.check import check_data
-from intentkit.data import duplicate_key, load_examples, read_document
-from intentkit.model_card import markdown_table
+from intentkit.artifacts.model_card import markdown_table
+from intentkit.data.intents import duplicate_key, load_examples, read_document
+from intentkit.evaluation.data_checks import check_data
 
 log = logging.getLogger(__name__)
 

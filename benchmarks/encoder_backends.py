@@ -3,7 +3,8 @@
     python benchmarks/encoder_backends.py [--data filesTech/final.json] [--model-dir DIR]
                                           [--rounds 3] [--no-accuracy]
 
-Systems: the NumPy forward; ONNX Runtime fp32 (intentkit.onnx_encoder, the backend used where the
+Systems: the NumPy forward; ONNX Runtime fp32 (intentkit.encoders.onnx_forward, the backend used
+where the
 `onnx` extra is installed); ONNX Runtime int8: onnxruntime.quantization.quantize_dynamic of that
 graph's MatMul and Attention weights (activations quantized on the fly), per tensor and per
 output channel. On the distinct patterns of --data, with the systems interleaved (every message
@@ -36,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from intentkit import onnx_encoder
-from intentkit.pretrained import HIDDEN, INTERMEDIATE, LAYERS, SentenceEncoder
+from intentkit.encoders import onnx_forward
+from intentkit.encoders.minilm import HIDDEN, INTERMEDIATE, LAYERS, SentenceEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,7 @@ def make_encoder(system):
     encoder = SentenceEncoder(backend="onnx")
     if system != "ONNX fp32":
         forward = encoder._onnx
-        forward.session = onnx_encoder.session(quantized(forward.model, forward.weights,
+        forward.session = onnx_forward.session(quantized(forward.model, forward.weights,
                                                          per_channel=system.endswith("channel")),
                                                threads=forward.threads)
     return encoder
@@ -81,7 +82,7 @@ def quantized(model, weights, per_channel):
     from onnxruntime.quantization import QuantType, quantize_dynamic
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "int8.onnx"
-        quantize_dynamic(onnx_encoder.with_weights(model, weights), path,
+        quantize_dynamic(onnx_forward.with_weights(model, weights), path,
                          op_types_to_quantize=["MatMul", "Attention"], per_channel=per_channel,
                          weight_type=QuantType.QInt8,
                          # the com.microsoft ops' outputs have no inferred type: they are float
@@ -158,7 +159,7 @@ def accuracies(encoders):
     from common import load_set
     from sklearn.linear_model import LogisticRegression
 
-    from intentkit.data import load_examples, load_intents
+    from intentkit.data.intents import load_examples, load_intents
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for name in ("clinc150:10", "banking77:10"):
@@ -186,7 +187,7 @@ def accuracies(encoders):
 def ensemble_rows(model_dir, encoders, texts, rounds):
     """The ensemble's answer with its encoder on each fp32 backend (same run, same weights)."""
     from intentkit import artifacts
-    from intentkit.predict import Predictor
+    from intentkit.serving.predictor import Predictor
     answers = {}
     for system in ("NumPy fp32", "ONNX fp32"):
         predictor = Predictor(model_dir / artifacts.MODEL_FILE,
@@ -215,9 +216,9 @@ def main():
     args = parser.parse_args()
     from common import report
 
-    from intentkit.data import load_intents
-    if not onnx_encoder.available():
-        sys.exit(f"onnxruntime is not installed: {onnx_encoder.INSTALL_HINT}")
+    from intentkit.data.intents import load_intents
+    if not onnx_forward.available():
+        sys.exit(f"onnxruntime is not installed: {onnx_forward.INSTALL_HINT}")
     texts = list(dict.fromkeys(load_intents(args.data).texts))
     loads = {"start": load()}
     encoders = {system: make_encoder(system) for system in SYSTEMS}

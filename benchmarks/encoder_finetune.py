@@ -32,13 +32,13 @@ from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-from intentkit.data import load_examples  # noqa: E402
-from intentkit.pretrained import SentenceEncoder  # noqa: E402
-from intentkit.trainable_encoder import finetune_encoder  # noqa: E402
+from intentkit.data.intents import load_examples
+from intentkit.encoders.minilm import SentenceEncoder
+from intentkit.encoders.trainable import finetune_encoder
 
 DATASETS = SHARED
 C_GRID = [0.1, 1, 10, 100]

@@ -23,14 +23,22 @@ from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import numpy as np
+from sklearn.linear_model import LogisticRegression
 
-from intentkit import pretrained  # noqa: E402
-from intentkit.config import QUICK, TrainConfig  # noqa: E402
-from intentkit.members import probabilities  # noqa: E402
-from intentkit.train import (SEED_ENSEMBLE_WEIGHTS, augment_and_balance, combine,  # noqa: E402
-                             fit_ensemble_weights, fit_models, prepare, resolve_auto, set_seed)
+from intentkit.encoders import minilm as pretrained
+from intentkit.training.config import QUICK, TrainConfig
+from intentkit.training.members import probabilities
+from intentkit.training.pipeline import (
+    SEED_ENSEMBLE_WEIGHTS,
+    augment_and_balance,
+    combine,
+    fit_ensemble_weights,
+    fit_models,
+    prepare,
+    resolve_auto,
+    set_seed,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

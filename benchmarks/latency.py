@@ -33,19 +33,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from common import report  # noqa: E402
-from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
+from common import report
+
+from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import numpy as np  # noqa: E402
-from run import word_char_svm  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
+import numpy as np
+from run import word_char_svm
+from sklearn.linear_model import LogisticRegression
 
-from intentkit import artifacts, pretrained  # noqa: E402
-from intentkit.data import load_intents  # noqa: E402
-from intentkit.evaluate import tfidf_logistic_regression  # noqa: E402
-from intentkit.predict import Predictor  # noqa: E402
+from intentkit import artifacts
+from intentkit.data.intents import load_intents
+from intentkit.encoders import minilm as pretrained
+from intentkit.evaluation.metrics import tfidf_logistic_regression
+from intentkit.serving.predictor import Predictor
 
 BATCH_ROWS = 2000
 COLD_START_CALLS = 200
@@ -68,7 +70,7 @@ peak = next(int(line.split()[1]) for line in open("/proc/self/status")
 print(json.dumps({{"cold_start_s": round(seconds, 2), "peak_rss_mib": round(peak / 1024)}}))
 """
 OURS_SETUP = """
-from intentkit.predict import Predictor
+from intentkit.serving.predictor import Predictor
 predictor = Predictor({model!r}, {preprocessor!r}, use_ensemble={ensemble}, runtime={runtime!r},
                       cache_size=0)
 answer = predictor.predict_batch
@@ -79,17 +81,17 @@ with open({path!r}, "rb") as file:
     model = pickle.load(file)
 answer = model.predict
 if {embeds}:  # as peer_answer
-    from intentkit.pretrained import sentence_encoder
+    from intentkit.encoders.minilm import sentence_encoder
     answer = lambda texts: model.predict(sentence_encoder().embed(texts))
 """
 # A fresh process (the encoder's threads are set when it loads): messages PACE_S apart.
 PACED = """
 import json, sys, time
-from intentkit.predict import Predictor
-from intentkit import resources
+from intentkit.serving.predictor import Predictor
+from intentkit.text import wordnet
 predictor = Predictor({model!r}, {preprocessor!r}, use_ensemble=True, runtime="numpy",
                       cache_size=0)
-resources.wordnet()  # loading in the background meanwhile: wait for it
+wordnet.wordnet()  # loading in the background meanwhile: wait for it
 texts = json.loads(sys.stdin.read())
 for text in texts[:20]:
     predictor.predict(text)

@@ -252,7 +252,7 @@ def main():
     from common import report  # here: client processes (spawned) import this module too
 
     from intentkit import artifacts
-    from intentkit.data import load_intents
+    from intentkit.data.intents import load_intents
     if not (args.model_dir / artifacts.PREPROCESSOR_FILE).exists():
         sys.exit(f"no model in {args.model_dir}: run `python jobs.py` first")
     current = args.model_dir / artifacts.RUNS_DIR / artifacts.CURRENT_RUN

@@ -12,10 +12,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from common import report  # noqa: E402
-from intentkit import artifacts  # noqa: E402
-from intentkit.data import load_examples  # noqa: E402
-from intentkit.predict import Predictor  # noqa: E402
+from common import report
+
+from intentkit import artifacts
+from intentkit.data.intents import load_examples
+from intentkit.serving.predictor import Predictor
 
 
 def main():

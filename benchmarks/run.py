@@ -10,7 +10,7 @@ version: N training patterns per intent (one random.Random(0) for the set, rng.s
 intent in file order), no validation file, the official test rows. `shipped` is
 filesTech/final.json with the test split the pipeline carves. For each set:
 
-- ours: the `jobs.py` pipeline (`intentkit.train.train`, default configuration but for
+- ours: the `jobs.py` pipeline (`intentkit.training.pipeline.train`, default configuration but for
   --transformer, the official validation/test files passed as --val-data/--test-data),
   scored as its default answer (the model best on validation), the single CNN-BiLSTM and the
   ensemble, loaded back through the Predictor that a chatbot uses;
@@ -36,27 +36,31 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import ROOT, SHARED, few_shot_document, report, without_contradictions
 
-from common import ROOT, SHARED, few_shot_document, report, without_contradictions  # noqa: E402
-from intentkit.runtime import import_tensorflow_quietly  # noqa: E402
+from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import numpy as np  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
-from sklearn.pipeline import make_pipeline, make_union  # noqa: E402
-from sklearn.svm import LinearSVC  # noqa: E402
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline, make_union
+from sklearn.svm import LinearSVC
 
-from intentkit import artifacts, pretrained  # noqa: E402
-from intentkit.config import QUICK, TrainConfig  # noqa: E402
-from intentkit.data import load_examples, load_intents, read_document  # noqa: E402
-from intentkit.errors import ConfigError  # noqa: E402
-from intentkit.evaluate import (choose_fallback_threshold, fit_best_on_val,  # noqa: E402
-                                tfidf_logistic_regression)
-from intentkit.predict import Predictor  # noqa: E402
-from intentkit.train import split_first, train  # noqa: E402
+from intentkit import artifacts
+from intentkit.data.intents import load_examples, load_intents, read_document
+from intentkit.encoders import minilm as pretrained
+from intentkit.errors import ConfigError
+from intentkit.evaluation.metrics import (
+    choose_fallback_threshold,
+    fit_best_on_val,
+    tfidf_logistic_regression,
+)
+from intentkit.serving.predictor import Predictor
+from intentkit.training.config import QUICK, TrainConfig
+from intentkit.training.pipeline import split_first, train
 
 log = logging.getLogger(__name__)
 DATASETS = [str(SHARED / name) for name in ("clinc150", "banking77")]

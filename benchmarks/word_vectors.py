@@ -14,14 +14,14 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import ROOT, SHARED, report  # noqa: E402
-from run import prepare_files, run_sparse_peer, scores, speed, timed  # noqa: E402
+from common import ROOT, SHARED, report
+from run import prepare_files, run_sparse_peer, scores, speed, timed
 
-from intentkit import artifacts  # noqa: E402
-from intentkit.config import TrainConfig  # noqa: E402
-from intentkit.data import load_intents  # noqa: E402
-from intentkit.predict import Predictor  # noqa: E402
-from intentkit.train import split_first, train  # noqa: E402
+from intentkit import artifacts
+from intentkit.data.intents import load_intents
+from intentkit.serving.predictor import Predictor
+from intentkit.training.config import TrainConfig
+from intentkit.training.pipeline import split_first, train
 
 DATASETS = ["shipped", f"{SHARED / 'banking77'}:10", f"{SHARED / 'clinc150'}:10"]
 VARIANTS = ("scratch", "pretrained")

@@ -24,7 +24,7 @@ def import_tensorflow_quietly(verbose=False):
     import still reach the user as Python exceptions."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     if verbose or "tensorflow" in sys.modules:
-        import tensorflow  # noqa: F401
+        import tensorflow
         return
     with _stderr_silenced():
         import tensorflow  # noqa: F401

@@ -47,7 +47,7 @@ QUICK_ARGS = ["--quick", "--tuning-epochs", "2", "--epochs", "30", "--patience",
 
 def write_feedback(path, data_path):
     """Corrections for the fixture's run: one to add, and one of each kind to skip."""
-    from intentkit.data import load_intents, split_data
+    from intentkit.data.intents import load_intents, split_data
     data = load_intents(data_path)
     test_text = split_data(data.texts, data.labels).test_texts[0]  # TrainConfig's split
     rows = [("what is the salary of a nurse", "salary", True), (test_text, "salary", True),

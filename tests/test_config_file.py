@@ -5,9 +5,9 @@ import logging
 import pytest
 
 from intentkit import cli
-from intentkit.config import QUICK, TrainConfig
-from intentkit.config_file import read_config_file
 from intentkit.errors import ConfigError
+from intentkit.training.config import QUICK, TrainConfig
+from intentkit.training.config_file import read_config_file
 
 
 def test_yaml_and_json_give_the_same_options_and_accept_dashes(tmp_path):
@@ -55,7 +55,7 @@ def test_unsupported_suffix_and_missing_file(tmp_path):
 def captured_config(monkeypatch):
     """Runs the training command line with a train() that only records its config."""
     seen = []
-    monkeypatch.setattr("intentkit.train.train", seen.append)
+    monkeypatch.setattr("intentkit.training.pipeline.train", seen.append)
     return seen
 
 

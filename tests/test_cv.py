@@ -5,14 +5,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from intentkit import cv
-from intentkit.config import TrainConfig
-from intentkit.cv import fold_indices, fold_split, subsample
-from intentkit.data import load_intents
-from intentkit.errors import DataError
-
 from conftest import QUICK_ARGS, ROOT, SMALL_INTENTS, run_script, write_intents
+
+from intentkit.data.intents import load_intents
+from intentkit.errors import DataError
+from intentkit.training import cv
+from intentkit.training.config import TrainConfig
+from intentkit.training.cv import fold_indices, fold_split, subsample
 
 
 @pytest.fixture

@@ -2,11 +2,10 @@
 import json
 
 import pytest
-
-from intentkit.data import MIN_PATTERNS_PER_INTENT, load_intents, split_data
-from intentkit.errors import DataError
-
 from conftest import SMALL_INTENTS, write_intents
+
+from intentkit.data.intents import MIN_PATTERNS_PER_INTENT, load_intents, split_data
+from intentkit.errors import DataError
 
 GOOD = {"tag": "extra", "patterns": ["one", "two", "three", "four", "five"], "responses": ["x"]}
 

@@ -1,11 +1,13 @@
-"""Device choice and mixed precision, on the CPU: float32 outputs, float32 saved models."""
+"""Device choice and mixed precision, on the CPU: float32 outputs, float32 saved keras_models."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from intentkit import artifacts, devices, models
-from intentkit.numpy_runtime import load_numpy_model
+from intentkit import artifacts
+from intentkit.models import keras_models
+from intentkit.models.numpy_runtime import load_numpy_model
+from intentkit.training import devices
 
 VOCAB, MAX_LEN, CLASSES = 40, 6, 3
 TINY = {"cnn_bilstm": {"embedding_dim": 8, "lstm_units": 6, "conv_filters": 5},
@@ -31,7 +33,7 @@ def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path, name):
     ids = rng.integers(1, VOCAB, size=(32, MAX_LEN)).astype("int32")
     with devices.training_devices(mixed_precision=True):
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
-        model = models.MODEL_BUILDERS[name](VOCAB, MAX_LEN, CLASSES, **TINY[name])
+        model = keras_models.MODEL_BUILDERS[name](VOCAB, MAX_LEN, CLASSES, **TINY[name])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         model.fit(ids, rng.integers(0, CLASSES, size=32), epochs=1, verbose=0)
         assert model.layers[-1].dtype_policy.name == "float32", "softmax must stay float32"
@@ -53,5 +55,5 @@ def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path, name):
 
 
 def test_float32_models_are_saved_as_they_are():
-    model = models.build_cnn(VOCAB, MAX_LEN, CLASSES, **TINY["cnn"])
+    model = keras_models.build_cnn(VOCAB, MAX_LEN, CLASSES, **TINY["cnn"])
     assert devices.as_float32(model) is model

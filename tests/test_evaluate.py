@@ -5,15 +5,15 @@ import json
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from intentkit.data import load_intents, split_data
-from intentkit.evaluate import (
+from intentkit.data.intents import load_intents, split_data
+from intentkit.evaluation.metrics import (
     choose_fallback_threshold,
     expected_calibration_error,
     score,
-    write_errors,
 )
-from intentkit.predict import Predictor
-from intentkit.train import combine, fit_ensemble_weights
+from intentkit.evaluation.report import write_errors
+from intentkit.serving.predictor import Predictor
+from intentkit.training.pipeline import combine, fit_ensemble_weights
 
 
 def test_report_metrics_agree_with_sklearn_on_the_test_split(trained):

@@ -8,15 +8,15 @@ import pytest
 from conftest import SMALL_INTENTS
 
 from intentkit.cli import main
-from intentkit.data import Split, split_data
-from intentkit.errors import DataError
-from intentkit.feedback import (
+from intentkit.data.feedback import (
     FeedbackFileFull,
     fold_into_training,
     load_feedback,
     read_feedback,
     record_feedback,
 )
+from intentkit.data.intents import Split, split_data
+from intentkit.errors import DataError
 
 try:
     import fcntl
@@ -97,7 +97,7 @@ def test_a_row_waits_while_another_process_holds_the_file_lock(tmp_path):
 
 WRITER = """
 import json, sys
-from intentkit.feedback import FeedbackFileFull, record_feedback
+from intentkit.data.feedback import FeedbackFileFull, record_feedback
 written = 0
 for number in range(100):
     try:

@@ -5,8 +5,8 @@ import shutil
 
 from conftest import QUICK_ARGS, ROOT, SMALL_INTENTS, run_script
 
-from intentkit.config import TrainConfig
-from intentkit.config_file import read_config_file
+from intentkit.training.config import TrainConfig
+from intentkit.training.config_file import read_config_file
 
 
 def copy_of_trained(trained, tmp_path):

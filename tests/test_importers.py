@@ -6,7 +6,7 @@ import pytest
 from conftest import SMALL_INTENTS, write_intents
 
 from intentkit import cli
-from intentkit.data import load_examples, load_intents
+from intentkit.data.intents import load_examples, load_intents
 from intentkit.errors import DataError
 
 RASA = """\

@@ -8,12 +8,11 @@ import shutil
 import signal
 
 import pytest
+from conftest import run_script
 
 from intentkit import artifacts
 from intentkit.errors import ArtifactError
-from intentkit.predict import get_predictor
-
-from conftest import run_script
+from intentkit.serving.predictor import get_predictor
 
 
 @pytest.fixture

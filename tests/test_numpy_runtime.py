@@ -10,10 +10,10 @@ from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import keras  # noqa: E402
+import keras
 
-from intentkit import models  # noqa: E402
-from intentkit.numpy_runtime import load_numpy_model  # noqa: E402
+from intentkit.models import keras_models as models
+from intentkit.models.numpy_runtime import load_numpy_model
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, MAX_LEN, CLASSES = 50, 7, 4
@@ -81,7 +81,8 @@ def test_rejects_wrong_sequence_length(saved_model):
 
 def test_does_not_import_tensorflow(saved_model):
     _, path = saved_model
-    code = ("import sys; import numpy as np; from intentkit.numpy_runtime import load_numpy_model;"
+    code = ("import sys; import numpy as np; "
+            "from intentkit.models.numpy_runtime import load_numpy_model;"
             f"p = load_numpy_model({str(path)!r})(np.ones((3, {MAX_LEN}), dtype='int32'));"
             f"assert p.shape == (3, {CLASSES}), p.shape;"
             "loaded = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')];"

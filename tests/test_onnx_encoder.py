@@ -5,12 +5,12 @@ from live_server import missing
 from safetensors.numpy import load_file, save_file
 from test_pretrained import REFERENCE_EMBEDDINGS, REFERENCE_IDS
 
-from intentkit import onnx_encoder
+from intentkit.encoders import onnx_forward
+from intentkit.encoders.minilm import BACKEND_VARIABLE, THREADS_VARIABLE, SentenceEncoder, model_dir
 from intentkit.errors import ConfigError
-from intentkit.pretrained import BACKEND_VARIABLE, THREADS_VARIABLE, SentenceEncoder, model_dir
 
-if not onnx_encoder.available():
-    missing(f"onnxruntime is missing: {onnx_encoder.INSTALL_HINT}")
+if not onnx_forward.available():
+    missing(f"onnxruntime is missing: {onnx_forward.INSTALL_HINT}")
 
 # The reference sentences, an empty text and one truncated at 256 tokens.
 TEXTS = [*REFERENCE_IDS, *REFERENCE_EMBEDDINGS, "", "hi", "word " * 300]

@@ -3,10 +3,9 @@ import json
 import shutil
 
 import pytest
-
 from conftest import QUICK_ARGS, ROOT, reweight_opened_runs, run_script, write_intents
 
-from intentkit.config import QUICK
+from intentkit.training.config import QUICK
 
 FILES = ["advanced_model_improved.h5", "enhanced_preprocessor.pickle",
          "improved_training_history.png", "manifest.json", "training_config.json",
@@ -179,7 +178,7 @@ def test_a_fine_tuned_encoder_is_published_verified_and_served(trained, tmp_path
 
     from intentkit import artifacts
     from intentkit.errors import ArtifactError
-    from intentkit.predict import Predictor
+    from intentkit.serving.predictor import Predictor
     out = tmp_path / "model"
     result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", out, *QUICK_ARGS,
                         "--transformer", "finetune", "--encoder-time-budget", "15")

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from conftest import reweight_opened_runs
 
-from intentkit import artifacts, numpy_runtime
-from intentkit import predict as serving
-from intentkit.predict import Predictor, get_predictor, predict_intent_improved
-from intentkit.pretrained import sentence_encoder
+from intentkit import artifacts
+from intentkit.encoders.minilm import sentence_encoder
+from intentkit.models import numpy_runtime
+from intentkit.serving import predictor as serving
+from intentkit.serving.predictor import Predictor, get_predictor, predict_intent_improved
 
 MESSAGES = ["hello there friend", "what is the salary of a tester", "check my cv please",
             "bye for now", "how much do analysts earn", "good night"]

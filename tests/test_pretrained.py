@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from live_server import missing
 
-from intentkit import onnx_encoder, pretrained
+from intentkit.encoders import minilm, onnx_forward
+from intentkit.encoders.minilm import SentenceEncoder, WordPieceTokenizer, model_dir
 from intentkit.errors import ConfigError
-from intentkit.pretrained import SentenceEncoder, WordPieceTokenizer, model_dir
 
 REFERENCE_IDS = {
     "how do I reset my PIN?": [101, 2129, 2079, 1045, 25141, 2026, 9231, 1029, 102],
@@ -29,11 +29,11 @@ REFERENCE_COSINE = 0.1021  # between the first two sentences
 
 def require_backend(backend):
     """Skip (fail in CI) an ONNX test without the extra, saying how to install it."""
-    if backend == "onnx" and not onnx_encoder.available():
-        missing(f"onnxruntime is missing: {onnx_encoder.INSTALL_HINT}")
+    if backend == "onnx" and not onnx_forward.available():
+        missing(f"onnxruntime is missing: {onnx_forward.INSTALL_HINT}")
 
 
-@pytest.fixture(scope="module", params=pretrained.BACKENDS)
+@pytest.fixture(scope="module", params=minilm.BACKENDS)
 def encoder(request):
     require_backend(request.param)
     return SentenceEncoder(backend=request.param)
@@ -85,11 +85,11 @@ def test_word_vectors_average_each_words_pieces(encoder):
 
 
 def test_without_onnxruntime_the_numpy_forward_runs(monkeypatch):
-    monkeypatch.delenv(pretrained.BACKEND_VARIABLE, raising=False)
-    monkeypatch.setattr(onnx_encoder, "available", lambda: False)
+    monkeypatch.delenv(minilm.BACKEND_VARIABLE, raising=False)
+    monkeypatch.setattr(onnx_forward, "available", lambda: False)
     assert SentenceEncoder().backend == "numpy"
     with pytest.raises(ConfigError, match="onnxruntime is not installed; pip install"):
         SentenceEncoder(backend="onnx")
-    monkeypatch.setenv(pretrained.BACKEND_VARIABLE, "tpu")
+    monkeypatch.setenv(minilm.BACKEND_VARIABLE, "tpu")
     with pytest.raises(ConfigError, match="must be one of onnx, numpy, not 'tpu'"):
         SentenceEncoder()

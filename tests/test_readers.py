@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from intentkit.config_file import read_config_file
-from intentkit.data import load_intents
+from intentkit.data.feedback import read_feedback
+from intentkit.data.intents import load_intents
 from intentkit.errors import ConfigError, DataError
-from intentkit.feedback import read_feedback
+from intentkit.training.config_file import read_config_file
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))

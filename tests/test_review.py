@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from intentkit import review
 from intentkit.cli import main
-from intentkit.feedback import load_feedback
+from intentkit.data.feedback import load_feedback
+from intentkit.serving import review
 
 LOW_MARGIN = {"fallback": False, "model_type": "ensemble",
               "top_k": [{"intent": "salary", "confidence": 0.48},
@@ -100,7 +100,7 @@ def test_label_without_a_feedback_file_is_a_user_error(tmp_path):
 
 
 def test_predictions_feed_the_queue_when_it_is_on(trained, tmp_path, monkeypatch):
-    from intentkit.predict import predict_intent_improved
+    from intentkit.serving.predictor import predict_intent_improved
     path = tmp_path / "queue.jsonl"
     monkeypatch.setenv(review.ENV_LOG, str(path))
     monkeypatch.setenv(review.ENV_MARGIN, "0")

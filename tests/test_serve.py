@@ -12,8 +12,8 @@ require("fastapi")
 require("uvicorn")
 
 from intentkit.errors import ConfigError
-from intentkit.predict import get_predictor
-from intentkit.serve import RateLimit, create_app, read_token
+from intentkit.serving.app import RateLimit, create_app, read_token
+from intentkit.serving.predictor import get_predictor
 
 MESSAGES = ["hello there friend", "what is the salary of a tester", "check my cv please"]
 CORRECTION = {"text": "what would a plumber earn", "predicted": "greeting", "correct": "salary"}

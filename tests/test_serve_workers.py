@@ -26,7 +26,7 @@ require("uvicorn")
 from intentkit import artifacts
 from intentkit.cli import main
 from intentkit.errors import ConfigError
-from intentkit.serve import SETTINGS_VARIABLE, ServeSettings
+from intentkit.serving.app import SETTINGS_VARIABLE, ServeSettings
 
 TEXTS = ["what does a data scientist earn", "hello there friend", "check my resume please"]
 

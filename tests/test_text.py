@@ -5,8 +5,7 @@ import sys
 import numpy as np
 from conftest import ROOT
 
-from intentkit import resources
-from intentkit.text import _NOT_WORD, OOV_ID, PAD_ID, TextPreprocessor
+from intentkit.text import _NOT_WORD, OOV_ID, PAD_ID, TextPreprocessor, wordnet
 
 
 def test_keeps_wh_words_negations_and_numbers():
@@ -47,13 +46,13 @@ def test_lemmatizes_with_wordnet():
 
 def test_training_words_keep_their_lemmas_without_loading_wordnet(monkeypatch):
     preprocessor = TextPreprocessor().fit(["Applying for interviews"])
-    monkeypatch.setattr(resources, "_find_wordnet_root", lambda: None)
-    resources.wordnet.cache_clear()
+    monkeypatch.setattr(wordnet, "_find_wordnet_root", lambda: None)
+    wordnet.wordnet.cache_clear()
     try:
         assert preprocessor.tokenize("interviews applying") == ["interview", "apply"]
         assert preprocessor.tokenize("hiring") == ["hiring"]  # unseen: left as it is
     finally:
-        resources.wordnet.cache_clear()
+        wordnet.wordnet.cache_clear()
 
 
 TRICKY = [
@@ -72,12 +71,12 @@ TRICKY = [
 
 
 def test_tokens_are_nltk_word_tokenize_s_without_importing_nltk():
-    """intentkit.tokenizer copies NLTK's tokenizer: the same tokens, on tricky text, on every
+    """intentkit.text.tokenizer copies NLTK's tokenizer: the same tokens, on tricky text, on every
     pattern of the shipped data and on what the preprocessor hands it (normalized text)."""
     from nltk.tokenize import word_tokenize as nltk_word_tokenize
 
-    from intentkit.data import load_intents
-    from intentkit.tokenizer import word_tokenize
+    from intentkit.data.intents import load_intents
+    from intentkit.text.tokenizer import word_tokenize
     texts = TRICKY + load_intents(ROOT / "filesTech" / "final.json").texts
     for text in texts + [_NOT_WORD.sub(" ", text.casefold()) for text in texts]:
         assert word_tokenize(text) == nltk_word_tokenize(text, preserve_line=True), text
@@ -86,7 +85,7 @@ def test_tokens_are_nltk_word_tokenize_s_without_importing_nltk():
 def test_importing_the_predictor_imports_no_nltk_scipy_or_sklearn():
     """They took about 1 s of a serving process's cold start; WordNet imports NLTK when (and
     where) it loads, in a background thread."""
-    code = ("import sys, intentkit.predict; print(sorted({m.split('.')[0] "
+    code = ("import sys, intentkit.serving.predictor; print(sorted({m.split('.')[0] "
             "for m in sys.modules} & {'nltk', 'scipy', 'sklearn', 'tensorflow'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, timeout=120, check=False)

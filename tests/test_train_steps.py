@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from conftest import SMALL_INTENTS, write_intents
 
-from intentkit import artifacts, members, pretrained, train
-from intentkit.config import TrainConfig
-from intentkit.data import load_intents, split_data
+from intentkit import artifacts
+from intentkit.data.intents import load_intents, split_data
+from intentkit.encoders import minilm
 from intentkit.errors import DataError
-from intentkit.predict import Predictor
+from intentkit.serving.predictor import Predictor
+from intentkit.training import members, pipeline
+from intentkit.training.config import TrainConfig
 
 TEXTS = [text for patterns in SMALL_INTENTS.values() for text in patterns]
 LABELS = [tag for tag, patterns in SMALL_INTENTS.items() for _ in patterns]
@@ -30,7 +32,7 @@ def test_given_files_replace_the_carved_splits(tmp_path, caplog):
     (tmp_path / "test.json").write_text(json.dumps(test_rows))
     config = TrainConfig(data=str(data), test_data=str(tmp_path / "test.json"))
     with caplog.at_level(logging.WARNING):
-        split = train.split_first(load_intents(data), config)
+        split = pipeline.split_first(load_intents(data), config)
     assert split.test_texts == ["good morning bot", "hello there"]
     assert len(split.train_texts) + len(split.val_texts) == len(TEXTS)  # nothing carved for test
     assert "1 of 2 test texts also appear in the training data" in caplog.text
@@ -45,18 +47,18 @@ def test_bad_given_files_are_refused_with_the_file_name(tmp_path, rows, message)
     (tmp_path / "val.json").write_text(json.dumps(rows))
     config = TrainConfig(data=str(data), val_data=str(tmp_path / "val.json"))
     with pytest.raises(DataError, match="val.json") as error:
-        train.split_first(load_intents(data), config)
+        pipeline.split_first(load_intents(data), config)
     assert message in str(error.value)
 
 
 def test_auto_options_follow_the_data_size():
-    small = train.resolve_auto(TrainConfig(), 900)
-    large = train.resolve_auto(TrainConfig(), 15000)
+    small = pipeline.resolve_auto(TrainConfig(), 900)
+    large = pipeline.resolve_auto(TrainConfig(), 15000)
     assert (small.batch_size, small.patience, small.epochs, small.ensemble_weights) == (
         64, 5, 150, "fitted")
     assert (large.batch_size, large.patience, large.epochs, large.ensemble_weights) == (
         256, 3, 20, "fitted")
-    assert train.resolve_auto(TrainConfig(batch_size=32), 15000).batch_size == 32  # explicit
+    assert pipeline.resolve_auto(TrainConfig(batch_size=32), 15000).batch_size == 32  # explicit
 
 
 def _dataset(rows_per_class, classes=3):
@@ -76,10 +78,10 @@ def test_tuning_sample_is_stratified_and_skipped_when_it_cannot_be():
 def test_augmentation_is_skipped_above_the_row_limit(caplog):
     split = split_data(TEXTS, LABELS, seed=0)
     with caplog.at_level(logging.INFO):
-        texts, _ = train.augment_and_balance(split, TrainConfig(augmentation_max_rows=10))
+        texts, _ = pipeline.augment_and_balance(split, TrainConfig(augmentation_max_rows=10))
     assert texts == split.train_texts
     assert "augmentation skipped" in caplog.text
-    texts, _ = train.augment_and_balance(split, TrainConfig(augmentation_factor=1))
+    texts, _ = pipeline.augment_and_balance(split, TrainConfig(augmentation_factor=1))
     assert len(texts) > len(split.train_texts)
 
 
@@ -87,15 +89,15 @@ def test_sentence_embeddings_only_for_the_pretrained_member(monkeypatch, caplog,
     split = split_data(TEXTS, LABELS, seed=0)
 
     def encoder_of(config):
-        return train.sentence_encoder(config, split, tmp_path)[0]
+        return pipeline.sentence_encoder(config, split, tmp_path)[0]
     assert encoder_of(TrainConfig(ensemble=False)) is None
     assert encoder_of(TrainConfig(transformer="scratch")) is None
-    embedded = train.sentence_embeddings(encoder_of(TrainConfig()), ["hi"], ["bye", "see you"])
+    embedded = pipeline.sentence_embeddings(encoder_of(TrainConfig()), ["hi"], ["bye", "see you"])
     assert [e.shape for e in embedded] == [(1, 384), (2, 384)]
 
     def missing():
-        raise pretrained.PretrainedUnavailable("the package is not installed")
-    monkeypatch.setattr(pretrained, "sentence_encoder", missing)
+        raise minilm.PretrainedUnavailable("the package is not installed")
+    monkeypatch.setattr(minilm, "sentence_encoder", missing)
     with caplog.at_level(logging.WARNING):
         assert encoder_of(TrainConfig()) is None
     assert "trained from scratch instead" in caplog.text
@@ -104,7 +106,7 @@ def test_sentence_embeddings_only_for_the_pretrained_member(monkeypatch, caplog,
 def test_an_ensemble_is_refused_with_other_encoder_weights(trained, monkeypatch):
     class OtherEncoder:
         sha256 = "0" * 64
-    monkeypatch.setattr(pretrained, "sentence_encoder", OtherEncoder)
+    monkeypatch.setattr(minilm, "sentence_encoder", OtherEncoder)
     with pytest.raises(artifacts.ArtifactError, match="installed ones are 000000"):
         Predictor(trained["model"], trained["preprocessor"], use_ensemble=True)
     # The single model does not read embeddings and still loads.
@@ -117,7 +119,7 @@ def test_ctrl_c_swallowed_by_native_code_still_stops_the_run():
     the handler stops the run at the next check all the same."""
     import signal
 
-    from intentkit import interrupts
+    from intentkit.training import interrupts
     with interrupts.interruptible():
         try:
             signal.raise_signal(signal.SIGINT)
@@ -132,19 +134,19 @@ def test_ctrl_c_swallowed_by_native_code_still_stops_the_run():
 def test_the_default_answer_is_the_best_on_validation():
     true = np.array([0, 1, 1])
     good, bad = np.eye(2)[[0, 1, 1]] * 0.9 + 0.05, np.eye(2)[[1, 1, 1]] * 0.9 + 0.05
-    assert train.choose_default({"single": good, "ensemble": bad}, true) == "single"
-    assert train.choose_default({"single": bad, "ensemble": good}, true) == "ensemble"
+    assert pipeline.choose_default({"single": good, "ensemble": bad}, true) == "single"
+    assert pipeline.choose_default({"single": bad, "ensemble": good}, true) == "ensemble"
     confident = np.eye(2)[[0, 1, 1]] * 0.98 + 0.01  # same accuracy, lower log-loss
-    assert train.choose_default({"single": good, "ensemble": confident}, true) == "ensemble"
+    assert pipeline.choose_default({"single": good, "ensemble": confident}, true) == "ensemble"
 
 
 def test_pretrained_word_vectors_start_the_single_models_embedding():
     config = TrainConfig(augmentation_factor=0, ensemble=False)
     split = split_data(TEXTS, LABELS, seed=0)
-    preprocessor, dataset = train.featurize(split, sorted(SMALL_INTENTS), config)
+    preprocessor, dataset = pipeline.featurize(split, sorted(SMALL_INTENTS), config)
     words = preprocessor.words()
-    encoder = pretrained.sentence_encoder()
-    assert dataset.word_vectors.shape == (preprocessor.vocab_size, pretrained.HIDDEN)
+    encoder = minilm.sentence_encoder()
+    assert dataset.word_vectors.shape == (preprocessor.vocab_size, minilm.HIDDEN)
     assert not dataset.word_vectors[:2].any()  # padding and OOV start at zero
     row = preprocessor.word_index_[words[5]]
     pieces = encoder.tokenizer.pieces(words[5])
@@ -154,7 +156,7 @@ def test_pretrained_word_vectors_start_the_single_models_embedding():
     np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0],
                                   dataset.word_vectors)  # the vectors' width, not the trial's
 
-    _, scratch = train.featurize(split, sorted(SMALL_INTENTS),
+    _, scratch = pipeline.featurize(split, sorted(SMALL_INTENTS),
                                  TrainConfig(augmentation_factor=0, word_vectors="scratch"))
     assert scratch.word_vectors is None
     model = members.single_model(scratch, preprocessor, len(SMALL_INTENTS),

@@ -5,11 +5,15 @@ import keras
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
-
-from intentkit.pretrained import SentenceEncoder, model_dir
-from intentkit.trainable_encoder import (TrainableEncoder, _class_groups, finetune_encoder,
-                                         supervised_contrastive_loss)
 from test_pretrained import REFERENCE_EMBEDDINGS, REFERENCE_IDS
+
+from intentkit.encoders.minilm import SentenceEncoder, model_dir
+from intentkit.encoders.trainable import (
+    TrainableEncoder,
+    _class_groups,
+    finetune_encoder,
+    supervised_contrastive_loss,
+)
 
 TEXTS = list(REFERENCE_IDS) + list(REFERENCE_EMBEDDINGS) + ["hi"]
 INTENTS = {"greeting": ["hello there", "hi", "good morning", "hey how are you"],
@@ -101,7 +105,7 @@ def test_finetuning_is_seeded(finetuned):
 
 
 def test_finetuning_logs_progress_and_stops_at_the_budget(caplog):
-    with caplog.at_level(logging.INFO, logger="intentkit.trainable_encoder"):
+    with caplog.at_level(logging.INFO, logger="intentkit.encoders.trainable"):
         finetune(time_budget_s=0, epochs=50)
     assert "time budget of 0 s reached at step 1/" in caplog.text
     assert "ETA" in caplog.text

@@ -1,4 +1,5 @@
-"""`intentkit check`: what to fix in an intents file before training (see intentkit.check)."""
+"""`intentkit check`: what to fix in an intents file before training (see
+intentkit.evaluation.data_checks)."""
 import argparse
 import json
 
@@ -14,12 +15,13 @@ def add_parser(subcommands, name):
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--near-duplicate-threshold", type=float, default=argparse.SUPPRESS,
                         metavar="X", help="cosine of two patterns of different intents that "
-                        "counts as a near-duplicate (default: 0.95, intentkit.check's)")
+                        "counts as a near-duplicate (default: 0.95, "
+                        "intentkit.evaluation.data_checks's)")
     return parser
 
 
 def run(args):
-    from ..check import check_data
+    from ..evaluation.data_checks import check_data
     given = {"near_duplicate_threshold": args.near_duplicate_threshold} if hasattr(
         args, "near_duplicate_threshold") else {}
     report = check_data(args.data, **given)

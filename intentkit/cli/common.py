@@ -33,7 +33,7 @@ def run_command(function, verbose):
         else:
             log.error("error: %s", error)
         return 2
-    except Exception as error:  # noqa: BLE001 (the last word of a command line)
+    except Exception as error:
         if verbose:
             log.exception("internal error")
         else:
@@ -44,7 +44,7 @@ def run_command(function, verbose):
 
 def add_model_arguments(parser):
     """Which published run answers, with which model and runtime (predict and serve)."""
-    from ..predict import DEFAULT_CACHE_SIZE, RUNTIMES
+    from ..serving.predictor import DEFAULT_CACHE_SIZE, RUNTIMES
     parser.add_argument("--model-dir", default=None, metavar="DIR",
                         help="directory of a published run (default: "
                         f"{artifacts.DEFAULT_DIR}); sets --model and --preprocessor")

@@ -34,8 +34,8 @@ def run(args):
     if config.out == artifacts.DEFAULT_DIR:  # not the published model's directory
         config = replace(config, out=DEFAULT_OUT)
     import_tensorflow_for("keras", args.verbose)
-    from ..cv import CURVE_SIZES, DEFAULT_FOLDS, cross_validate
     from ..progress import terminal_logging
+    from ..training.cv import CURVE_SIZES, DEFAULT_FOLDS, cross_validate
     with terminal_logging():
         cross_validate(config, getattr(args, "folds", DEFAULT_FOLDS),
                        getattr(args, "curve_sizes", CURVE_SIZES) if args.curve else None)

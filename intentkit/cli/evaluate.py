@@ -23,7 +23,7 @@ def add_parser(subcommands, name):
 
 def run(args):
     import_tensorflow_for("keras", args.verbose)
-    from ..evaluate import evaluate_saved
+    from ..evaluation.saved import evaluate_saved
     metrics, default = evaluate_saved(args.model_dir, args.data, args.report)
     for name, m in metrics.items():
         log.info("%-8s accuracy %.4f  macro-F1 %.4f  (%d patterns)%s", name, m["accuracy"],

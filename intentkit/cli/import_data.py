@@ -15,7 +15,7 @@ def add_parser(subcommands, name):
 
 
 def run(args):
-    from ..data import convert
+    from ..data.intents import convert
     data = convert(args.source, args.destination)
     log.info("wrote %s: %d intents, %d patterns", args.destination, len(data.tags),
              len(data.texts))

@@ -35,7 +35,7 @@ def _open_messages(path):
     if path == "-":
         return sys.stdin
     try:
-        return open(path, encoding="utf-8")  # noqa: SIM115 (closed by the caller)
+        return open(path, encoding="utf-8")
     except OSError as error:
         raise DataError(f"{path}: cannot read the file ({error.strerror}).") from None
 
@@ -81,11 +81,11 @@ def run(args):
             args.correct is not None and args.text is None):
         raise ConfigError("--correct INTENT and --feedback-file FILE go together, with one TEXT")
     import_tensorflow_for(args.runtime, args.verbose)
-    from ..predict import get_predictor
+    from ..serving.predictor import get_predictor
     predictor = get_predictor(*model_paths(args), args.use_ensemble, args.runtime,
                               cache_size=args.cache_size)
     if args.correct is not None:
-        from ..feedback import record_feedback
+        from ..data.feedback import record_feedback
         result = predictor.predict(args.text, args.top_k, args.threshold, args.margin)
         try:
             row = record_feedback(args.feedback_file, args.text, result["intent"], args.correct,

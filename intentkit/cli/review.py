@@ -2,9 +2,9 @@
 import sys
 from pathlib import Path
 
-from .. import review
-from ..data import duplicate_key
+from ..data.intents import duplicate_key
 from ..errors import ConfigError
+from ..serving import review
 
 SKIP, QUIT = "s", "q"
 
@@ -12,7 +12,8 @@ SKIP, QUIT = "s", "q"
 def add_parser(subcommands, name):
     parser = subcommands.add_parser(
         name, help="list the messages the model was unsure about; label them",
-        description="List the review queue (INTENTKIT_REVIEW_LOG, see intentkit.review) grouped "
+        description="List the review queue (INTENTKIT_REVIEW_LOG, see intentkit.serving.review) "
+        "grouped "
         "by nearest intent, the most uncertain first. With --label, ask for each message's "
         "intent and append it to the feedback file as a confirmed row (train --feedback FILE).")
     parser.add_argument("--queue", required=True, metavar="FILE", help="the review queue file")
@@ -47,7 +48,7 @@ def already_labelled(path):
     """The texts the feedback file already has (not listed again)."""
     if not path or not Path(path).exists():
         return set()
-    from ..feedback import read_feedback
+    from ..data.feedback import read_feedback
     return {duplicate_key(row["text"]) for row in read_feedback(path)}
 
 
@@ -59,7 +60,7 @@ def describe(row):
 
 def label(listed, feedback_path):
     """Ask for each listed message with text; an empty answer accepts the nearest intent."""
-    from ..feedback import record_feedback
+    from ..data.feedback import record_feedback
     written = 0
     for intent, row in ((intent, row) for intent, rows in listed.items() for row in rows
                         if "text" in row):

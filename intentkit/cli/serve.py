@@ -1,6 +1,5 @@
 """`intentkit serve` (= `python -m intentkit.serve`): the HTTP service and its page."""
-from .common import (add_model_arguments, import_tensorflow_for, model_paths, positive,
-                     setup_logging)
+from .common import add_model_arguments, import_tensorflow_for, model_paths, positive, setup_logging
 
 
 def add_parser(subcommands, name):
@@ -37,7 +36,7 @@ def add_parser(subcommands, name):
 def run(args):
     import uvicorn
 
-    from ..serve import ServeSettings
+    from ..serving.app import ServeSettings
     limits = {name: getattr(args, name) for name in (
         "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst")
         if getattr(args, name) is not None}
@@ -64,7 +63,7 @@ def worker_app():
     """The app factory of each worker process of `--workers N` (spawned: it inherits the
     environment and nothing else): logging, TensorFlow's quiet import for the Keras runtime,
     then the app of the settings `run` put in the environment."""
-    from ..serve import ServeSettings
+    from ..serving.app import ServeSettings
     settings = ServeSettings.from_environment()
     setup_logging(settings.verbose)
     import_tensorflow_for(settings.runtime, settings.verbose)

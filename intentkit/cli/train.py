@@ -2,7 +2,7 @@
 import argparse
 import logging
 
-from ..config import QUICK, TrainConfig, config_fields
+from ..training.config import QUICK, TrainConfig, config_fields
 from .common import import_tensorflow_for
 
 log = logging.getLogger("intentkit")
@@ -39,7 +39,7 @@ def add_training_options(parser):
 
 def options(args):
     """The TrainConfig of the command line: defaults < --quick < --config FILE < flags."""
-    from ..config_file import read_config_file
+    from ..training.config_file import read_config_file
     given = {field.name: getattr(args, field.name) for field in config_fields()
              if hasattr(args, field.name)}
     from_file = read_config_file(args.config) if args.config else {}
@@ -50,7 +50,7 @@ def run(args):
     config = options(args)
     import_tensorflow_for("keras", args.verbose)
     from ..progress import terminal_logging
-    from ..train import train
+    from ..training.pipeline import train
     try:
         with terminal_logging():
             train(config)

@@ -1,4 +1,4 @@
-"""`python -m intentkit.serve ...` = `intentkit serve ...`."""
+"""`python -m intentkit.serve ...` = `intentkit serve ...` (the older spelling, kept working)."""
 import sys
 
 from ..cli import main

@@ -1,6 +1,6 @@
 """The sentence encoder's forward pass through ONNX Runtime (optional extra `onnx`).
 
-`intentkit.pretrained.SentenceEncoder` owns the network (its sizes, and the float32 arrays it
+`intentkit.encoders.minilm.SentenceEncoder` owns the network (its sizes, and the float32 arrays it
 prepared from the verified safetensors file: q, k and v fused, the attention scale folded into
 q, position and token type embeddings added). This module writes the same computation as an ONNX
 graph of ONNX Runtime's CPU kernels (Attention, SkipLayerNormalization and BiasGelu from its

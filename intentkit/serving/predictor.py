@@ -1,10 +1,11 @@
 """Serving: a Predictor that loads the artifacts once and answers through a compiled path.
 
 Two runtimes, with the same answers: "keras" (default) runs the models through a `tf.function`;
-"numpy" runs them with NumPy alone (intentkit.numpy_runtime) and never imports TensorFlow, for a
+"numpy" runs them with NumPy alone (intentkit.models.numpy_runtime) and never imports TensorFlow,
+for a
 cold start of a fraction of a second. Imports only the light layers (artifacts, text, models,
 pretrained), never training code. An ensemble member that reads sentence embeddings gets them
-from the pretrained encoder (intentkit.pretrained: ONNX Runtime where the `onnx` extra is
+from the pretrained encoder (intentkit.encoders.minilm: ONNX Runtime where the `onnx` extra is
 installed, else NumPy) in both runtimes. Thread-safe: both forward paths are, and the cache is
 guarded by a lock.
 """
@@ -12,13 +13,18 @@ import logging
 import os
 import threading
 from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from . import artifacts, resources, review
-from .errors import ArtifactError, ArtifactMismatch
+from .. import artifacts
+from ..errors import ArtifactError, ArtifactMismatch
+from ..text import wordnet
+from . import review
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +108,11 @@ class Predictor:
         How many recent messages' answers to keep (MessageCache); 0: none.
     """
 
-    def __init__(self, model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
-                 use_ensemble=None, ensemble_dir=None,
-                 fallback_intent=artifacts.DEFAULT_FALLBACK_INTENT, runtime="keras",
-                 cache_size=DEFAULT_CACHE_SIZE):
+    def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
+                 preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
+                 use_ensemble: bool | None = None, ensemble_dir: str | os.PathLike | None = None,
+                 fallback_intent: str = artifacts.DEFAULT_FALLBACK_INTENT, runtime: str = "keras",
+                 cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         # A published run is read through links into `.runs/current`, which a retrain switches
@@ -117,7 +124,9 @@ class Predictor:
         # What each given path led to (a missing ensemble directory is left out).
         self.identities = {path: _identity(real) for path, real in zip(given, resolved)
                            if os.path.exists(real)}
-        run = artifacts.Run.open(*resolved, model_type_of(use_ensemble))
+        model_file, preprocessor_file, members_dir = resolved
+        run = artifacts.Run.open(model_file, preprocessor_file, members_dir,
+                                 model_type_of(use_ensemble))
         self.model_type = (run.default_model if use_ensemble is None
                            else model_type_of(use_ensemble))
         self.fallback_intent = fallback_intent
@@ -133,7 +142,7 @@ class Predictor:
         if self.preprocessor.uses_lemmas_:
             # WordNet (seconds to load) only lemmatizes words unseen in training: load it in the
             # background instead of on the first request that needs it.
-            threading.Thread(target=resources.wordnet, daemon=True).start()
+            threading.Thread(target=wordnet.wordnet, daemon=True).start()
         self.labels = run.labels
         self.threshold = run.fallback_thresholds[self.model_type]
         self.margin = run.fallback_margin
@@ -144,7 +153,21 @@ class Predictor:
         self._forward(self._features([""], [[]]))  # warm up now
         self.cache = MessageCache(cache_size)
 
-    def is_stale(self):
+    @classmethod
+    def from_dir(cls, model_dir: str | os.PathLike = artifacts.DEFAULT_DIR,
+                 **options: Any) -> "Predictor":
+        """The Predictor of the run published in `model_dir` (what `intentkit train --out` or
+        `python jobs.py` wrote), verified on load; `options` as for the constructor.
+
+        >>> Predictor.from_dir("filesTech").predict("how much does a data engineer make")"""
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise ArtifactError(f"{model_dir}: no such directory; give the directory a run was "
+                                "published to (`intentkit train --out DIR`).")
+        return cls(model_dir / artifacts.MODEL_FILE, model_dir / artifacts.PREPROCESSOR_FILE,
+                   ensemble_dir=model_dir / artifacts.ENSEMBLE_DIR, **options)
+
+    def is_stale(self) -> bool:
         """True when any loaded file changed on disk since it was loaded, or a path given
         now leads to another file (a retrain published another run)."""
         try:
@@ -160,11 +183,13 @@ class Predictor:
             features[artifacts.SENTENCE_EMBEDDING] = self.encoder.embed(texts)
         return features
 
-    def predict_proba(self, texts):
+    def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         texts = list(texts)
         return self._forward(self._features(texts, [self.preprocessor.tokenize(t) for t in texts]))
 
-    def predict_batch(self, texts, top_k=DEFAULT_TOP_K, threshold=None, margin=None):
+    def predict_batch(self, texts: Iterable[str], top_k: int = DEFAULT_TOP_K,
+                      threshold: float | None = None,
+                      margin: float | None = None) -> list[dict[str, Any]]:
         """One result dict per text; see `predict`."""
         texts = list(texts)
         for position, text in enumerate(texts):
@@ -174,7 +199,7 @@ class Predictor:
         margin = self.margin if margin is None else margin
         results = [self._result(has_words, row, top_k, threshold, margin)
                    for has_words, row in self._answers(texts)]
-        review.record_uncertain(texts, results)  # opt-in review queue (see intentkit.review)
+        review.record_uncertain(texts, results)  # the opt-in review queue
         return results
 
     def _answers(self, texts):
@@ -193,8 +218,10 @@ class Predictor:
         return [entry if entry is not None else computed[text]
                 for text, entry in zip(texts, found)]
 
-    def predict_stream(self, texts, top_k=DEFAULT_TOP_K, threshold=None, margin=None,
-                       chunk_size=STREAM_CHUNK, workers=STREAM_WORKERS):
+    def predict_stream(self, texts: Iterable[str], top_k: int = DEFAULT_TOP_K,
+                       threshold: float | None = None, margin: float | None = None,
+                       chunk_size: int = STREAM_CHUNK,
+                       workers: int = STREAM_WORKERS) -> Iterator[dict[str, Any]]:
         """`predict_batch` over an iterable of any length, yielding results in input order.
 
         Reads `chunk_size` texts at a time and answers up to `workers` chunks at once (the
@@ -202,7 +229,7 @@ class Predictor:
         workers + 1 chunks, whatever the input's length."""
         texts = iter(texts)
         with ThreadPoolExecutor(workers) as pool:
-            pending = deque()
+            pending: deque[Future[list[dict[str, Any]]]] = deque()
             while chunk := list(islice(texts, chunk_size)):
                 pending.append(pool.submit(self.predict_batch, chunk, top_k, threshold, margin))
                 if len(pending) == workers:
@@ -210,7 +237,8 @@ class Predictor:
             while pending:
                 yield from pending.popleft().result()
 
-    def predict(self, text, top_k=DEFAULT_TOP_K, threshold=None, margin=None):
+    def predict(self, text: str, top_k: int = DEFAULT_TOP_K, threshold: float | None = None,
+                margin: float | None = None) -> dict[str, Any]:
         """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback"}.
 
         "intent" is the fallback intent, with the candidates in "top_k", when the confidence is
@@ -245,12 +273,12 @@ def _identity(path):
 
 
 def _numpy_loader():
-    from .numpy_runtime import load_numpy_model
+    from ..models.numpy_runtime import load_numpy_model
     return load_numpy_model
 
 
 def _numpy_forward(members):
-    from .pretrained import one_blas_thread
+    from ..encoders.minilm import one_blas_thread
 
     def forward(features):
         # The members' matrices are small: BLAS threads would only wait on each other.
@@ -261,8 +289,8 @@ def _numpy_forward(members):
 
 def _compiled_forward(members, max_length):
     """One tf.function over all members: ~2 ms a call instead of ~40 ms for model.predict."""
-    from .pretrained import HIDDEN
-    from .runtime import import_tensorflow_quietly
+    from ..encoders.minilm import HIDDEN
+    from ..runtime import import_tensorflow_quietly
     import_tensorflow_quietly()
     import tensorflow as tf
 
@@ -281,7 +309,7 @@ def _compiled_forward(members, max_length):
     return forward
 
 
-_cache = {}
+_cache: dict[tuple, Predictor] = {}
 _cache_lock = threading.Lock()
 
 
@@ -299,8 +327,10 @@ def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache
                 raise
 
 
-def get_predictor(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
-                  use_ensemble=None, runtime="keras", cache_size=DEFAULT_CACHE_SIZE):
+def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
+                  preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
+                  use_ensemble: bool | None = None, runtime: str = "keras",
+                  cache_size: int = DEFAULT_CACHE_SIZE) -> Predictor:
     """The cached Predictor for these files, reloaded only when one of them changed on disk
     (with an empty message cache: answers of the old model are not served after a reload).
 
@@ -333,10 +363,11 @@ def error_result(message):
             "model_type": "error", "error": message}
 
 
-def predict_intent_improved(text, model_path=DEFAULT_MODEL_PATH,
-                            preprocessor_path=DEFAULT_PREPROCESSOR_PATH, use_ensemble=None,
-                            top_k=DEFAULT_TOP_K, threshold=None, margin=None, strict=False,
-                            runtime="keras"):
+def predict_intent_improved(text: str, model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
+                            preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
+                            use_ensemble: bool | None = None, top_k: int = DEFAULT_TOP_K,
+                            threshold: float | None = None, margin: float | None = None,
+                            strict: bool = False, runtime: str = "keras") -> dict[str, Any]:
     """Classify one message with the run's best model (use_ensemble=True/False forces the
     ensemble/the single model). Errors are logged and returned as model_type "error" with an
     "error" message (the seed's contract), or raised when strict=True. runtime="numpy" answers

@@ -18,7 +18,8 @@ A layer class missing from `LAYER_BUILDERS` fails at load time, not at the first
 For single-message serving on a small or busy machine, start the process with
 OPENBLAS_NUM_THREADS=1: one row's matrices are too small to gain from BLAS threads, and waiting on
 a descheduled BLAS thread made tail latency far worse (see benchmarks/numpy_runtime.py).
-The custom layers mirror `intentkit.models`; tests/test_numpy_runtime.py checks each builder's
+The custom layers mirror `intentkit.models.keras_models`; tests/test_numpy_runtime.py checks each
+builder's
 model against Keras, so a change there that is not mirrored here fails the tests.
 """
 import json

@@ -64,7 +64,8 @@ def _find_wordnet_root():
         except OSError as error:
             log.warning("cannot copy WordNet into %s (%s); set INTENTKIT_NLTK_DATA to a "
                         "writable directory", data_dir, error)
-    import nltk  # here, not at the top: importing NLTK takes a second (see intentkit.tokenizer)
+    # Imported here, not at the top: importing NLTK takes a second (see intentkit.text.tokenizer).
+    import nltk
     for root in nltk.data.path:
         if (Path(root) / "corpora" / "wordnet" / "data.noun").is_file():
             return Path(root)

@@ -3,8 +3,8 @@
 Unlike the seed, it keeps stopwords (wh-words, negations and "can" carry intent), keeps numbers
 ("401k", "2 weeks"), maps unknown words to an OOV id instead of padding, and needs no NLTK
 download: tokenization is NLTK's Treebank-style `word_tokenize` with `preserve_line=True`, which
-needs no data (intentkit.tokenizer: the same tokens without importing NLTK), and lemmatization
-uses WordNet only when `resources.wordnet()` finds it.
+needs no data (intentkit.text.tokenizer: the same tokens without importing NLTK), and lemmatization
+uses WordNet only when `wordnet.wordnet()` finds it.
 """
 import functools
 import re
@@ -13,7 +13,7 @@ from collections import Counter
 
 import numpy as np
 
-from . import resources
+from . import wordnet
 from .tokenizer import word_tokenize
 
 PAD_ID, OOV_ID = 0, 1
@@ -30,10 +30,11 @@ MIN_LEMMATIZED_LENGTH = 4
 
 @functools.lru_cache(maxsize=100_000)
 def lemmatize(token):
-    """Noun lemma, else verb lemma, of a token ("interviews" -> "interview", "applying" -> "apply")."""
+    """Noun lemma, else verb lemma, of a token ("interviews" -> "interview", "applying" ->
+    "apply")."""
     if len(token) < MIN_LEMMATIZED_LENGTH or not token.isalpha():
         return token  # without waiting for WordNet, which may still be loading
-    reader = resources.wordnet()
+    reader = wordnet.wordnet()
     if reader is None:
         return token
     noun = reader.morphy(token, "n")
@@ -80,7 +81,7 @@ class TextPreprocessor:
         return [self.lemmas_.get(word) or lemmatize(word) for word in words]
 
     def fit(self, texts):
-        self.uses_lemmas_ = self.lemmatize and resources.wordnet() is not None
+        self.uses_lemmas_ = self.lemmatize and wordnet.wordnet() is not None
         self.lemmas_ = {}
         if self.uses_lemmas_:
             self.lemmas_ = {word: lemmatize(word)
@@ -91,8 +92,8 @@ class TextPreprocessor:
         ordered = sorted(counts, key=lambda token: (-counts[token], token))
         self.word_index_ = {token: index for index, token in enumerate(ordered, start=2)}
         lengths = [len(tokens) for tokens in tokenized] or [0]
-        self.max_sequence_length_ = max(self.min_length,
-                                        int(np.ceil(np.percentile(lengths, self.length_percentile))))
+        longest_kept = int(np.ceil(np.percentile(lengths, self.length_percentile)))
+        self.max_sequence_length_ = max(self.min_length, longest_kept)
         return self
 
     @property

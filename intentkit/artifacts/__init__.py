@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import ArtifactError, ArtifactMismatch, DataError, IntentkitError
+from ..errors import ArtifactError, ArtifactMismatch, DataError, IntentkitError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ FORMAT_VERSION = 4
 DEFAULT_FALLBACK_INTENT = "fallback"
 # What an ensemble member reads (its "input" in ensemble.json).
 TOKEN_IDS = "token_ids"
-SENTENCE_EMBEDDING = "sentence_embedding"  # all-MiniLM-L6-v2's, see intentkit.pretrained
+SENTENCE_EMBEDDING = "sentence_embedding"  # all-MiniLM-L6-v2's, see intentkit.encoders.minilm
 # The models a run answers with; the run records which one scored best on validation (its
 # default). The single model is also the ensemble member "cnn_bilstm".
 SINGLE, ENSEMBLE = "single", "ensemble"
@@ -86,11 +86,12 @@ def save_model(model, path):
 
 def load_model(path):
     """The Keras model in a .h5 file (imports TensorFlow; see numpy_runtime for a light path)."""
-    from .runtime import import_tensorflow_quietly
+    from ..runtime import import_tensorflow_quietly
     import_tensorflow_quietly()
     import keras
 
-    from . import models  # noqa: F401  (registers the custom layers the .h5 files use)
+    # Imported for its side effect: it registers the custom layers the .h5 files use.
+    from ..models import keras_models  # noqa: F401
     try:
         return keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -99,11 +100,12 @@ def load_model(path):
 
 
 def versions():
+    from importlib.metadata import PackageNotFoundError, version
+
     import keras
     import nltk
     import sklearn
     import tensorflow as tf
-    from importlib.metadata import PackageNotFoundError, version
     found = {"python": platform.python_version(), "tensorflow": tf.__version__,
              "keras": keras.__version__, "nltk": nltk.__version__,
              "scikit-learn": sklearn.__version__}
@@ -608,9 +610,9 @@ def _verify(path, expected, vouching_file, signatures):
 
 def _fine_tuned_encoder(weights_file):
     """The run's own encoder weights (already verified against ensemble.json)."""
-    from . import pretrained
+    from ..encoders import minilm
     try:
-        return pretrained.SentenceEncoder(weights_file=weights_file)
+        return minilm.SentenceEncoder(weights_file=weights_file)
     except IntentkitError as error:
         raise ArtifactError(f"{weights_file}: the ensemble's fine-tuned encoder cannot be "
                             f"loaded: {error}") from None
@@ -618,9 +620,9 @@ def _fine_tuned_encoder(weights_file):
 
 def _pretrained_encoder(expected_sha256, spec_path):
     """The pretrained encoder a member was trained on; a different or missing one is an error."""
-    from . import pretrained
+    from ..encoders import minilm
     try:
-        encoder = pretrained.sentence_encoder()
+        encoder = minilm.sentence_encoder()
     except IntentkitError as error:
         raise ArtifactError(f"{spec_path}: the ensemble's transformer member reads sentence "
                             f"embeddings, but {error}") from None
@@ -628,5 +630,5 @@ def _pretrained_encoder(expected_sha256, spec_path):
         raise ArtifactError(
             f"{spec_path}: the ensemble was trained on all-MiniLM-L6-v2 weights "
             f"{expected_sha256[:12]}..., the installed ones are {encoder.sha256[:12]}...; "
-            "install the version in requirements-pretrained.txt or retrain.")
+            "install the version in requirements-minilm.txt or retrain.")
     return encoder

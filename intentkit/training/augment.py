@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 
 from sklearn.utils import resample
 
-from . import resources
-from .data import duplicate_key
+from ..data.intents import duplicate_key
+from ..text import wordnet
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def distinctive_words(texts, labels, min_share=0.5, min_count=2):
 
 def synonyms(word):
     """Single-word WordNet synonyms from the word's most frequent senses of one part of speech."""
-    reader = resources.wordnet()
+    reader = wordnet.wordnet()
     if reader is None:
         return []
     senses = reader.synsets(word)

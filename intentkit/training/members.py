@@ -14,10 +14,16 @@ import keras
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from . import artifacts, interrupts
-from .errors import ArtifactError, PretrainedUnavailable
-from .models import MODEL_BUILDERS, SEED_CONFIGS, build_cnn_bilstm, build_embedding_classifier
-from .progress import Progress
+from .. import artifacts
+from ..errors import ArtifactError, PretrainedUnavailable
+from ..models.keras_models import (
+    MODEL_BUILDERS,
+    SEED_CONFIGS,
+    build_cnn_bilstm,
+    build_embedding_classifier,
+)
+from ..progress import Progress
+from . import interrupts
 
 log = logging.getLogger(__name__)
 

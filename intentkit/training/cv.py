@@ -18,18 +18,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
-import matplotlib
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
-matplotlib.use("Agg")  # files only; works without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.model_selection import StratifiedKFold  # noqa: E402
-
-from . import artifacts, feedback, interrupts  # noqa: E402
-from .data import split_data  # noqa: E402
-from .errors import ConfigError, DataError  # noqa: E402
-from .progress import Progress  # noqa: E402
-from .train import fit_models, load_checked, prepare_split, resolve_auto, score, set_seed  # noqa
+from .. import artifacts
+from ..data import feedback
+from ..data.intents import split_data
+from ..errors import ConfigError, DataError
+from ..evaluation.report import new_figure
+from ..progress import Progress
+from . import interrupts
+from .pipeline import fit_models, load_checked, prepare_split, resolve_auto, score, set_seed
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +254,7 @@ def plot_folds(document, path):
     """Per-fold accuracy bars of each system, with the mean."""
     systems = list(document["summary"])
     folds = document["per_fold"]
-    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(systems) * len(folds) / 3), 4.5))
+    figure, axes = new_figure(figsize=(max(6, 1.6 * len(systems) * len(folds) / 3), 4.5))
     width = 0.8 / len(folds)
     for index, fold in enumerate(folds):
         axes.bar(np.arange(len(systems)) + (index - (len(folds) - 1) / 2) * width,
@@ -269,7 +268,6 @@ def plot_folds(document, path):
     axes.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 # --- learning curve -------------------------------------------------------------------------
@@ -367,7 +365,7 @@ def curve_markdown(document):
 
 def plot_curve(document, path):
     points = document["sizes"]
-    figure, (axes, bars) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (axes, bars) = new_figure(1, 2, figsize=(12, 4.5))
     rows = [point["mean_train_rows"] for point in points]
     for name in points[0]["summary"]:
         axes.errorbar(rows, [p["summary"][name]["accuracy"]["mean"] for p in points],
@@ -386,4 +384,3 @@ def plot_curve(document, path):
              title="Intents that would gain most")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)

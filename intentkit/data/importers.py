@@ -10,7 +10,7 @@ import logging
 import re
 from collections import defaultdict
 
-from .errors import DataError
+from ..errors import DataError
 from .readers import parse_yaml, read_text
 
 log = logging.getLogger(__name__)

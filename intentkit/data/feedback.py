@@ -14,8 +14,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .data import MAX_PATTERN_CHARS, Split, duplicate_key
-from .errors import DataError
+from ..errors import DataError
+from .intents import MAX_PATTERN_CHARS, Split, duplicate_key
 from .readers import parse_json, read_text
 
 try:

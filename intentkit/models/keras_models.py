@@ -80,7 +80,8 @@ class MaskedGlobalMaxPooling1D(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="intentkit")
 class TokenAndPositionEmbedding(layers.Layer):
-    """Token embedding plus a learned position embedding (the seed's transformer had no word order)."""
+    """Token embedding plus a learned position embedding (the seed's transformer had no word
+    order)."""
 
     def __init__(self, max_length, vocab_size, embedding_dim, **kwargs):
         super().__init__(**kwargs)
@@ -101,7 +102,8 @@ class TokenAndPositionEmbedding(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="intentkit")
 class TransformerEncoderBlock(layers.Layer):
-    """Self-attention + feed-forward, each with residual and LayerNorm; padding is never attended to."""
+    """Self-attention + feed-forward, each with residual and LayerNorm; padding is never attended
+    to."""
 
     def __init__(self, embedding_dim, num_heads, key_dim, ff_dim, dropout, **kwargs):
         super().__init__(**kwargs)
@@ -214,7 +216,7 @@ def build_cnn(vocab_size, max_length, num_classes, embedding_dim=128, dropout=0.
 
 def build_embedding_classifier(embedding_dim, num_classes, units=(512,), dropout=0.3):
     """The trained head of the pretrained member: a small MLP over fixed sentence embeddings
-    (all-MiniLM-L6-v2's, computed by intentkit.pretrained)."""
+    (all-MiniLM-L6-v2's, computed by intentkit.encoders.minilm)."""
     embeddings = keras.Input(shape=(embedding_dim,), name="sentence_embedding")
     features = layers.Dropout(dropout)(embeddings)
     outputs = _classifier_head(features, num_classes, units=units, dropout=dropout)

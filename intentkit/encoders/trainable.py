@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2 as a trainable Keras model, and its fine-tuning on intents.
 
-The network is the one intentkit.pretrained runs in NumPy (same safetensors weights, same
+The network is the one intentkit.encoders.minilm runs in NumPy (same safetensors weights, same
 WordPiece tokenizer, same mean pooling and L2 normalisation), so that the encoder itself can learn
 the intents instead of only a head on frozen embeddings. Fine-tuning is supervised contrastive
 (in-batch: same intent pulled together, other intents pushed apart) plus cross-entropy of a
@@ -20,8 +20,15 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from .pretrained import (HEADS, HIDDEN, INTERMEDIATE, LAYER_NORM_EPSILON, LAYERS,
-                                  WordPieceTokenizer, model_dir)
+from .minilm import (
+    HEADS,
+    HIDDEN,
+    INTERMEDIATE,
+    LAYER_NORM_EPSILON,
+    LAYERS,
+    WordPieceTokenizer,
+    model_dir,
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,17 +19,22 @@ import numpy as np
 import tensorflow as tf
 from sklearn.utils.class_weight import compute_class_weight
 
-from . import artifacts, devices, feedback, interrupts, pretrained
+from .. import artifacts
+from ..artifacts.model_card import write_model_card
+from ..data import feedback
+from ..data.intents import duplicate_key, load_examples, split_data
+from ..encoders import minilm
+from ..encoders.trainable import finetune_encoder
+from ..errors import DataError, PretrainedUnavailable
+from ..evaluation.data_checks import check_before_training
+from ..evaluation.metrics import choose_fallback_threshold, reference_baseline
+from ..evaluation.report import plot_history, write_report
+from ..progress import Progress
+from ..text import TextPreprocessor
+from . import devices, interrupts
 from .augment import Augmenter, upsample
-from .check import check_before_training
-from .data import duplicate_key, load_examples, split_data
-from .errors import DataError, PretrainedUnavailable
-from .evaluate import choose_fallback_threshold, plot_history, reference_baseline, write_report
+from .config import TrainConfig
 from .members import Dataset, continue_members, fit_members, probabilities, tune
-from .model_card import write_model_card
-from .progress import Progress
-from .text import TextPreprocessor
-from .trainable_encoder import finetune_encoder
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +94,7 @@ def sentence_encoder(config, split, workdir, init_from=None):
     if init_from is not None and init_from.encoder is not None:
         return init_from.encoder, init_from.encoder_file
     try:
-        encoder = pretrained.sentence_encoder()
+        encoder = minilm.sentence_encoder()
     except PretrainedUnavailable as error:
         log.warning("%s; the transformer member is trained from scratch instead", error)
         return None, None
@@ -99,7 +105,7 @@ def sentence_encoder(config, split, workdir, init_from=None):
     weights_file = workdir / "encoder.safetensors"
     tuned.save_weights(weights_file)
     # Embedded by the NumPy forward that serving runs: training sees what serving will.
-    return pretrained.SentenceEncoder(weights_file=weights_file), weights_file
+    return minilm.SentenceEncoder(weights_file=weights_file), weights_file
 
 
 def sentence_embeddings(encoder, *text_lists):
@@ -157,7 +163,7 @@ def initial_word_vectors(config, preprocessor, encoder):
     if config.word_vectors != "pretrained":
         return None
     try:
-        encoder = encoder or pretrained.sentence_encoder()
+        encoder = encoder or minilm.sentence_encoder()
     except PretrainedUnavailable as error:
         log.warning("%s; the CNN-BiLSTM learns its word vectors from scratch instead", error)
         return None
@@ -355,7 +361,7 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
             name, scores.weights[name] if scores.weights else 1.0, member.input, member.model,
             val_accuracy=float((scores.val_probs[name].argmax(axis=1) == val_true).mean()),
             encoder_sha256=(artifacts.sha256(prepared.encoder_file) if prepared.encoder_file
-                            else pretrained.sentence_encoder().sha256)
+                            else minilm.sentence_encoder().sha256)
             if reads_embeddings else None,
             encoder_file=prepared.encoder_file if reads_embeddings else None)
     members = fitted.members
@@ -422,8 +428,35 @@ def time_saved(init_from, seconds):
     return {"seconds": seconds, "full_run_seconds": full, "seconds_saved": round(full - seconds, 1)}
 
 
-def train(config):
-    """Run the whole pipeline and publish the run into config.out; returns the test metrics."""
+def train(config: TrainConfig | None = None, *, intents: list[dict] | None = None,
+          texts: Sequence[str] | None = None,
+          labels: Sequence[str] | None = None) -> dict[str, dict]:
+    """Train on `config.data`, or on data in memory, and publish the run into `config.out`;
+    returns the test metrics of each model type.
+
+    Data in memory is either `intents` (the intents file's list: {"tag", "patterns",
+    "responses"}) or `texts` with their `labels`; it is validated like a file (the manifest
+    records its checksum; its path is a temporary file)."""
+    config = config or TrainConfig()
+    if texts is not None or labels is not None:
+        if texts is None or labels is None or len(texts) != len(labels):
+            raise DataError("train(texts=..., labels=...): give both, one label per text.")
+        if intents is not None:
+            raise DataError("train(): give intents or texts and labels, not both.")
+        by_tag: dict[str, list[str]] = {}
+        for text, label in zip(texts, labels):
+            by_tag.setdefault(label, []).append(text)
+        intents = [{"tag": tag, "patterns": patterns, "responses": []}
+                   for tag, patterns in by_tag.items()]
+    if intents is None:
+        return _train(config)
+    with tempfile.TemporaryDirectory(prefix="intentkit-data-") as directory:
+        data = Path(directory) / "intents.json"
+        data.write_text(json.dumps({"intents": intents}), encoding="utf-8")
+        return _train(replace(config, data=str(data)))
+
+
+def _train(config):
     started = time.perf_counter()
     set_seed(config.seed)
     init_from = artifacts.open_published(config.out) if config.finetune else None

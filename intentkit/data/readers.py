@@ -9,7 +9,7 @@ import json
 
 import yaml
 
-from .errors import DataError
+from ..errors import DataError
 
 MAX_NESTING = 100  # levels of lists/objects; real intents, config and feedback files use < 10
 

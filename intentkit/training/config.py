@@ -4,9 +4,10 @@ It owns every default: the options' values, the `--quick` preset and the "auto" 
 follow the size of the training split.
 """
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
-from .artifacts import DEFAULT_DIR
-from .errors import ConfigError
+from ..artifacts import DEFAULT_DIR
+from ..errors import ConfigError
 
 # Options left at 0 or "auto". Small data sets need small batches and patient early stopping of
 # the ensemble members (a small validation split is noisy). The final CNN-BiLSTM keeps the
@@ -121,7 +122,12 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
 
-    def to_dict(self):
+    @classmethod
+    def quick(cls, **options: Any) -> "TrainConfig":
+        """The `--quick` preset (a smoke run of seconds per model); `options` still win."""
+        return cls(**{**QUICK, **options})
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def resolved(self, train_rows):

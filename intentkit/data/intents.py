@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DataError
 from . import importers
-from .errors import DataError
 from .readers import parse_json, read_text
 
 log = logging.getLogger(__name__)

@@ -1,26 +1,28 @@
-"""Scores on held-out data, the evaluation report, and the training plots."""
+"""The evaluation report (summary, per-intent scores, errors.csv) and its plots.
+
+Plots are drawn on matplotlib `Figure` objects, not through pyplot: no backend is chosen and no
+global state is touched, so a notebook or program that imports intentkit keeps its own; and
+matplotlib is imported only when a plot is made."""
 import csv
 import json
 import logging
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
 
-matplotlib.use("Agg")  # files only; works without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix,  # noqa: E402
-                             log_loss, precision_recall_fscore_support)
-
-from . import artifacts  # noqa: E402
-from .data import load_examples  # noqa: E402
-from .errors import DataError  # noqa: E402
-from .predict import Predictor  # noqa: E402
+from .metrics import CALIBRATION_BINS, score
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_BINS = 15
+
+def new_figure(rows=1, columns=1, **options):
+    """(figure, axes) drawn off-screen, saved with `figure.savefig`; `options` go to
+    `Figure` (figsize) and `Figure.subplots` (gridspec_kw)."""
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=options.pop("figsize", None))
+    return figure, figure.subplots(rows, columns, **options)
+
 TOP_CONFUSIONS = 10
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP: CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -34,39 +36,6 @@ def csv_cell(value):
     return value
 
 
-def expected_calibration_error(probabilities, true_ids, bins=CALIBRATION_BINS):
-    """Average gap between confidence and accuracy over equal-width confidence bins."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == true_ids
-    edges = np.linspace(0, 1, bins + 1)
-    error = 0.0
-    for low, high in zip(edges[:-1], edges[1:]):
-        in_bin = (confidence > low) & (confidence <= high)
-        if in_bin.any():
-            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(error)
-
-
-def score(probabilities, true_ids, labels):
-    """Accuracy, macro/weighted P/R/F1, per-intent P/R/F1, log-loss and calibration error."""
-    predicted = probabilities.argmax(axis=1)
-    label_ids = np.arange(len(labels))
-    metrics = {"accuracy": float(accuracy_score(true_ids, predicted)), "n": int(len(true_ids))}
-    for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            true_ids, predicted, labels=label_ids, average=average, zero_division=0)
-        metrics.update({f"{average}_precision": float(precision),
-                        f"{average}_recall": float(recall), f"{average}_f1": float(f1)})
-    precision, recall, f1, support = precision_recall_fscore_support(
-        true_ids, predicted, labels=label_ids, zero_division=0)
-    metrics["per_intent"] = {
-        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for label, p, r, f, s in zip(labels, precision, recall, f1, support)}
-    metrics["log_loss"] = float(log_loss(true_ids, probabilities, labels=label_ids))
-    metrics["expected_calibration_error"] = expected_calibration_error(probabilities, true_ids)
-    return metrics
-
-
 def plot_confusion(probabilities, true_ids, labels, path, title):
     """Row-normalised confusion matrix with the largest confusions boxed in red and listed
     beside it, so the picture stays useful at 150 intents where cell labels are unreadable."""
@@ -78,8 +47,10 @@ def plot_confusion(probabilities, true_ids, labels, path, title):
            for flat in np.argsort(off_diagonal, axis=None)[::-1][:TOP_CONFUSIONS]]
     top = [(row, column) for row, column in top if off_diagonal[row, column] > 0]
 
+    import seaborn as sns
+    from matplotlib.patches import Rectangle
     size = min(40, max(9, len(labels) * 0.25))
-    figure, (axes, bars) = plt.subplots(1, 2, figsize=(size * 1.35, size * 0.85),
+    figure, (axes, bars) = new_figure(1, 2, figsize=(size * 1.35, size * 0.85),
                                         gridspec_kw={"width_ratios": [4, 1]})
     small = len(labels) <= 30
     # Numbers only in non-empty cells, and only while they stay legible.
@@ -88,7 +59,7 @@ def plot_confusion(probabilities, true_ids, labels, path, title):
                 annot=annotations, fmt="", annot_kws={"size": 6},
                 xticklabels=labels, yticklabels=labels, cbar_kws={"shrink": 0.6})
     for row, column in top:
-        axes.add_patch(plt.Rectangle((column, row), 1, 1, fill=False, edgecolor="red", lw=2))
+        axes.add_patch(Rectangle((column, row), 1, 1, fill=False, edgecolor="red", lw=2))
     axes.set(xlabel="predicted", ylabel="true", title=title)
     axes.tick_params(labelsize=7 if small else 4)
 
@@ -100,11 +71,10 @@ def plot_confusion(probabilities, true_ids, labels, path, title):
     bars.tick_params(labelsize=max(7, size * 0.3))
     figure.tight_layout()
     figure.savefig(path, dpi=110 if small else 80)
-    plt.close(figure)
 
 
 def plot_reliability(results, true_ids, path, bins=CALIBRATION_BINS):
-    figure, axes = plt.subplots(figsize=(5.5, 5))
+    figure, axes = new_figure(figsize=(5.5, 5))
     axes.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     edges = np.linspace(0, 1, bins + 1)
     for name, probabilities in results.items():
@@ -119,12 +89,11 @@ def plot_reliability(results, true_ids, path, bins=CALIBRATION_BINS):
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def plot_history(histories, path):
     """Accuracy and loss curves, train vs validation, one line pair per trained model."""
-    figure, (accuracy_axes, loss_axes) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (accuracy_axes, loss_axes) = new_figure(1, 2, figsize=(12, 4.5))
     for name, history in histories.items():
         for axes, metric in ((accuracy_axes, "accuracy"), (loss_axes, "loss")):
             line, = axes.plot(history[metric], label=f"{name} train")
@@ -135,7 +104,6 @@ def plot_history(histories, path):
     accuracy_axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def write_errors(path, texts, true_ids, probabilities, labels):
@@ -196,72 +164,3 @@ def write_report(report_dir, results, texts, true_ids, labels, reference=None):
     write_errors(report_dir / "errors.csv", texts, true_ids, list(results.values())[-1], labels)
     (report_dir / "summary.md").write_text(_summary(metrics, reference))
     return metrics
-
-
-def tfidf_logistic_regression(c):
-    """TF-IDF over words 1-2 + logistic regression: the cheap linear baseline."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                         LogisticRegression(C=c, max_iter=2000))
-
-
-def fit_best_on_val(make_model, grid, train, val):
-    """Fit make_model(value) for each value on (texts, labels) `train`; returns the model with
-    the best validation accuracy and its value (the first of equals)."""
-    best = None
-    for value in grid:
-        model = make_model(value).fit(*train)
-        val_accuracy = model.score(*val)
-        if best is None or val_accuracy > best[0]:
-            best = (val_accuracy, model, value)
-    return best[1], best[2]
-
-
-def reference_baseline(split):
-    """TF-IDF + logistic regression on the raw training split, C chosen on validation: the
-    strong, cheap baseline a deep model must beat, measured in the same run."""
-    model, c = fit_best_on_val(tfidf_logistic_regression, (1.0, 10.0, 100.0),
-                               (split.train_texts, split.train_labels),
-                               (split.val_texts, split.val_labels))
-    predicted = model.predict(split.test_texts)
-    return {"name": "TF-IDF + logistic regression", "C": c,
-            "accuracy": float(accuracy_score(split.test_labels, predicted)),
-            "macro_f1": float(precision_recall_fscore_support(
-                split.test_labels, predicted, average="macro", zero_division=0)[2])}
-
-
-def choose_fallback_threshold(probabilities, true_ids, coverage=0.95):
-    """Confidence below which an answer becomes the fallback, chosen on validation data.
-
-    Keeps `coverage` of the correctly answered validation rows above the threshold, so in-scope
-    users rarely see the fallback while low-confidence guesses do.
-    """
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == true_ids
-    if not correct.any():
-        return 0.0
-    return float(np.quantile(confidence[correct], 1 - coverage))
-
-
-def evaluate_saved(model_dir, data_path, report_dir=None):
-    """Score the published run's models (the single model, and the ensemble if the run has one)
-    on labelled data and write a report. Returns (metrics by model type, the run's default)."""
-    model_dir = Path(model_dir)
-    run = artifacts.open_published(model_dir)
-    texts, labels = load_examples(data_path)
-    unknown = sorted(set(labels) - set(run.labels))
-    if unknown:
-        raise DataError(f"{data_path}: intents the model was not trained on: {unknown[:10]}")
-    true_ids = np.array([run.labels.index(label) for label in labels])
-    results = {}
-    for model_type in (artifacts.SINGLE, artifacts.ENSEMBLE) if run.ensemble else (
-            artifacts.SINGLE,):
-        predictor = Predictor(model_dir / artifacts.MODEL_FILE,
-                              model_dir / artifacts.PREPROCESSOR_FILE,
-                              use_ensemble=model_type == artifacts.ENSEMBLE)
-        results[model_type] = predictor.predict_proba(texts)
-    metrics = write_report(report_dir or model_dir / "report-evaluate", results, texts, true_ids,
-                           run.labels)
-    return metrics, run.default_model

@@ -3,8 +3,8 @@
 Written into the staging directory from the same facts as the manifest, so it is published
 (and checksummed) atomically with the model it describes.
 """
-from . import __version__
-from .artifacts import CONFIG_FILE, versions
+from .._version import __version__
+from . import CONFIG_FILE, versions
 
 LIMITATIONS = """\
 - Intended use: routing messages of a chatbot to one of the labels below. Each message is

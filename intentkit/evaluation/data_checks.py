@@ -21,9 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from .data import duplicate_key, read_document, validate_intents
-from .errors import DataError, PretrainedUnavailable
-from .pretrained import sentence_encoder
+from ..data.intents import duplicate_key, read_document, validate_intents
+from ..encoders.minilm import sentence_encoder
+from ..errors import DataError, PretrainedUnavailable
 
 log = logging.getLogger(__name__)
 

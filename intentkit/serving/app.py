@@ -1,0 +1,352 @@
+"""HTTP service (optional extra: `pip install -r requirements-serve.txt`).
+
+`intentkit serve --model-dir DIR [--feedback F] --port 8000` (or `python -m intentkit.serve`)
+serves:
+  GET  /               a page to try messages and send corrections
+  GET  /health         status, model version (run, time), number of intents, runtime
+  GET  /intents        the model's intents (for a correction menu)
+  POST /predict        {"text": str, "top_k": int} -> the Predictor's result
+  POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
+  POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
+Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
+be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service".
+
+`--workers N` runs N processes: `ServeSettings` is what each one builds its app from, handed to
+them in the environment (intentkit.cli.serve.worker_app is their app factory). Each worker loads
+the model and reloads it on its own when a retrain publishes another run; feedback rate limits
+are per worker; feedback rows from all of them are appended under a file lock.
+"""
+import contextlib
+import dataclasses
+import hmac
+import json
+import logging
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
+
+from ..data.feedback import FeedbackFileFull, record_feedback
+from ..data.intents import MAX_PATTERN_CHARS
+from ..errors import ArtifactError, ConfigError
+from .predictor import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_MODEL_PATH,
+    DEFAULT_PREPROCESSOR_PATH,
+    DEFAULT_TOP_K,
+    get_predictor,
+)
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_BATCH = 100
+MAX_INTENT_CHARS = 200
+DEFAULT_MAX_FEEDBACK_BYTES = 10 * 2**20
+DEFAULT_FEEDBACK_RATE = 2.0  # feedback rows a second per client, on average
+DEFAULT_FEEDBACK_BURST = 5  # and at most this many at once
+TOKEN_VARIABLE = "INTENTKIT_TOKEN"
+MIN_TOKEN_CHARS = 16
+
+
+class BodyLimit:
+    """ASGI middleware: 413 once a request body passes `max_bytes`, on every endpoint.
+
+    A declared Content-Length over the limit is refused unread. Otherwise the bytes are counted as
+    they arrive, so a chunked body (which declares no length) is cut off at the limit too, and
+    the rest is never buffered.
+    """
+
+    def __init__(self, app, max_bytes, advice):
+        self.app, self.max_bytes, self.advice = app, max_bytes, advice
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse(status_code=413, content={
+                "detail": f"request body of {int(declared):,} bytes is over the limit of "
+                          f"{self.max_bytes:,}; {self.advice}"})
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # Raised while the endpoint reads its body: answered like any HTTPException.
+                raise HTTPException(413, f"request body is over the limit of "
+                                         f"{self.max_bytes:,} bytes; {self.advice}")
+            return message
+        return await self.app(scope, counted_receive, send)
+
+
+class RateLimit:
+    """A token bucket per client: `rate` requests a second on average, `burst` at once."""
+
+    def __init__(self, rate, burst, max_clients=10_000):
+        if rate <= 0 or burst < 1:
+            raise ConfigError(f"the feedback rate must be above 0 and the burst at least 1, not "
+                             f"{rate} and {burst}")
+        self.rate, self.burst, self.max_clients = rate, burst, max_clients
+        self.buckets = {}  # client -> (tokens, time.monotonic() when counted)
+        self.lock = threading.Lock()
+
+    def wait(self, client):
+        """0 after taking one of `client`'s tokens, else the seconds until it has one."""
+        with self.lock:
+            now = time.monotonic()
+            tokens, counted = self.buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - counted) * self.rate)
+            if tokens < 1:
+                return (1 - tokens) / self.rate
+            self.buckets[client] = (tokens - 1, now)
+            if len(self.buckets) > self.max_clients:
+                # A refilled bucket is the same as none: forgetting those bounds the memory by
+                # the clients of the last burst / rate seconds, however many addresses call.
+                self.buckets = {key: (left, at) for key, (left, at) in self.buckets.items()
+                                if left + (now - at) * self.rate < self.burst}
+            return 0.0
+
+
+def read_token(token_file=None, environ=os.environ):
+    """The bearer token POST /feedback requires: the content of `token_file`, else the
+    INTENTKIT_TOKEN variable, else None (no token)."""
+    if token_file is not None:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ConfigError(f"{token_file}: the token is empty")
+        return token
+    token = environ.get(TOKEN_VARIABLE)
+    if token is not None and not token.strip():
+        raise ConfigError(f"{TOKEN_VARIABLE} is set but empty: unset it or give it the token")
+    return None if token is None else token.strip()
+
+
+SETTINGS_VARIABLE = "INTENTKIT_SERVE_SETTINGS"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """What the service is started with, the one thing a worker process builds its app from.
+
+    `create_app`'s arguments, JSON-serialisable (they travel to spawned workers in the
+    environment variable SETTINGS_VARIABLE), except the token: `token_file` is where to read it
+    (None: $INTENTKIT_TOKEN, which workers inherit, or no token), so the secret itself is not
+    copied into another variable. `limits`: the size and rate options given (the others keep
+    create_app's defaults). `verbose`: debug logs in the workers too.
+    """
+    model_path: str
+    preprocessor_path: str
+    use_ensemble: bool | None = None
+    runtime: str = "keras"
+    cache_size: int = DEFAULT_CACHE_SIZE
+    feedback_path: str | None = None
+    token_file: str | None = None
+    docs: bool = False
+    limits: dict = dataclasses.field(default_factory=dict)
+    verbose: bool = False
+
+    def create_app(self):
+        """The app of these settings; ConfigError for a bad option or token."""
+        return create_app(self.model_path, self.preprocessor_path, self.use_ensemble,
+                          self.feedback_path, runtime=self.runtime,
+                          token=read_token(self.token_file), docs=self.docs,
+                          cache_size=self.cache_size, **self.limits)
+
+    def to_environment(self, environ=os.environ):
+        """Put these settings where worker processes, started after, find them. Paths are made
+        absolute: they mean the same whatever a worker's directory."""
+        absolute = {name: None if value is None else os.path.abspath(value)
+                    for name, value in dataclasses.asdict(self).items()
+                    if name in ("model_path", "preprocessor_path", "feedback_path", "token_file")}
+        environ[SETTINGS_VARIABLE] = json.dumps({**dataclasses.asdict(self), **absolute})
+
+    @classmethod
+    def from_environment(cls, environ=os.environ):
+        try:
+            return cls(**json.loads(environ[SETTINGS_VARIABLE]))
+        except KeyError:
+            raise ConfigError(f"{SETTINGS_VARIABLE} is not set: start workers with "
+                              "`intentkit serve --workers N`") from None
+
+
+def _describe(error):
+    """One readable phrase per pydantic error, e.g. "texts: List should have at most 100 items"."""
+    if error["type"] == "json_invalid":
+        return f"the request body is not valid JSON ({error.get('ctx', {}).get('error', '')})"
+    where = ".".join(str(part) for part in error["loc"] if part != "body") or "body"
+    return f"{where}: {error['msg']}"
+
+
+def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
+               use_ensemble=None, feedback_path=None, max_text_chars=MAX_PATTERN_CHARS,
+               max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, token=None,
+               max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
+               feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
+               docs=False, cache_size=DEFAULT_CACHE_SIZE):
+    """The FastAPI application serving one model (reloaded when its files change on disk).
+
+    `token`: the bearer token POST /feedback requires (None: none). `max_feedback_bytes`: the
+    feedback file's size cap. `feedback_rate`, `feedback_burst`: each client's feedback token
+    bucket. `docs`: serve /docs and /redoc, which load their scripts from a CDN. `cache_size`: how
+    many recent messages' answers the Predictor keeps.
+    """
+    if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
+        raise ConfigError(f"--max-text-chars must be between 1 and {MAX_PATTERN_CHARS}, "
+                         f"not {max_text_chars}")
+    if max_batch < 1:
+        raise ConfigError(f"--max-batch must be at least 1, not {max_batch}")
+    if max_feedback_bytes < 1:
+        raise ConfigError(f"--max-feedback-bytes must be at least 1, not {max_feedback_bytes}")
+    if token is not None and not (len(token) >= MIN_TOKEN_CHARS and token.isascii()
+                                  and token.isprintable() and " " not in token):
+        raise ConfigError(f"the token must be at least {MIN_TOKEN_CHARS} characters of printable "
+                         "ASCII without spaces; make one with `python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))'`")
+    rate_limit = RateLimit(feedback_rate, feedback_burst)
+    # JSON can spend up to 6 bytes on a character (\\uXXXX): a body that can hold no valid
+    # request is cut off.
+    max_body_bytes = 6 * max_text_chars * max_batch + 4096
+    Text = Annotated[str, Field(min_length=1, max_length=max_text_chars)]
+    TopK = Annotated[int, Field(ge=1, le=1000)]
+    Intent = Annotated[str, Field(min_length=1, max_length=MAX_INTENT_CHARS)]
+
+    class Strict(BaseModel):
+        # A misspelt field is an error, not ignored; a mistyped one is not coerced (true is not
+        # a top_k, "yes" is not a boolean), as the README promises.
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+    class PredictRequest(Strict):
+        text: Text
+        top_k: TopK = DEFAULT_TOP_K
+
+    class BatchRequest(Strict):
+        texts: Annotated[list[Text], Field(min_length=1, max_length=max_batch)]
+        top_k: TopK = DEFAULT_TOP_K
+
+    class FeedbackRequest(Strict):
+        text: Text
+        predicted: Intent
+        correct: Intent
+        # Still accepted, so that clients sending `false` keep working, and `true` is told why.
+        confirmed: bool = False
+
+    load_error = None  # why the model last failed to load, so that each reason is logged once
+
+    def predictor():
+        nonlocal load_error
+        try:
+            model = get_predictor(model_path, preprocessor_path, use_ensemble, runtime,
+                                  cache_size)
+        except (ArtifactError, OSError) as error:
+            # The reason names server paths: the log gets it, the client a generic line.
+            if str(error) != load_error:
+                load_error = str(error)
+                log.error("model not available: %s (the service answers 503 until it loads)",
+                          error)
+            raise HTTPException(503, "no model is loaded; see the server log") from None
+        load_error = None
+        return model
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        # Load now, so that the first request does not wait for it; a failure is logged.
+        with contextlib.suppress(HTTPException):
+            predictor()
+        yield
+
+    app = FastAPI(title="intentkit", lifespan=lifespan, docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
+                       advice=f"send at most {max_batch} texts of {max_text_chars:,} characters")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error):
+        return JSONResponse(status_code=422, content={
+            "detail": "; ".join(_describe(e) for e in error.errors())})
+
+    @app.exception_handler(400)
+    async def unreadable_body(request, error):
+        # FastAPI's 400 is a JSON body it could not decode (not UTF-8, nested too deep): the
+        # same 422 as any other malformed body.
+        return JSONResponse(status_code=422, content={
+            "detail": f"the request body is not valid JSON ({error.__cause__ or error.detail})"})
+
+    def admit_feedback(request: Request):
+        """Feedback is on, the client has the token if one is set, and is within its rate."""
+        if feedback_path is None:
+            raise HTTPException(404, "feedback is off: start the service with --feedback FILE")
+        if token is not None:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
+                                                                     token.encode()):
+                raise HTTPException(401, "feedback needs a token: send Authorization: Bearer "
+                                         "<token>", headers={"WWW-Authenticate": "Bearer"})
+        wait = rate_limit.wait(request.client.host if request.client else "")
+        if wait:
+            seconds = math.ceil(wait)
+            raise HTTPException(429, f"too many feedback requests from this client; retry in "
+                                     f"{seconds} s", headers={"Retry-After": str(seconds)})
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/health")
+    def health():
+        model = predictor()
+        return {"status": "ok", "model": {**model.run_info, "type": model.model_type},
+                "labels": len(model.labels), "runtime": model.runtime,
+                "feedback": feedback_path is not None, "pid": os.getpid()}
+
+    @app.get("/intents")
+    def intents():
+        model = predictor()
+        return {"intents": sorted(model.labels), "fallback_intent": model.fallback_intent}
+
+    @app.post("/predict")
+    def predict(request: PredictRequest):
+        return predictor().predict(request.text, top_k=request.top_k)
+
+    @app.post("/predict/batch")
+    def predict_batch(request: BatchRequest):
+        return {"results": predictor().predict_batch(request.texts, top_k=request.top_k)}
+
+    # admit_feedback runs before the body is validated: a refused client is refused, whatever
+    # it sends.
+    @app.post("/feedback", status_code=201, dependencies=[Depends(admit_feedback)])
+    def feedback(request: FeedbackRequest):
+        if request.confirmed:
+            # Anyone who reaches the port can send a row: training must not trust it unseen.
+            raise HTTPException(422, "confirmed: rows sent over HTTP are recorded unconfirmed; "
+                                     "a person confirms them in the feedback file")
+        model = predictor()
+        try:
+            row = record_feedback(feedback_path, request.text, request.predicted,
+                                  request.correct, model.labels, model.run_info["run"],
+                                  confirmed=False, max_file_bytes=max_feedback_bytes)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        except FeedbackFileFull as error:
+            log.error("feedback not recorded: %s", error)
+            raise HTTPException(507, f"the feedback file is full ({max_feedback_bytes:,} bytes): "
+                                     "nothing recorded until its rows are reviewed and moved") \
+                from None
+        except OSError as error:
+            log.error("cannot record feedback in %s: %s", feedback_path, error)
+            raise HTTPException(500, f"cannot record feedback ({error.strerror or error})") \
+                from None
+        return {"recorded": row}
+
+    return app
