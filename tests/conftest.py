@@ -82,6 +82,16 @@ def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
                           text=True, timeout=timeout, input=stdin)
 
 
+# Fixtures that train a model: every test using one is part of the slow set.
+TRAINING_FIXTURES = {"trained"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """Artifacts of one quick training run on the small data set, with a feedback file folded

@@ -52,6 +52,7 @@ def test_an_installed_user_predicts_from_another_directory_without_tensorflow(tr
     assert result.stdout.split() == ["salary", "False"]
 
 
+@pytest.mark.slow
 def test_train_on_intents_in_memory_publishes_a_run(tmp_path):
     intents = [{"tag": tag, "patterns": patterns, "responses": [f"about {tag}"]}
                for tag, patterns in SMALL_INTENTS.items()]

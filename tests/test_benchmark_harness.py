@@ -2,7 +2,10 @@
 out-of-scope test rows. Checks the harness end to end, not the figures it measures."""
 import json
 
+import pytest
 from conftest import ROOT, SMALL_INTENTS, run_script, write_intents
+
+pytestmark = pytest.mark.slow  # trains models (minutes)
 
 OUT_OF_SCOPE = ["what is the capital of france", "play some jazz music", "order a pizza",
                 "how tall is mount everest"]

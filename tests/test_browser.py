@@ -18,6 +18,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from intentkit.serving.app import create_app
 from intentkit.serving.predictor import get_predictor
 
+pytestmark = pytest.mark.slow  # trains models or drives a browser (minutes)
+
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -13,6 +13,8 @@ from intentkit.training import cv
 from intentkit.training.config import TrainConfig
 from intentkit.training.cv import fold_indices, fold_split, subsample
 
+pytestmark = pytest.mark.slow  # trains models (minutes)
+
 
 @pytest.fixture
 def intents(tmp_path):

@@ -3,10 +3,13 @@ TensorBoard logs."""
 import json
 import shutil
 
+import pytest
 from conftest import QUICK_ARGS, ROOT, SMALL_INTENTS, run_script
 
 from intentkit.training.config import TrainConfig
 from intentkit.training.config_file import read_config_file
+
+pytestmark = pytest.mark.slow  # trains models (minutes)
 
 
 def copy_of_trained(trained, tmp_path):

@@ -56,6 +56,8 @@ def test_manifest_checksums_and_metrics_match_the_files(trained):
 PREDICT_SCRIPT = """
 import json, sys
 from predict import predict_intent_improved
+
+pytestmark = pytest.mark.slow  # trains models (minutes)
 out = []
 for text in ["hey there, good morning", "how much does a devops engineer earn",
              "please review my cv", "see you later"]:

@@ -28,6 +28,8 @@ from intentkit.cli import main
 from intentkit.errors import ConfigError
 from intentkit.serving.app import SETTINGS_VARIABLE, ServeSettings
 
+pytestmark = pytest.mark.slow  # trains models (minutes)
+
 TEXTS = ["what does a data scientist earn", "hello there friend", "check my resume please"]
 
 

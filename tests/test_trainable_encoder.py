@@ -15,6 +15,8 @@ from intentkit.encoders.trainable import (
     supervised_contrastive_loss,
 )
 
+pytestmark = pytest.mark.slow  # trains models (minutes)
+
 TEXTS = list(REFERENCE_IDS) + list(REFERENCE_EMBEDDINGS) + ["hi"]
 INTENTS = {"greeting": ["hello there", "hi", "good morning", "hey how are you"],
            "balance": ["what is my balance", "how much money do i have", "show my balance",
