@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", action="store_true",
                         help="also rewrite the headline table in README.md")
     args = parser.parse_args(argv)
-    readme_path = ROOT / "README.md"
+    readme_path = args.docs.resolve().parent / "README.md"
     try:
         if args.check:
             problems = stale(args.docs)
