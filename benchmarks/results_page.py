@@ -335,7 +335,10 @@ def learning_curve_figure(curve: dict, cv: dict) -> bytes:
             sds.append(100 * size["summary"][model]["accuracy"]["sd"])
         axes.errorbar(xs, means, yerr=sds, marker="o", capsize=3, label=label)
     axes.set_xscale("log", base=2)
-    axes.set_xlabel("training patterns per intent (mean; the last point is all of them)")
+    axes.set_xticks(xs, [f"{x:.0f}" if size["per_intent"] != "all" else f"{x:.0f} (all)"
+                         for x, size in zip(xs, curve["sizes"], strict=True)])
+    axes.minorticks_off()
+    axes.set_xlabel("training patterns per intent (mean over the folds)")
     axes.set_ylabel("test accuracy, % (mean ± sd over 5 folds)")
     axes.set_title("Learning curve of the shipped data")
     axes.grid(alpha=0.3)
@@ -355,10 +358,12 @@ def confusion_figure(cv: dict) -> bytes:
     image = axes.imshow(counts, cmap="Reds")
     axes.set_xticks(range(len(intents)), intents, rotation=60, ha="right")
     axes.set_yticks(range(len(intents)), intents)
+    largest = max(p["count"] for p in pairs)
     for i, row in enumerate(counts):
         for j, value in enumerate(row):
             if value:
-                axes.text(j, i, str(value), ha="center", va="center")
+                axes.text(j, i, str(value), ha="center", va="center",
+                          color="white" if value > largest / 2 else "black")
     axes.set_xlabel("predicted intent")
     axes.set_ylabel("true intent")
     axes.set_title(f"The {len(pairs)} most confused pairs, test rows summed over "
