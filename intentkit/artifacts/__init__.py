@@ -165,6 +165,10 @@ def staging_area(out_dir):
         raise ArtifactError(f"{out_dir}: --out must be a directory, and this is a file.")
     refuse_foreign_entries(out_dir)
     lock = None
+    # The directories this run creates: a run that fails removes them again (when still empty),
+    # so that a failed `intentkit train` leaves nothing it made behind.
+    created = [directory for directory in (out_dir, *out_dir.parents)
+               if not directory.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(ImportError):
@@ -186,6 +190,9 @@ def staging_area(out_dir):
         lock_path.unlink(missing_ok=True)
         if lock is not None:
             lock.close()
+        for made in created:  # innermost first; a published run keeps its directory non-empty
+            with contextlib.suppress(OSError):
+                made.rmdir()
 
 
 # --- what in an output directory is ours --------------------------------------------------------
