@@ -34,7 +34,7 @@ def service(trained, tmp_path_factory):
 def test_health_names_the_model_version(service, trained):
     status, body = call(service["url"] + "/health")
     assert status == 200
-    assert body["status"] == "ok" and body["labels"] == 4 and body["runtime"] == "keras"
+    assert body["status"] == "ok" and body["labels"] == 4 and body["runtime"] == "numpy"
     assert body["model"]["run"] == trained["preprocessor"].resolve().parent.name
     manifest = json.loads((trained["out"] / "manifest.json").read_text())
     assert body["model"]["created"] == manifest["created"]

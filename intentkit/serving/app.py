@@ -45,6 +45,7 @@ from ..errors import ArtifactError, ConfigError
 from .predictor import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_MODEL_PATH,
+    DEFAULT_RUNTIME,
     DEFAULT_PREPROCESSOR_PATH,
     DEFAULT_TOP_K,
     get_predictor,
@@ -154,7 +155,7 @@ class ServeSettings:
     model_path: str
     preprocessor_path: str
     use_ensemble: bool | None = None
-    runtime: str = "keras"
+    runtime: str = DEFAULT_RUNTIME
     cache_size: int = DEFAULT_CACHE_SIZE
     feedback_path: str | None = None
     token_file: str | None = None
@@ -215,7 +216,7 @@ def _describe(error):
 
 def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
                use_ensemble=None, feedback_path=None, max_text_chars=MAX_PATTERN_CHARS,
-               max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, token=None,
+               max_batch=DEFAULT_MAX_BATCH, runtime=DEFAULT_RUNTIME, *, token=None,
                max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
                feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
                docs=False, cache_size=DEFAULT_CACHE_SIZE):
