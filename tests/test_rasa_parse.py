@@ -1,11 +1,11 @@
 """POST /model/parse: the drop-in for a bot wired to Rasa's HTTP API, checked against the response
 schema Rasa documents (its OpenAPI spec, docs/static/spec/rasa.yml: ParseResult)."""
+import jsonschema  # the test extra
 import pytest
 from live_server import call, require, serving
 
 require("fastapi")
 require("uvicorn")
-jsonschema = require("jsonschema")
 
 from intentkit.predict import get_predictor  # noqa: E402
 from intentkit.serve import create_app  # noqa: E402

@@ -45,8 +45,8 @@ from ..errors import ArtifactError, ConfigError
 from .predictor import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_MODEL_PATH,
-    DEFAULT_RUNTIME,
     DEFAULT_PREPROCESSOR_PATH,
+    DEFAULT_RUNTIME,
     DEFAULT_TOP_K,
     get_predictor,
 )
@@ -318,7 +318,8 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     def admit_feedback(request: Request):
         """Feedback is on, the client has the token if one is set, and is within its rate."""
         if feedback_path is None:
-            raise HTTPException(404, "feedback is off: start the service with --feedback FILE")
+            raise HTTPException(404, "feedback is off: start the service with "
+                                     "--feedback-out FILE")
         if token is not None:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
