@@ -7,7 +7,7 @@ on the shipped filesTech/final.json (this script's contract; `intentkit train` r
 import sys
 
 from intentkit.cli import COMMANDS, main
-from intentkit.config import SHIPPED_DATA
+from intentkit.training.config import SHIPPED_DATA
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -72,8 +72,8 @@ def main():
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from intentkit import artifacts
-    from intentkit.data import load_intents
-    from intentkit.predict import Predictor
+    from intentkit.data.intents import load_intents
+    from intentkit.serving.predictor import Predictor
     model = f"{args.model_dir}/{artifacts.MODEL_FILE}"
     preprocessor = f"{args.model_dir}/{artifacts.PREPROCESSOR_FILE}"
     messages = list(dict.fromkeys(load_intents(args.data).texts))

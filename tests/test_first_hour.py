@@ -13,13 +13,18 @@ import pytest
 from conftest import QUICK_ARGS, ROOT, SMALL_INTENTS, intentkit_command, write_intents
 
 from intentkit import artifacts, cli
-from intentkit import predict as serving
-from intentkit.check import check_data
-from intentkit.config import TrainConfig
-from intentkit.data import validate_intents
+from intentkit.artifacts.model_card import render
+from intentkit.data.intents import validate_intents
 from intentkit.errors import ConfigError, DataError
-from intentkit.model_card import render
-from intentkit.predict import Predictor, ResponsePicker, get_predictor, predict_intent_improved
+from intentkit.evaluation.data_checks import check_data
+from intentkit.serving import predictor as serving
+from intentkit.serving.predictor import (
+    Predictor,
+    ResponsePicker,
+    get_predictor,
+    predict_intent_improved,
+)
+from intentkit.training.config import TrainConfig
 
 SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import", "check", "cv", "review")
 
@@ -321,6 +326,7 @@ def test_the_model_card_counts_what_was_dropped(trained):
             in render(details))
 
 
+@pytest.mark.slow  # trains a model
 def test_training_goes_on_past_a_conflict_and_the_card_says_so(tmp_path):
     data = write_intents(tmp_path / "conflicting.json", CONFLICTING)
     result = subprocess.run([intentkit_command(), "train", "--data", str(data), "-o", "model",

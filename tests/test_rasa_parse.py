@@ -7,8 +7,8 @@ from live_server import call, require, serving
 require("fastapi")
 require("uvicorn")
 
-from intentkit.predict import get_predictor  # noqa: E402
-from intentkit.serve import create_app  # noqa: E402
+from intentkit.serving.app import create_app
+from intentkit.serving.predictor import get_predictor
 
 # Rasa's `components.schemas` ParseResult, Intent and Entity (rasa.yml), as JSON Schema.
 RASA_INTENT = {"type": "object", "required": ["confidence", "name"],

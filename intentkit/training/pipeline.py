@@ -201,8 +201,8 @@ def split_first(intents, config):
 def load_checked(path, on_conflict="drop"):
     """The intents of a file that passes the cheap data checks (errors stop the run)."""
     if not path:
-        raise ConfigError("no training data given: name the intents file with "
-                          "`intentkit train --data FILE`")
+        raise ConfigError("no training data given: name the intents file (`intentkit train "
+                          "--data FILE`, TrainConfig(data=FILE)) or pass train(intents=...)")
     return check_before_training(path, on_conflict)
 
 
