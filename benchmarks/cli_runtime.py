@@ -11,7 +11,7 @@ For the "numpy" runtime (the default of `intentkit predict`, `serve` and
 - p50/p99 of warm single calls over --calls distinct messages (the data file's patterns, message
   cache off: repeats would be answered from the cache and measure nothing);
 - agreement: the largest difference of a probability between the two runtimes on those messages.
-Writes docs/benchmarks/cli_runtime.json (with the load average: timings on a shared machine).
+Writes docs/benchmarks/cli_runtime-DATE.json (with the load average: timings on a shared machine).
 """
 import argparse
 import json
@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "benchmarks" / "cli_runtime.json"
+OUT_DIR = ROOT / "docs" / "benchmarks"
 RUNTIMES = ("numpy", "keras")
 
 IMPROVED = """
@@ -107,8 +107,9 @@ def main():
               "model_default": predictors["numpy"].model_type, "messages_warm": len(warm_messages),
               "cold_runs": len(cold_messages), "runtimes": results,
               "max_probability_difference": float(difference)}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    out = OUT_DIR / f"cli_runtime-{report['date'][:10]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
