@@ -42,3 +42,7 @@ class ArtifactMismatch(ArtifactError):
 
 class PretrainedUnavailable(IntentkitError):
     """The pretrained encoder's package or files are missing or not the expected ones."""
+
+
+class MissingExtra(IntentkitError):
+    """An optional extra (`pip install 'intentkit[serve]'`, ...) is not installed."""

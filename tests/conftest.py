@@ -102,7 +102,7 @@ def trained(tmp_path_factory):
     feedback, feedback_test_text = write_feedback(work / "feedback.jsonl", data)
     out = work / "model"
     result = subprocess.run([intentkit_command(), "train", "--data", "intents.json", "--out",
-                             "model", "--feedback", "feedback.jsonl", *QUICK_ARGS], cwd=work,
+                             "model", "--feedback-in", "feedback.jsonl", *QUICK_ARGS], cwd=work,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return {"data": data, "out": out, "log": result.stdout + result.stderr,

@@ -184,10 +184,14 @@ def test_csv_input(tmp_path):
         {"music": "pause the music", "weather": "pause the music"}]
 
 
-def test_a_file_training_rejects_raises_the_same_error(tmp_path):
+def test_a_file_training_rejects_is_an_error_that_hides_no_other_finding(tmp_path):
     path = write_intents(tmp_path / "tiny.json", with_changes(music=["skip this song", "stop"]))
-    with pytest.raises(DataError, match="has 2 distinct pattern"):
-        check_data(path)
+    report = check_data(path)
+    [error] = report.errors
+    assert error.code == "invalid-intent" and "has 2 distinct pattern" in error.message
+    assert report.exit_code == EXIT_ERRORS
+    with pytest.raises(DataError, match="not found"):  # a file that cannot be read at all
+        check_data(tmp_path / "missing.json")
 
 
 def test_block_wise_pairs_equal_the_dense_computation(monkeypatch):

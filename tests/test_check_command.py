@@ -1,5 +1,5 @@
 """`intentkit check` (exit codes, text and JSON), and training refusing a text labelled with
-two intents before anything is fitted."""
+two intents before anything is fitted when asked to (--on-conflict error; the default drops it)."""
 import json
 
 from conftest import ROOT, SMALL_INTENTS, run_script, write_intents
@@ -41,10 +41,11 @@ def test_jobs_py_check_reports_an_invalid_file_in_one_line(tmp_path):
 def test_training_refuses_contradictory_labels_before_fitting(tmp_path, caplog):
     path = write_intents(tmp_path / "bad.json", CONTRADICTORY)
     out = tmp_path / "model"
-    assert main(["train", "--data", str(path), "--out", str(out), "--quick"]) == 2
+    assert main(["train", "--data", str(path), "--out", str(out), "--quick",
+                 "--on-conflict", "error"]) == 2
     [error] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error:")]
     assert str(path) in error
-    assert "'hello there' is a pattern of 'greeting' and 'goodbye'" in error
+    assert "'hello there' is a pattern of greeting, goodbye" in error
     assert "vocabulary" not in caplog.text  # stopped before featurizing
     assert not out.exists() or not any(out.iterdir())
 

@@ -33,21 +33,27 @@ def failing_train(monkeypatch):
     return fail_with
 
 
-def test_a_user_error_is_one_line_and_exit_2(failing_train, caplog):
+@pytest.fixture
+def data_file(tmp_path):
+    from conftest import write_intents
+    return str(write_intents(tmp_path / "intents.json"))
+
+
+def test_a_user_error_is_one_line_and_exit_2(failing_train, data_file, caplog):
     failing_train(DataError("data.json: intents[3] has no tag; add one"))
     with caplog.at_level(logging.ERROR, logger="intentkit"):
-        assert cli.main(["train", "--quick"]) == 2
+        assert cli.main(["train", "--data", data_file, "--quick"]) == 2
     assert caplog.messages == ["error: data.json: intents[3] has no tag; add one"]
 
 
-def test_a_bug_is_exit_1_with_a_hint_to_rerun_with_verbose(failing_train, caplog):
+def test_a_bug_is_exit_1_with_a_hint_to_rerun_with_verbose(failing_train, data_file, caplog):
     failing_train(ValueError("shapes (3,4) and (5,) not aligned"))  # as a Keras bug would
     with caplog.at_level(logging.ERROR, logger="intentkit"):
-        assert cli.main(["train", "--quick"]) == 1
+        assert cli.main(["train", "--data", data_file, "--quick"]) == 1
     assert len(caplog.messages) == 1 and "rerun with --verbose" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="intentkit"):
-        assert cli.main(["train", "--quick", "--verbose"]) == 1
+        assert cli.main(["train", "--data", data_file, "--quick", "--verbose"]) == 1
     assert "Traceback" in caplog.text
 
 

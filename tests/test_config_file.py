@@ -3,6 +3,7 @@ import json
 import logging
 
 import pytest
+from conftest import write_intents
 
 from intentkit import cli
 from intentkit.errors import ConfigError
@@ -61,7 +62,8 @@ def captured_config(monkeypatch):
 
 def test_precedence_defaults_quick_file_flags(tmp_path, captured_config):
     path = tmp_path / "c.yaml"
-    path.write_text("epochs: 40\npatience: 7\nseed: 3\n")
+    data = write_intents(tmp_path / "intents.json")
+    path.write_text(f"epochs: 40\npatience: 7\nseed: 3\ndata: {data}\n")  # --data from the file
     assert cli.main(["train", "--quick", "--config", str(path), "--seed", "5"]) == 0
     config = captured_config[0]
     assert config.epochs == 40 and config.patience == 7, "the file wins over --quick"

@@ -65,11 +65,17 @@ def test_byte_order_mark_and_emoji_are_accepted(tmp_path):
 
 
 def test_duplicates_keep_first_occurrence_and_warn(tmp_path, caplog):
-    intents = {**SMALL_INTENTS, "goodbye": SMALL_INTENTS["goodbye"] + ["Hello there!"]}
-    data = load_intents(write_intents(tmp_path / "dup.json", intents))
+    intents = {**SMALL_INTENTS, "goodbye": SMALL_INTENTS["goodbye"] + ["Hello there!", "bye!"]}
+    path = write_intents(tmp_path / "dup.json", intents)
+    # A text of two intents (--on-conflict keep-first: in the first only); a repeat in one
+    # intent is dropped whatever --on-conflict says.
+    data = load_intents(path, on_conflict="keep-first")
     assert data.texts.count("hello there") == 1
     assert data.labels[data.texts.index("hello there")] == "greeting"
-    assert "repeats greeting" in caplog.text
+    assert data.texts.count("bye") == 1
+    assert "'hello there' (greeting, goodbye)" in caplog.text and "kept in the first" in caplog.text
+    assert "dropped 1 repeated pattern(s), keeping the first of each: 'bye!' (goodbye)" in (
+        caplog.text)
 
 
 def test_split_is_stratified_disjoint_and_seeded():

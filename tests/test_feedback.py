@@ -183,7 +183,7 @@ def test_training_with_missing_feedback_file_stops_with_one_line(trained, tmp_pa
     code = main(["train", "--data", str(trained["data"]), "--out", str(tmp_path / "out"),
                        "--feedback", str(tmp_path / "nope.jsonl")])
     assert code == 2
-    assert "nope.jsonl: feedback file not found" in caplog.text
+    assert "--feedback-in" in caplog.text and "nope.jsonl: no such file" in caplog.text
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
@@ -202,4 +202,4 @@ def test_predict_cli_records_a_correction(trained, tmp_path, capsys, caplog):
     assert len(read_feedback(path)) == 1
     # --feedback-file without --correct
     assert main(["predict", *args, "what do plumbers make"]) == 2
-    assert "--correct INTENT and --feedback-file FILE go together" in caplog.text
+    assert "--correct INTENT and --feedback-out FILE go together" in caplog.text

@@ -31,11 +31,21 @@ def paths(trained):
 def load_counter(monkeypatch):
     calls = []
     real = artifacts.load_model
+    real_numpy_loader = serving._numpy_loader
 
     def counting(path):
         calls.append(path)
         return real(path)
+
+    def counting_numpy_loader():  # the default ("auto") runtime loads with NumPy
+        load = real_numpy_loader()
+
+        def counting_numpy(path):
+            calls.append(path)
+            return load(path)
+        return counting_numpy
     monkeypatch.setattr(artifacts, "load_model", counting)
+    monkeypatch.setattr(serving, "_numpy_loader", counting_numpy_loader)
     serving._cache.clear()
     return calls
 

@@ -34,7 +34,7 @@ def service(trained, tmp_path_factory):
 def test_health_names_the_model_version(service, trained):
     status, body = call(service["url"] + "/health")
     assert status == 200
-    assert body["status"] == "ok" and body["labels"] == 4 and body["runtime"] == "keras"
+    assert body["status"] == "ok" and body["labels"] == 4 and body["runtime"] == "numpy"
     assert body["model"]["run"] == trained["preprocessor"].resolve().parent.name
     manifest = json.loads((trained["out"] / "manifest.json").read_text())
     assert body["model"]["created"] == manifest["created"]
@@ -217,7 +217,7 @@ def test_feedback_off_and_missing_model_are_clear(trained, tmp_path, caplog):
         status, body = call(url + "/feedback", "POST",
                             {"text": "hi", "predicted": "greeting", "correct": "salary"})
         assert (status, body["detail"]) == (
-            404, "feedback is off: start the service with --feedback FILE")
+            404, "feedback is off: start the service with --feedback-out FILE")
     missing = tmp_path / "missing.pickle"
     with serving(create_app(trained["model"], missing), ready_status=503) as url:
         for path, body in (("/health", None), ("/predict", {"text": "hi"})):

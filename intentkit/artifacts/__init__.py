@@ -96,7 +96,7 @@ def load_model(path):
         return keras.models.load_model(path, compile=False)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ArtifactError(f"{path}: cannot load the model ({error}). Retrain with "
-                            "`python jobs.py`.") from None
+                            "`intentkit train --data FILE --out DIR`.") from None
 
 
 def versions():
@@ -165,6 +165,10 @@ def staging_area(out_dir):
         raise ArtifactError(f"{out_dir}: --out must be a directory, and this is a file.")
     refuse_foreign_entries(out_dir)
     lock = None
+    # The directories this run creates: a run that fails removes them again (when still empty),
+    # so that a failed `intentkit train` leaves nothing it made behind.
+    created = [directory for directory in (out_dir, *out_dir.parents)
+               if not directory.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(ImportError):
@@ -186,6 +190,9 @@ def staging_area(out_dir):
         lock_path.unlink(missing_ok=True)
         if lock is not None:
             lock.close()
+        for made in created:  # innermost first; a published run keeps its directory non-empty
+            with contextlib.suppress(OSError):
+                made.rmdir()
 
 
 # --- what in an output directory is ours --------------------------------------------------------
@@ -384,7 +391,7 @@ class _RunUnpickler(pickle.Unpickler):
 
 
 def _refused(path, why):
-    return ArtifactError(f"{path}: {why}. Retrain with `python jobs.py` (or `intentkit train`).")
+    return ArtifactError(f"{path}: {why}. Retrain with `intentkit train --data FILE --out DIR`.")
 
 
 @dataclass
@@ -424,6 +431,12 @@ class Run:
     signatures: dict = field(default_factory=dict)
     encoder: object = None
     encoder_file: Path = None  # the fine-tuned encoder's weights, when the run has one
+    # What a bot can reply (the intents file's "responses": tag -> list, and its optional
+    # "fallback_responses") and a few training patterns per intent (the page's examples). In the
+    # pickle, hence verified like the rest; runs published before they were written have none.
+    responses: dict = field(default_factory=dict)
+    fallback_responses: list = field(default_factory=list)
+    examples: dict = field(default_factory=dict)
 
     @property
     def label2idx(self):
@@ -474,7 +487,9 @@ class Run:
             "vocab_size": int(self.preprocessor.vocab_size), "best_config": self.best_config,
             "fallback_thresholds": self.fallback_thresholds,
             "fallback_margin": self.fallback_margin, "default_model": self.default_model,
-            "model_sha256": sha256(staging / MODEL_FILE), "ensemble_sha256": ensemble_sha256}
+            "model_sha256": sha256(staging / MODEL_FILE), "ensemble_sha256": ensemble_sha256,
+            "responses": self.responses, "fallback_responses": self.fallback_responses,
+            "examples": self.examples}
         with open(staging / PREPROCESSOR_FILE, "wb") as file:
             pickle.dump(bundle, file, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -496,8 +511,13 @@ class Run:
             run = cls(bundle["preprocessor"], labels, bundle["best_config"],
                       bundle["fallback_thresholds"], bundle["fallback_margin"],
                       bundle["default_model"], RunMember(SINGLE_MEMBER, path=model_path),
-                      manifest=manifest, signatures=signatures)
+                      manifest=manifest, signatures=signatures,
+                      # Optional keys: a run of the same format written before they existed.
+                      responses=bundle.get("responses") or {},
+                      fallback_responses=bundle.get("fallback_responses") or [],
+                      examples=bundle.get("examples") or {})
             wanted = run.default_model if model_type is None else model_type
+            _check_texts(run, preprocessor_path)
             if wanted in (SINGLE, "all"):
                 _verify(model_path, bundle["model_sha256"], preprocessor_path, signatures)
             if wanted in (ENSEMBLE, "all") and bundle["ensemble_sha256"]:
@@ -542,6 +562,19 @@ class Run:
         raise DataError(f"{data_path}: --finetune needs the labels of the model published in "
                         f"{out_dir}, and they changed ({'; '.join(changes)}). Train without "
                         "--finetune to change the label set.")
+
+
+def _check_texts(run, path):
+    """Responses and examples are a tag -> list of strings mapping (a TypeError otherwise, which
+    Run.open reports as a foreign file)."""
+    for mapping in (run.responses, run.examples):
+        if not isinstance(mapping, dict) or not all(
+                isinstance(tag, str) and isinstance(texts, list)
+                and all(isinstance(text, str) for text in texts)
+                for tag, texts in mapping.items()):
+            raise TypeError(f"{path}: responses and examples must map intents to strings")
+    if not all(isinstance(text, str) for text in run.fallback_responses):
+        raise TypeError(f"{path}: fallback responses must be strings")
 
 
 def open_published(out_dir, model_type="all"):
@@ -590,7 +623,7 @@ def _read_bundle(path, manifest, signatures):
     if manifest["files"].get(path.name) != hashlib.sha256(raw).hexdigest():
         raise ArtifactMismatch(f"{path} does not match the {MANIFEST_FILE} beside it: it was "
                                "edited, truncated or comes from another run. Retrain with "
-                               "`python jobs.py`.")
+                               "`intentkit train`.")
     try:
         bundle = _RunUnpickler(io.BytesIO(raw)).load()
     except Exception as error:  # noqa: BLE001 (any failure of a foreign pickle is refused)
@@ -605,7 +638,7 @@ def _verify(path, expected, vouching_file, signatures):
     if hashlib.sha256(_read_bytes(path, signatures)).hexdigest() != expected:
         raise ArtifactMismatch(f"{path} does not match {vouching_file}: they come from different "
                             "training runs or a file was changed. Use files from one run, or "
-                            "retrain with `python jobs.py`.")
+                            "retrain with `intentkit train`.")
 
 
 def _fine_tuned_encoder(weights_file):

@@ -45,6 +45,7 @@ def render(details):
         "",
         "## Data", "",
         f"`{data['path']}`: {data['patterns']} distinct patterns, SHA-256 `{data['sha256']}`.",
+        *conflict_lines(data.get("conflicts")),
         *(f"{name}: `{data[name]['path']}`, SHA-256 `{data[name]['sha256']}`."
           for name in ("val_data", "test_data", "feedback") if name in data),
         "", markdown_table(("split", "patterns"), [
@@ -72,6 +73,19 @@ def render(details):
         markdown_table(("package", "version"), sorted(versions().items())), "",
         "## Intended use and limitations", "", LIMITATIONS, ""]
     return "\n".join(sections)
+
+
+def conflict_lines(conflicts):
+    """What became of the texts labelled with several intents (older runs did not record it)."""
+    if not conflicts or not conflicts["texts"]:
+        return []
+    what = ("dropped from all their intents" if conflicts["on_conflict"] == "drop"
+            else "kept in their first intent only")
+    shown = "; ".join(f"`{c['text']}` ({', '.join(c['intents'])})"
+                      for c in conflicts["examples"])
+    return ["", f"Conflicts: {conflicts['texts']} text(s) were patterns of several intents, "
+            f"{what} (`on_conflict: {conflicts['on_conflict']}`): {shown}"
+            f"{' ...' if conflicts['texts'] > len(conflicts['examples']) else ''}."]
 
 
 def write_model_card(path, details):

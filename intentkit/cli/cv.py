@@ -8,6 +8,12 @@ from .common import import_tensorflow_for
 from .train import add_training_options, options
 
 DEFAULT_OUT = str(Path(artifacts.DEFAULT_DIR) / "cv")
+EXAMPLES = f"""\
+examples:
+  intentkit cv --data intents.json --quick
+  intentkit cv --data intents.json -o cv-report --folds 10 --curve
+
+Without -o/--out, the report goes to {DEFAULT_OUT}."""
 
 
 def add_parser(subcommands, name):
@@ -16,7 +22,8 @@ def add_parser(subcommands, name):
         description="Stratified K-fold cross-validation over all patterns, each fold through "
         "the training pipeline (its held-out part never augmented, tuned on or used for the "
         "vocabulary; tuning once, on the first fold). Writes cv.json, cv.md, cv.png and each "
-        f"fold's report into --out (here: default {DEFAULT_OUT}); publishes nothing.")
+        f"fold's report into -o/--out (here: default {DEFAULT_OUT}); publishes nothing.",
+        epilog=EXAMPLES)
     parser.add_argument("--folds", type=int, default=argparse.SUPPRESS,
                         help="number of folds (default: 5)")
     parser.add_argument("--curve", action="store_true",

@@ -1,11 +1,26 @@
 """`intentkit predict` (= `python predict.py`): classify one message, a file, or a shell."""
+import contextlib
 import json
 import sys
 import time
 
 from ..errors import ConfigError, DataError
 from ..progress import Progress, on_terminal
-from .common import add_model_arguments, import_tensorflow_for, model_paths
+from .common import (
+    add_model_arguments,
+    deprecated,
+    existing_file,
+    import_tensorflow_for,
+    model_paths,
+    writable_parent,
+)
+
+EXAMPLES = """\
+examples:
+  intentkit predict -m models/bot "where is my order"
+  intentkit predict -m models/bot --file messages.txt -o answers.jsonl
+  intentkit predict -m models/bot "wher is my ordr" --correct track_order --feedback-out fb.jsonl
+  intentkit predict -m models/bot            (a shell: type messages)"""
 
 # Off a terminal, progress is a log line: one every so many seconds, not one per chunk.
 LOG_EVERY_S = 30
@@ -15,19 +30,25 @@ def add_parser(subcommands, name):
     parser = subcommands.add_parser(
         name, help="classify messages with a published model",
         description="Classify messages with a trained model. With TEXT, one message; with "
-        "--file, one message per line (JSON lines out); with neither, a shell.")
+        "--file, one message per line (JSON lines out); with neither, a shell. Each answer "
+        "carries a `response` from the intents file.", epilog=EXAMPLES)
     parser.add_argument("text", nargs="?", help="the message to classify")
-    parser.add_argument("--file", help="a text file, one message per line ('-' = stdin); "
-                        "answered in chunks on both cores, JSON lines out in input order")
+    parser.add_argument("--file", metavar="FILE", help="a text file, one message per line "
+                        "('-' = stdin); answered in chunks on both cores, JSON lines out in "
+                        "input order")
+    parser.add_argument("-o", "--out", metavar="FILE", help="write the JSON lines of --file "
+                        "there (default: standard output)")
     add_model_arguments(parser)
-    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--top-k", type=int, default=3, help="candidates listed in top_k")
     parser.add_argument("--threshold", type=float, default=None,
                         help="fallback confidence threshold (default: the trained one)")
     parser.add_argument("--margin", type=float, default=None,
                         help="fallback when the top two are closer than this (default: trained)")
     parser.add_argument("--correct", metavar="INTENT", help="record that TEXT's right intent "
-                        "is INTENT (with the prediction) in --feedback-file, for retraining")
-    parser.add_argument("--feedback-file", help="JSON-lines file that --correct appends to")
+                        "is INTENT (with the prediction) in --feedback-out, for retraining")
+    parser.add_argument("--feedback-out", metavar="FILE",
+                        help="JSON-lines file that --correct appends to")
+    deprecated(parser, "--feedback-file", "--feedback-out", "feedback_out", metavar="FILE")
     return parser
 
 
@@ -48,7 +69,7 @@ def _count_messages(path):
         return sum(1 for line in file if line.strip())
 
 
-def _answer_stream(predictor, stream, total, args):
+def _answer_stream(predictor, stream, total, args, output=sys.stdout):
     """JSON lines of the non-blank lines of `stream`, in order, read lazily chunk by chunk."""
     texts = (line.rstrip("\r\n") for line in stream if line.strip())
     results = predictor.predict_stream(texts, args.top_k, args.threshold, args.margin)
@@ -57,7 +78,7 @@ def _answer_stream(predictor, stream, total, args):
     done = reported = 0
     try:
         for result in results:
-            sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+            output.write(json.dumps(result, ensure_ascii=False) + "\n")
             done += 1
             now = time.monotonic()
             if done % 1000 == 0 and (on_terminal() or now - last >= LOG_EVERY_S):
@@ -77,30 +98,42 @@ def _rate_and_eta(done, total, seconds):
 
 
 def run(args):
-    if (args.correct is None) != (args.feedback_file is None) or (
+    if (args.correct is None) != (args.feedback_out is None) or (
             args.correct is not None and args.text is None):
-        raise ConfigError("--correct INTENT and --feedback-file FILE go together, with one TEXT")
+        raise ConfigError("--correct INTENT and --feedback-out FILE go together, with one TEXT")
+    if args.out and not args.file:
+        raise ConfigError("-o/--out FILE receives the answers of --file FILE; one TEXT is "
+                          "answered on standard output")
+    # Every path checked before the model (and perhaps TensorFlow) loads.
+    paths = model_paths(args)
+    if args.file and args.file != "-":
+        existing_file(args.file, "--file")
+    for path, option in ((args.out, "-o/--out"), (args.feedback_out, "--feedback-out")):
+        if path:
+            writable_parent(path, option)
     import_tensorflow_for(args.runtime, args.verbose)
     from ..serving.predictor import get_predictor
-    predictor = get_predictor(*model_paths(args), args.use_ensemble, args.runtime,
+    predictor = get_predictor(*paths, args.use_ensemble, args.runtime,
                               cache_size=args.cache_size)
     if args.correct is not None:
         from ..data.feedback import record_feedback
         result = predictor.predict(args.text, args.top_k, args.threshold, args.margin)
         try:
-            row = record_feedback(args.feedback_file, args.text, result["intent"], args.correct,
+            row = record_feedback(args.feedback_out, args.text, result["intent"], args.correct,
                                   predictor.labels, predictor.run_info["run"])
         except (TypeError, ValueError) as error:
             raise DataError(f"--correct: {error}") from None
         except OSError as error:
-            raise DataError(f"{args.feedback_file}: cannot write ({error.strerror})") from None
+            raise DataError(f"{args.feedback_out}: cannot write ({error.strerror})") from None
         print(json.dumps(row, ensure_ascii=False))
     elif args.text is not None:
         print(json.dumps(predictor.predict(args.text, args.top_k, args.threshold, args.margin),
                          ensure_ascii=False))
     elif args.file:
-        with _open_messages(args.file) as stream:
-            _answer_stream(predictor, stream, _count_messages(args.file), args)
+        with (_open_messages(args.file) as stream,
+              open(args.out, "w", encoding="utf-8") if args.out
+              else contextlib.nullcontext(sys.stdout) as output):
+            _answer_stream(predictor, stream, _count_messages(args.file), args, output)
     else:
         print("Type a message (empty line or Ctrl-D to quit).")
         try:
@@ -108,7 +141,8 @@ def run(args):
                 result = predictor.predict(line, args.top_k, args.threshold, args.margin)
                 ranked = ", ".join(f"{c['intent']} {c['confidence']:.2f}"
                                    for c in result["top_k"])
-                print(f"{result['intent']}  ({ranked})")
+                print(f"{result['intent']}  ({ranked})"
+                      + (f"\n  {result['response']}" if result.get("response") else ""))
         except EOFError:
             pass
     return 0

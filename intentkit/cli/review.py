@@ -5,32 +5,43 @@ from pathlib import Path
 from ..data.intents import duplicate_key
 from ..errors import ConfigError
 from ..serving import review
+from .common import deprecated, existing_file, writable_parent
 
 SKIP, QUIT = "s", "q"
+EXAMPLES = """\
+examples:
+  intentkit review --queue review.jsonl
+  intentkit review --queue review.jsonl --label --feedback-out corrections.jsonl
+  intentkit train --data intents.json -o models/bot --feedback-in corrections.jsonl"""
 
 
 def add_parser(subcommands, name):
     parser = subcommands.add_parser(
         name, help="list the messages the model was unsure about; label them",
         description="List the review queue (INTENTKIT_REVIEW_LOG, see intentkit.serving.review) "
-        "grouped "
-        "by nearest intent, the most uncertain first. With --label, ask for each message's "
-        "intent and append it to the feedback file as a confirmed row (train --feedback FILE).")
-    parser.add_argument("--queue", required=True, metavar="FILE", help="the review queue file")
+        "grouped by nearest intent, the most uncertain first. With --label, ask for each message's "
+        "intent and append it to the feedback file as a confirmed row (train --feedback-in "
+        "FILE).", epilog=EXAMPLES)
+    parser.add_argument("--queue", required=True, metavar="FILE",
+                        help="the review queue file (required)")
     parser.add_argument("--limit", type=int, default=20,
                         help="messages listed per intent (default: %(default)s)")
     parser.add_argument("--label", action="store_true",
                         help="ask for the intent of each listed message that has its text")
-    parser.add_argument("--feedback", metavar="FILE",
+    parser.add_argument("--feedback-out", metavar="FILE",
                         help="JSON-lines feedback file that receives the labels (with --label)")
+    deprecated(parser, "--feedback", "--feedback-out", "feedback_out", metavar="FILE")
     return parser
 
 
 def run(args):
-    if args.label and not args.feedback:
-        raise ConfigError("--label needs --feedback FILE, the file that receives the labels")
+    if args.label and not args.feedback_out:
+        raise ConfigError("--label needs --feedback-out FILE, the file that receives the labels")
+    existing_file(args.queue, "--queue")
+    if args.feedback_out:
+        writable_parent(args.feedback_out, "--feedback-out")
     groups = review.ranked_groups(review.read_queue(args.queue))
-    labelled = already_labelled(args.feedback)
+    labelled = already_labelled(args.feedback_out)
     listed = {intent: [row for row in rows if duplicate_key(row.get("text") or "") not in
                        labelled][:args.limit] for intent, rows in groups.items()}
     for intent, rows in listed.items():
@@ -40,7 +51,7 @@ def run(args):
             print(f"  margin {row['margin']:.3f}  confidence {row['confidence']:.3f}  "
                   f"x{row['count']}  {describe(row)}")
     if args.label:
-        label(listed, args.feedback)
+        label(listed, args.feedback_out)
     return 0
 
 

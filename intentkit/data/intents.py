@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 # A stratified train/validation/test split needs at least this many examples of every intent.
 MIN_PATTERNS_PER_INTENT = 5
 MAX_PATTERN_CHARS = 10_000
+# What training does with a text that is a pattern of two intents (--on-conflict): drop it from
+# every intent it is in (Rasa's `data validate` reports such texts and training goes on), keep it
+# in the first intent only, or stop with an error.
+ON_CONFLICT = ("drop", "keep-first", "error")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class IntentData:
     labels: list  # the intent tag of each row
     responses: dict  # tag -> list of responses
     source: str
+    # Texts that were patterns of several intents, left out (--on-conflict drop) or kept in the
+    # first (keep-first): ({"text", "intents"}, ...), for the warning and the model card.
+    conflicts: tuple = ()
+    fallback_responses: tuple = ()  # the document's optional top-level "fallback_responses"
 
     @property
     def tags(self):
@@ -91,54 +99,106 @@ def read_document(path):
     return parse_json(read_text(path), path)
 
 
-def load_intents(path):
+def load_intents(path, on_conflict="drop"):
     """Read and validate an intents file (JSON, CSV/TSV or Rasa NLU YAML); raises DataError
     with a precise message."""
     path = Path(path)
-    return validate_intents(read_document(path), path)
+    return validate_intents(read_document(path), path, on_conflict)
 
 
-def validate_intents(document, path):
-    """The IntentData of an intents document read from `path` (see load_intents)."""
+def _fallback_responses(document, path):
+    responses = document.get("fallback_responses", [])
+    if not isinstance(responses, list) or not all(isinstance(r, str) for r in responses):
+        raise DataError(f'{path}: "fallback_responses" must be a list of strings (what a bot '
+                        "says when it is not sure).")
+    return tuple(responses)
+
+
+def validate_intents(document, path, on_conflict="drop", problems=None):
+    """The IntentData of an intents document read from `path` (see load_intents).
+
+    `on_conflict` (ON_CONFLICT) says what becomes of a text that is a pattern of several intents.
+    `problems`: a list that receives the DataError of each invalid intent instead of raising at
+    the first (the intent is left out), so that `intentkit check` reports them all."""
+    if on_conflict not in ON_CONFLICT:
+        raise DataError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}, "
+                        f"not {on_conflict!r}")
     if not isinstance(document, dict) or not isinstance(document.get("intents"), list):
         raise DataError(f'{path}: the top level must be an object with an "intents" list, '
                         'e.g. {"intents": [{"tag": "greeting", "patterns": ["hi"], '
                         '"responses": ["Hello!"]}]}.')
 
-    texts, labels, responses = [], [], {}
+    def report(error):
+        if problems is None:
+            raise error
+        problems.append(error)
+
+    checked = []  # (index, tag, patterns, responses) of the intents that are well-formed
     first_index = {}  # tag -> index of the intent that defined it
-    first_owner = {}  # duplicate_key -> tag of the first pattern with that text
-    dropped = []
+    owners = defaultdict(dict)  # duplicate_key -> {tag: the pattern as written there}
     for index, intent in enumerate(document["intents"]):
-        tag, patterns, intent_responses = _check_intent(path, index, intent)
-        if tag in first_index:
-            raise DataError(f"{path}: intents[{index}] repeats tag {tag!r} of "
-                            f"intents[{first_index[tag]}]; merge their patterns into one entry.")
+        try:
+            tag, patterns, intent_responses = _check_intent(path, index, intent)
+            if tag in first_index:
+                raise DataError(f"{path}: intents[{index}] repeats tag {tag!r} of "
+                                f"intents[{first_index[tag]}]; merge their patterns into one "
+                                "entry.")
+        except DataError as error:
+            report(error)
+            continue
         first_index[tag] = index
-        responses[tag] = intent_responses
+        checked.append((index, tag, patterns, intent_responses))
+        for pattern in patterns:
+            owners[duplicate_key(pattern)].setdefault(tag, pattern.strip())
+    conflicts = tuple({"text": next(iter(written.values())), "intents": list(written)}
+                      for written in owners.values() if len(written) > 1)
+    if conflicts and on_conflict == "error":
+        shown = "; ".join(f"{c['text']!r} is a pattern of {', '.join(c['intents'])}"
+                          for c in conflicts[:5])
+        raise DataError(f"{path}: {len(conflicts)} text(s) labelled with several intents: "
+                        f"{shown}{' ...' if len(conflicts) > 5 else ''}. Delete the copies from "
+                        "the wrong intents, or train with --on-conflict drop.")
+    conflicting = {duplicate_key(c["text"]) for c in conflicts}
+
+    texts, labels, responses = [], [], {}
+    seen = set()
+    repeated = []
+    for index, tag, patterns, intent_responses in checked:
         kept = 0
         for pattern in patterns:
             key = duplicate_key(pattern)
-            if key in first_owner:
-                dropped.append((pattern, first_owner[key], tag))
+            if key in seen or (key in conflicting and on_conflict == "drop"):
+                if key not in conflicting:
+                    repeated.append((pattern, tag))
                 continue
-            first_owner[key] = tag
+            seen.add(key)
             texts.append(pattern.strip())
             labels.append(tag)
             kept += 1
         if kept < MIN_PATTERNS_PER_INTENT:
-            raise DataError(
+            report(DataError(
                 f"{path}: intents[{index}] (tag {tag!r}) has {kept} distinct pattern(s); at "
                 f"least {MIN_PATTERNS_PER_INTENT} are needed so that every intent appears in the "
-                "train, validation and test splits. Add more example sentences.")
+                "train, validation and test splits. Add more example sentences."))
+            texts, labels = texts[:len(texts) - kept], labels[:len(labels) - kept]
+            continue
+        responses[tag] = intent_responses
     if len(responses) < 2:
-        raise DataError(f"{path}: found {len(responses)} intent(s); a classifier needs at least "
-                        "2 intents.")
-    if dropped:
-        examples = "; ".join(f"{text!r} ({new} repeats {old})" for text, old, new in dropped[:5])
-        log.warning("%s: dropped %d duplicate pattern(s), keeping the first of each: %s%s",
-                    path, len(dropped), examples, " ..." if len(dropped) > 5 else "")
-    return IntentData(texts, labels, responses, str(path))
+        report(DataError(f"{path}: found {len(responses)} usable intent(s); a classifier needs "
+                         "at least 2 intents."))
+    if conflicts:
+        what = ("dropped from all of them" if on_conflict == "drop"
+                else "kept in the first intent only")
+        examples = "; ".join(f"{c['text']!r} ({', '.join(c['intents'])})" for c in conflicts[:5])
+        log.warning("%s: %d text(s) are patterns of several intents, %s (--on-conflict %s): "
+                    "%s%s", path, len(conflicts), what, on_conflict, examples,
+                    " ..." if len(conflicts) > 5 else "")
+    if repeated:
+        examples = "; ".join(f"{text!r} ({tag})" for text, tag in repeated[:5])
+        log.warning("%s: dropped %d repeated pattern(s), keeping the first of each: %s%s",
+                    path, len(repeated), examples, " ..." if len(repeated) > 5 else "")
+    return IntentData(texts, labels, responses, str(path), conflicts,
+                      _fallback_responses(document, path))
 
 
 def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):

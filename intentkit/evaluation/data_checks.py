@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from ..data.intents import duplicate_key, read_document, validate_intents
 from ..encoders.minilm import sentence_encoder
-from ..errors import DataError, PretrainedUnavailable
+from ..errors import PretrainedUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,10 @@ EXIT_CLEAN, EXIT_ERRORS = 0, 2
 # Finding codes, stable for scripts, in the order a person should read them (most useful first),
 # each with the advice printed above its findings.
 ADVICE = {
-    "duplicate-across-intents": "the same text is a pattern of several intents, which training "
-                                "refuses: delete the copies from the wrong intents",
+    "invalid-intent": "training refuses the file until these are fixed",
+    "duplicate-across-intents": "the same text is a pattern of several intents; training drops "
+                                "it from all of them (--on-conflict drop, the default): delete "
+                                "the copies from the wrong intents",
     "encoder-unavailable": "the checks that need the sentence encoder were skipped",
     "suspect-label": "these patterns are closer to another intent than to their own: move them "
                      "to that intent or reword them",
@@ -140,16 +142,22 @@ def check_data(path, near_duplicate_threshold=NEAR_DUPLICATE_THRESHOLD,
 
 def _checked(path, near_duplicate_threshold, min_patterns, imbalance_ratio, confusion_threshold,
              suspect_confidence, folds, seed, embedding_checks):
-    """(the file's IntentData, its CheckReport): the file is read and validated once."""
+    """(the file's IntentData, its CheckReport): the file is read and validated once.
+
+    Every finding is reported: an intent training would refuse is an "invalid-intent" error and
+    is left out of the other checks, which still run on the rest."""
     path = Path(path)
     document = read_document(path)
     # The same validation, and the same patterns, as training.
-    data = validate_intents(document, path)
+    problems = []
+    data = validate_intents(document, path, "drop", problems)
     counts = Counter(data.labels)
-    findings = [*_duplicates_across_intents(_patterns_as_written(document)),
+    findings = [*(Finding(ERROR, "invalid-intent", str(problem), {"error": str(problem)})
+                  for problem in problems),
+                *_duplicates_across_intents(_patterns_as_written(document)),
                 *_small_intents(counts, min_patterns),
-                *_imbalance(counts, imbalance_ratio)]
-    if embedding_checks:
+                *(_imbalance(counts, imbalance_ratio) if counts else [])]
+    if embedding_checks and len(counts) >= 2:
         findings += _embedding_findings(data, near_duplicate_threshold, confusion_threshold,
                                         suspect_confidence, folds, seed)
     order = list(ADVICE)
@@ -157,20 +165,17 @@ def _checked(path, near_duplicate_threshold, min_patterns, imbalance_ratio, conf
     return data, CheckReport(str(path), len(counts), len(data.texts), findings)
 
 
-def check_before_training(path):
+def check_before_training(path, on_conflict="drop"):
     """The file's IntentData, after the cheap checks: warnings are logged, errors raise
-    DataError naming the file, the texts and the intents."""
-    data, report = _checked(path, NEAR_DUPLICATE_THRESHOLD, MIN_PATTERNS, IMBALANCE_RATIO,
-                            CONFUSION_THRESHOLD, SUSPECT_CONFIDENCE, FOLDS, seed=0,
-                            embedding_checks=False)
-    for finding in report.warnings:
+    DataError naming the file, the texts and the intents. A text of several intents is
+    handled as `on_conflict` says (data.ON_CONFLICT): dropped with a warning by default."""
+    path = Path(path)
+    # Training's own validation first: it raises at the first invalid intent, and applies
+    # --on-conflict (its warning names the texts).
+    data = validate_intents(read_document(path), path, on_conflict)
+    counts = Counter(data.labels)
+    for finding in [*_small_intents(counts, MIN_PATTERNS), *_imbalance(counts, IMBALANCE_RATIO)]:
         log.warning("%s: %s: %s", path, finding.code, finding.message)
-    if report.errors:
-        shown = "; ".join(finding.message for finding in report.errors[:5])
-        more = f"; ... {len(report.errors) - 5} more" if len(report.errors) > 5 else ""
-        raise DataError(f"{path}: {_count(len(report.errors), 'error')} to fix before training: "
-                        f"{shown}{more}. {ADVICE[report.errors[0].code].capitalize()} "
-                        f"(`intentkit check --data {path}` lists them all).")
     return data
 
 

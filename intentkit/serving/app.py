@@ -4,8 +4,13 @@
 serves:
   GET  /               a page to try messages and send corrections
   GET  /health         status, model version (run, time), number of intents, runtime
-  GET  /intents        the model's intents (for a correction menu)
-  POST /predict        {"text": str, "top_k": int} -> the Predictor's result
+  GET  /intents        the model's intents (for a correction menu), its fallback threshold and
+                       margin (the page marks the threshold on its confidence bar)
+  GET  /examples       a few of the model's own training patterns (the page's example messages)
+  POST /predict        {"text": str, "top_k": int} -> the Predictor's result (with "response")
+  POST /model/parse    {"text": str} -> Rasa's parse result ({"text", "intent": {"name",
+                       "confidence"}, "entities", "intent_ranking"}): a drop-in for bots wired
+                       to Rasa's HTTP API
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
   POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
@@ -41,6 +46,7 @@ from .predictor import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_MODEL_PATH,
     DEFAULT_PREPROCESSOR_PATH,
+    DEFAULT_RUNTIME,
     DEFAULT_TOP_K,
     get_predictor,
 )
@@ -149,7 +155,7 @@ class ServeSettings:
     model_path: str
     preprocessor_path: str
     use_ensemble: bool | None = None
-    runtime: str = "keras"
+    runtime: str = DEFAULT_RUNTIME
     cache_size: int = DEFAULT_CACHE_SIZE
     feedback_path: str | None = None
     token_file: str | None = None
@@ -181,6 +187,25 @@ class ServeSettings:
                               "`intentkit serve --workers N`") from None
 
 
+MAX_EXAMPLES = 12  # example messages GET /examples returns
+
+
+def rasa_parse_result(text, result, message_id=None):
+    """A Predictor result in the shape of Rasa's `POST /model/parse` (its OpenAPI ParseResult:
+    text, intent {name, confidence}, entities, intent_ranking). The fallback keeps its name
+    (Rasa's FallbackClassifier answers `nlu_fallback` the same way) with the top confidence;
+    entities are [] until the entity extractor answers."""
+    parsed = {"text": text,
+              "intent": {"name": result["intent"], "confidence": result["confidence"]},
+              "entities": list(result.get("entities", [])),
+              "intent_ranking": [{"name": candidate["intent"],
+                                  "confidence": candidate["confidence"]}
+                                 for candidate in result["top_k"]]}
+    if message_id is not None:
+        parsed["message_id"] = message_id
+    return parsed
+
+
 def _describe(error):
     """One readable phrase per pydantic error, e.g. "texts: List should have at most 100 items"."""
     if error["type"] == "json_invalid":
@@ -191,7 +216,7 @@ def _describe(error):
 
 def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCESSOR_PATH,
                use_ensemble=None, feedback_path=None, max_text_chars=MAX_PATTERN_CHARS,
-               max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, token=None,
+               max_batch=DEFAULT_MAX_BATCH, runtime=DEFAULT_RUNTIME, *, token=None,
                max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
                feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
                docs=False, cache_size=DEFAULT_CACHE_SIZE):
@@ -230,6 +255,13 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     class PredictRequest(Strict):
         text: Text
         top_k: TopK = DEFAULT_TOP_K
+
+    class ParseRequest(BaseModel):
+        # Rasa's request: "text", and an optional "message_id" (echoed back, as Rasa does);
+        # other keys Rasa clients send are ignored, like Rasa ignores them.
+        model_config = ConfigDict(strict=True)
+        text: Text
+        message_id: Annotated[str, Field(max_length=MAX_INTENT_CHARS)] | None = None
 
     class BatchRequest(Strict):
         texts: Annotated[list[Text], Field(min_length=1, max_length=max_batch)]
@@ -286,7 +318,8 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     def admit_feedback(request: Request):
         """Feedback is on, the client has the token if one is set, and is within its rate."""
         if feedback_path is None:
-            raise HTTPException(404, "feedback is off: start the service with --feedback FILE")
+            raise HTTPException(404, "feedback is off: start the service with "
+                                     "--feedback-out FILE")
         if token is not None:
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(),
@@ -313,7 +346,23 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     @app.get("/intents")
     def intents():
         model = predictor()
-        return {"intents": sorted(model.labels), "fallback_intent": model.fallback_intent}
+        return {"intents": sorted(model.labels), "fallback_intent": model.fallback_intent,
+                "threshold": model.threshold, "margin": model.margin}
+
+    @app.get("/examples")
+    def examples():
+        """Training patterns of the model, one per intent first (runs published before they
+        were recorded have none)."""
+        model = predictor()
+        by_intent = [model.examples.get(label, []) for label in sorted(model.labels)]
+        rounds = max((len(texts) for texts in by_intent), default=0)
+        return {"examples": [texts[turn] for turn in range(rounds) for texts in by_intent
+                             if turn < len(texts)][:MAX_EXAMPLES]}
+
+    @app.post("/model/parse")
+    def parse(request: ParseRequest):
+        return rasa_parse_result(request.text, predictor().predict(request.text, top_k=10),
+                                 request.message_id)
 
     @app.post("/predict")
     def predict(request: PredictRequest):

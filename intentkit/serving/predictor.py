@@ -1,16 +1,17 @@
 """Serving: a Predictor that loads the artifacts once and answers through a compiled path.
 
-Two runtimes, with the same answers: "keras" (default) runs the models through a `tf.function`;
-"numpy" runs them with NumPy alone (intentkit.models.numpy_runtime) and never imports TensorFlow,
-for a
-cold start of a fraction of a second. Imports only the light layers (artifacts, text, models,
-pretrained), never training code. An ensemble member that reads sentence embeddings gets them
-from the pretrained encoder (intentkit.encoders.minilm: ONNX Runtime where the `onnx` extra is
-installed, else NumPy) in both runtimes. Thread-safe: both forward paths are, and the cache is
-guarded by a lock.
+Two runtimes, with the same answers: "numpy" runs the models with NumPy alone
+(intentkit.models.numpy_runtime) and never imports TensorFlow, for a cold start of a fraction of
+a second; "keras" runs them through a `tf.function`. "auto" (the default) is NumPy wherever the
+NumPy runtime supports every layer of the run, else Keras. Imports only the light layers
+(artifacts, text, models, encoders), never training code. An ensemble member that reads
+sentence embeddings gets them from the pretrained encoder (intentkit.encoders.minilm: ONNX
+Runtime where the `onnx` extra is installed, else NumPy) in both runtimes. Thread-safe: both
+forward paths are, and the cache is guarded by a lock.
 """
 import logging
 import os
+import random
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_PATH = f"{artifacts.DEFAULT_DIR}/{artifacts.MODEL_FILE}"
 DEFAULT_PREPROCESSOR_PATH = f"{artifacts.DEFAULT_DIR}/{artifacts.PREPROCESSOR_FILE}"
 DEFAULT_TOP_K = 3
-RUNTIMES = ("keras", "numpy")
+RUNTIMES = ("auto", "numpy", "keras")
+DEFAULT_RUNTIME = "auto"
+RESPONSE_CHOICES = ("random", "round-robin")  # how `response` picks among an intent's responses
 DEFAULT_CACHE_SIZE = 10_000  # recent messages whose answers are kept (~3 MiB with 30 intents)
 # Repeats worth caching are short ("hi", "yes", "thanks"); a long text is rarely sent twice and
 # would make the cache's memory depend on message length rather than on its size.
@@ -90,6 +93,36 @@ class MessageCache:
                 self._entries.popitem(last=False)
 
 
+class ResponsePicker:
+    """One of an intent's responses per answer: at random (seeded by `seed`, for tests) or in
+    turn ("round-robin"). Thread-safe."""
+
+    def __init__(self, responses, fallback_responses=(), fallback_intent="fallback",
+                 choice="random", seed=None):
+        if choice not in RESPONSE_CHOICES:
+            raise ValueError(f"response choice must be one of {RESPONSE_CHOICES}, not {choice!r}")
+        self.responses = {tag: list(texts) for tag, texts in responses.items() if texts}
+        if fallback_responses:
+            self.responses[fallback_intent] = list(fallback_responses)
+        self.choice = choice
+        self._random = random.Random(seed)
+        self._turns = {}
+        self._lock = threading.Lock()
+
+    def pick(self, intent):
+        """A response of `intent`, or None when it has none (the fallback, unless the file gave
+        fallback responses)."""
+        options = self.responses.get(intent)
+        if not options:
+            return None
+        with self._lock:
+            if self.choice == "random":
+                return self._random.choice(options)
+            turn = self._turns.get(intent, 0)
+            self._turns[intent] = turn + 1
+            return options[turn % len(options)]
+
+
 class Predictor:
     """Classifies messages with a trained run's model and its fallback threshold.
 
@@ -102,17 +135,23 @@ class Predictor:
         False: the single model; None (default): the one that scored best on validation.
     fallback_intent : str
         Returned as the intent when the answer is not confident enough.
-    runtime : "keras" or "numpy"
-        How the models run; "numpy" needs no TensorFlow import (same answers, checked in tests).
+    runtime : "auto", "numpy" or "keras"
+        How the models run; "numpy" needs no TensorFlow import (same answers, checked in tests);
+        "auto" (default): NumPy where it supports the run's layers, else Keras.
     cache_size : int
         How many recent messages' answers to keep (MessageCache); 0: none.
+    response_choice : "random" or "round-robin"
+        How each result's "response" is picked among the intent's responses.
+    response_seed : int or None
+        Seeds the random choice (tests, reproducible demos).
     """
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
                  preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
                  use_ensemble: bool | None = None, ensemble_dir: str | os.PathLike | None = None,
-                 fallback_intent: str = artifacts.DEFAULT_FALLBACK_INTENT, runtime: str = "keras",
-                 cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+                 fallback_intent: str = artifacts.DEFAULT_FALLBACK_INTENT,
+                 runtime: str = DEFAULT_RUNTIME, cache_size: int = DEFAULT_CACHE_SIZE,
+                 response_choice: str = "random", response_seed: int | None = None) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         # A published run is read through links into `.runs/current`, which a retrain switches
@@ -130,7 +169,9 @@ class Predictor:
         self.model_type = (run.default_model if use_ensemble is None
                            else model_type_of(use_ensemble))
         self.fallback_intent = fallback_intent
-        self.runtime = runtime
+        self.responses = ResponsePicker(run.responses, run.fallback_responses, fallback_intent,
+                                        response_choice, response_seed)
+        self.examples = run.examples  # a few training patterns per intent
         self.signatures = run.signatures
         self.run_info = run.run_info  # the model's version
         # A member whose fitted weight is 0 cannot change an answer: it is neither loaded nor
@@ -146,10 +187,23 @@ class Predictor:
         self.labels = run.labels
         self.threshold = run.fallback_thresholds[self.model_type]
         self.margin = run.fallback_margin
-        load = _numpy_loader() if runtime == "numpy" else artifacts.load_model
-        members = [(load(m.path), m.weight, m.input) for m in counted]
-        self._forward = (_numpy_forward(members) if runtime == "numpy"
-                         else _compiled_forward(members, run.preprocessor.max_sequence_length_))
+        members = None
+        if runtime in ("auto", "numpy"):
+            try:
+                members = [(_numpy_loader()(m.path), m.weight, m.input) for m in counted]
+                runtime = "numpy"
+            except NotImplementedError as error:
+                if runtime == "numpy":
+                    raise ArtifactError(f"{model_path}: the NumPy runtime cannot run this model "
+                                        f"({error}); use --runtime keras") from None
+                log.info("Keras runtime: the NumPy runtime cannot run this model (%s)", error)
+                runtime = "keras"
+        self.runtime = runtime  # the one answering: "numpy" or "keras"
+        if runtime == "numpy":
+            self._forward = _numpy_forward(members)
+        else:
+            members = [(artifacts.load_model(m.path), m.weight, m.input) for m in counted]
+            self._forward = _compiled_forward(members, run.preprocessor.max_sequence_length_)
         self._forward(self._features([""], [[]]))  # warm up now
         self.cache = MessageCache(cache_size)
 
@@ -239,7 +293,11 @@ class Predictor:
 
     def predict(self, text: str, top_k: int = DEFAULT_TOP_K, threshold: float | None = None,
                 margin: float | None = None) -> dict[str, Any]:
-        """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback"}.
+        """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback",
+        "response"}.
+
+        "response" is one of the intent's responses from the intents file (None when it has
+        none; for the fallback intent, one of the file's "fallback_responses" if it gave any).
 
         "intent" is the fallback intent, with the candidates in "top_k", when the confidence is
         below `threshold` (default: chosen on validation data at training time), when the top
@@ -254,8 +312,9 @@ class Predictor:
         confidence = float(probabilities[best])
         runner_up = float(probabilities[ranked[1]]) if len(ranked) > 1 else 0.0
         fallback = not has_words or confidence < threshold or confidence - runner_up < margin
+        intent = self.fallback_intent if fallback else self.labels[best]
         return {
-            "intent": self.fallback_intent if fallback else self.labels[best],
+            "intent": intent,
             "confidence": confidence if has_words else 0.0,
             "all_probabilities": ({self.labels[i]: float(probabilities[i]) for i in ranked}
                                   if has_words else {}),
@@ -263,6 +322,7 @@ class Predictor:
             "top_k": ([{"intent": self.labels[i], "confidence": float(probabilities[i])}
                        for i in ranked[:top_k]] if has_words else []),
             "fallback": fallback,
+            "response": self.responses.pick(intent),
         }
 
 
@@ -329,7 +389,7 @@ def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache
 
 def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
                   preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
-                  use_ensemble: bool | None = None, runtime: str = "keras",
+                  use_ensemble: bool | None = None, runtime: str = DEFAULT_RUNTIME,
                   cache_size: int = DEFAULT_CACHE_SIZE) -> Predictor:
     """The cached Predictor for these files, reloaded only when one of them changed on disk
     (with an empty message cache: answers of the old model are not served after a reload).
@@ -367,11 +427,12 @@ def predict_intent_improved(text: str, model_path: str | os.PathLike = DEFAULT_M
                             preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
                             use_ensemble: bool | None = None, top_k: int = DEFAULT_TOP_K,
                             threshold: float | None = None, margin: float | None = None,
-                            strict: bool = False, runtime: str = "keras") -> dict[str, Any]:
+                            strict: bool = False, runtime: str = DEFAULT_RUNTIME) -> dict[str, Any]:
     """Classify one message with the run's best model (use_ensemble=True/False forces the
     ensemble/the single model). Errors are logged and returned as model_type "error" with an
-    "error" message (the seed's contract), or raised when strict=True. runtime="numpy" answers
-    the same without importing TensorFlow."""
+    "error" message (the seed's contract), or raised when strict=True. The default runtime
+    ("auto") answers without importing TensorFlow wherever the NumPy runtime supports the run;
+    runtime="keras" forces TensorFlow (same answers)."""
     try:
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, not {type(text).__name__}")

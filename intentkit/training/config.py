@@ -7,7 +7,17 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..artifacts import DEFAULT_DIR
+from ..data.intents import ON_CONFLICT
 from ..errors import ConfigError
+
+# The shipped data file: the default of `python jobs.py` only (its contract), never of the API
+# or of `intentkit train`.
+SHIPPED_DATA = f"{DEFAULT_DIR}/final.json"
+# Enumerated options (the command line makes them argparse choices).
+CHOICES = {"balance": ("upsample", "class_weight", "none"),
+           "ensemble_weights": ("auto", "seed", "fitted"),
+           "transformer": ("frozen", "finetune", "scratch"),
+           "word_vectors": ("pretrained", "scratch"), "on_conflict": ON_CONFLICT}
 
 # Options left at 0 or "auto". Small data sets need small batches and patient early stopping of
 # the ensemble members (a small validation split is noisy). The final CNN-BiLSTM keeps the
@@ -42,8 +52,10 @@ def _option(default, help_text):
 
 @dataclass
 class TrainConfig:
-    data: str = _option(f"{DEFAULT_DIR}/final.json",
-                        "intents file to train on: .json, .csv/.tsv (text,intent) or Rasa .yml")
+    # No default file: training on the shipped tech-jobs data by accident helps no one (only
+    # `python jobs.py`, whose contract it is, passes it).
+    data: str = _option("", "intents file to train on: .json, .csv/.tsv (text,intent) or "
+                        "Rasa .yml (required)")
     out: str = _option(DEFAULT_DIR, "directory that receives the model, pickle, plots and report")
     seed: int = _option(42, "seeds the split, augmentation and weight initialisation")
     val_size: float = _option(0.15, "fraction of patterns held out for validation")
@@ -58,6 +70,9 @@ class TrainConfig:
         5000, "skip augmentation when the training split has more rows (it pays on small data "
         "sets; on large ones it multiplies training time)")
     balance: str = _option("class_weight", "class_weight | upsample (the seed's) | none")
+    on_conflict: str = _option(
+        "drop", "a text that is a pattern of several intents: drop (from all of them, with a "
+        "warning naming it) | keep-first (in the first intent only) | error (stop)")
     tuning_epochs: int = _option(0, "epoch limit of each tuning trial "
                                  f"(0 = {_auto('tuning_epochs')})")
     tuning_max_rows: int = _option(
@@ -103,11 +118,7 @@ class TrainConfig:
     tensorboard: str = _option("", "write TensorBoard logs to this directory (empty = off)")
 
     def __post_init__(self):
-        choices = {"balance": ("upsample", "class_weight", "none"),
-                   "ensemble_weights": ("auto", "seed", "fitted"),
-                   "transformer": ("frozen", "finetune", "scratch"),
-                   "word_vectors": ("pretrained", "scratch")}
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of {allowed}, "
                                  f"not {getattr(self, name)!r}")

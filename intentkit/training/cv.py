@@ -131,7 +131,7 @@ def load_folds(config, folds):
     if config.finetune or config.val_data or config.test_data:
         raise ConfigError("cross-validation carves its own splits from --data: drop "
                           "--finetune, --val-data and --test-data")
-    intents = load_checked(config.data)
+    intents = load_checked(config.data, config.on_conflict)
     return intents, fold_indices(intents, folds, config.seed)
 
 

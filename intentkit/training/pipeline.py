@@ -25,7 +25,7 @@ from ..data import feedback
 from ..data.intents import duplicate_key, load_examples, split_data
 from ..encoders import minilm
 from ..encoders.trainable import finetune_encoder
-from ..errors import DataError, PretrainedUnavailable
+from ..errors import ConfigError, DataError, PretrainedUnavailable
 from ..evaluation.data_checks import check_before_training
 from ..evaluation.metrics import choose_fallback_threshold, reference_baseline
 from ..evaluation.report import plot_history, write_report
@@ -38,6 +38,7 @@ from .members import Dataset, continue_members, fit_members, probabilities, tune
 
 log = logging.getLogger(__name__)
 
+EXAMPLES_PER_INTENT = 3  # training patterns per intent published for the page's examples
 SEED_ENSEMBLE_WEIGHTS = {"cnn_bilstm": 0.4, "transformer": 0.4, "cnn": 0.2}
 
 
@@ -197,15 +198,18 @@ def split_first(intents, config):
     return split
 
 
-def load_checked(path):
+def load_checked(path, on_conflict="drop"):
     """The intents of a file that passes the cheap data checks (errors stop the run)."""
-    return check_before_training(path)
+    if not path:
+        raise ConfigError("no training data given: name the intents file (`intentkit train "
+                          "--data FILE`, TrainConfig(data=FILE)) or pass train(intents=...)")
+    return check_before_training(path, on_conflict)
 
 
 def prepare(config, workdir, init_from=None):
     """Load and split first; fold confirmed feedback into the training split; featurize (with
     the published preprocessor, after checking its labels, when fine-tuning)."""
-    intents = load_checked(config.data)
+    intents = load_checked(config.data, config.on_conflict)
     if init_from:
         init_from.check_labels(intents.tags, config.data, config.out)
     split = split_first(intents, config)
@@ -370,7 +374,9 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         config.fallback_margin, scores.default_model,
         run_member(artifacts.SINGLE_MEMBER, members[artifacts.SINGLE_MEMBER]),
         [run_member(name, m) for name, m in members.items()] if config.ensemble else None,
-        config.ensemble_weights,
+        config.ensemble_weights, responses=prepared.intents.responses,
+        fallback_responses=list(prepared.intents.fallback_responses),
+        examples=example_patterns(prepared.split),
     ).write(staging)
     plot_history(fitted.histories, staging / artifacts.HISTORY_PLOT)
     (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
@@ -379,6 +385,8 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "created": artifacts.now(),
         "data": {"path": str(config.data), "sha256": artifacts.sha256(config.data),
                  "patterns": len(intents.texts),
+                 "conflicts": {"on_conflict": config.on_conflict, "texts": len(intents.conflicts),
+                               "examples": list(intents.conflicts[:10])},
                  **{name: {"path": path, "sha256": artifacts.sha256(path)}
                     for name, path in (("val_data", config.val_data),
                                        ("test_data", config.test_data),
@@ -400,6 +408,17 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "command_line": shlex.join(sys.argv)}
     write_model_card(staging / artifacts.MODEL_CARD_FILE, details)
     artifacts.write_manifest(staging, details)
+
+
+def example_patterns(split, per_intent=EXAMPLES_PER_INTENT):
+    """A few training patterns of each intent (the page's example messages): the model's own
+    words, never a validation or test row."""
+    examples = {}
+    for text, label in zip(split.train_texts, split.train_labels):
+        chosen = examples.setdefault(label, [])
+        if len(chosen) < per_intent:
+            chosen.append(text)
+    return examples
 
 
 def encoder_description(config, prepared, init_from):
