@@ -9,7 +9,8 @@ off) and waits for /health. Then --batches client threads each send one POST /pr
 a maximal request of the issue's attack), and send it again after Retry-After whenever the
 service answers 503 (busy), so all of them stay outstanding until answered. Meanwhile a separate
 process polls GET /health every 50 ms on its own connection. After --window seconds (or when
-every batch is answered, if sooner) the service is stopped with SIGTERM.
+every batch is answered, if sooner) the service is stopped with SIGTERM. Before the batches,
+/health is polled the same way for --baseline-window seconds: the machine's own noise floor.
 
 Bounded in count (--batches requests, each answered once) and time (--window, plus the
 service's --shutdown-timeout). Reports /health p50/p99/max and failures, the batches answered,
@@ -125,6 +126,8 @@ def main(argv=None):
     parser.add_argument("--texts", type=int, default=100)
     parser.add_argument("--chars", type=int, default=3000)
     parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--baseline-window", type=float, default=20.0,
+                        help="seconds of /health polling without batches first (noise floor)")
     parser.add_argument("--runtime", default="numpy", choices=("numpy", "keras"))
     parser.add_argument("--max-in-flight", type=int, default=8)
     parser.add_argument("--out", default=None)
@@ -152,11 +155,14 @@ def main(argv=None):
             if time.monotonic() > ready_by:
                 sys.exit("the service did not answer /health within 300 s")
             time.sleep(0.2)
-        health_idle = []
-        for _ in range(20):
-            started = time.perf_counter()
-            health_once(port)
-            health_idle.append(time.perf_counter() - started)
+        # The machine's own noise floor: the same polling, no batches.
+        stop, results = multiprocessing.Event(), multiprocessing.Queue()
+        poller = multiprocessing.Process(target=poll_health, args=(port, stop, results))
+        poller.start()
+        time.sleep(args.baseline_window)
+        stop.set()
+        baseline = results.get(timeout=60)
+        poller.join(timeout=30)
 
         stop, results = multiprocessing.Event(), multiprocessing.Queue()
         poller = multiprocessing.Process(target=poll_health, args=(port, stop, results))
@@ -188,6 +194,7 @@ def main(argv=None):
         sigterm_s = time.monotonic() - stopping
 
     latencies_ms = [1000 * s for s in health["latencies"]]
+    baseline_ms = [1000 * s for s in baseline["latencies"]]
     answered = [o for o in outcome if o["status"] == 200]
     report = {
         "benchmark": "health_under_load", "date": date.today().isoformat(),
@@ -195,7 +202,10 @@ def main(argv=None):
         "settings": {"batches": args.batches, "texts": args.texts, "chars": args.chars,
                      "window_s": args.window, "runtime": args.runtime,
                      "max_in_flight": args.max_in_flight, "model_dir": args.model_dir},
-        "health_idle_ms_p50": round(1000 * statistics.median(health_idle), 2),
+        "health_without_batches": {"requests": len(baseline_ms),
+                                   "failures": baseline["failures"],
+                                   "p50_ms": round(percentile(baseline_ms, 0.5), 2),
+                                   "p99_ms": round(percentile(baseline_ms, 0.99), 2)},
         "health": {"requests": len(latencies_ms), "failures": health["failures"],
                    "p50_ms": round(percentile(latencies_ms, 0.5), 2),
                    "p99_ms": round(percentile(latencies_ms, 0.99), 2),

@@ -13,10 +13,10 @@ be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the 
 and threat model: docs/security.md.
 
 Staying up under load: /health runs on the event loop, never waiting for the prediction threads;
-at most `max_in_flight` prediction requests are answered at once, the next gets 503 with
-Retry-After; a request body that stalls for `read_timeout_s` is cut off (408); a Host header not
-in `allowed_hosts` gets 400 (DNS rebinding: a web page cannot reach a local service by renaming
-its own host to 127.0.0.1).
+at most `max_in_flight` prediction requests are admitted at once (answered on one thread per
+core), the next gets 503 with Retry-After; a request body that stalls for `read_timeout_s` is
+cut off (408); a Host header not in `allowed_hosts` gets 400 (DNS rebinding: a web page cannot
+reach a local service by renaming its own host to 127.0.0.1).
 
 `--workers N` runs N processes: `ServeSettings` is what each one builds its app from, handed to
 them in the environment (intentkit.cli.serve.worker_app is their app factory). Each worker loads
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -71,6 +72,10 @@ MIN_TOKEN_CHARS = 16
 DEFAULT_MAX_IN_FLIGHT = 8
 MAX_IN_FLIGHT_LIMIT = 32
 RETRY_AFTER_S = 1
+# Admitted predictions run on this many threads at once, one per core: more would only take turns
+# holding the GIL (tokenizing is Python), and the event loop, which answers /health, with them.
+PREDICTION_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+    else os.cpu_count() or 1
 DEFAULT_READ_TIMEOUT_S = 30.0  # a body part must arrive within this (slow clients)
 # Host names always answered: the machine itself. Others (a server's public name) are configured.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -303,6 +308,16 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     load_error = None  # why the model last failed to load, so that each reason is logged once
     loaded = None  # the Predictor that answered last: what /health reports without waiting
     in_flight = 0  # prediction requests being answered (only the event loop changes it)
+    prediction_threads = None  # anyio.CapacityLimiter, made on the event loop at first use
+
+    async def in_prediction_thread(answer):
+        """`answer()` on one of PREDICTION_THREADS threads (admitted requests wait their turn
+        here). Abandoned when cancelled (shutdown): the thread finishes on its own."""
+        nonlocal prediction_threads
+        if prediction_threads is None:
+            prediction_threads = anyio.CapacityLimiter(PREDICTION_THREADS)
+        return await anyio.to_thread.run_sync(answer, limiter=prediction_threads,
+                                              abandon_on_cancel=True)
 
     def predictor():
         nonlocal load_error, loaded
@@ -401,12 +416,14 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         return {"intents": sorted(model.labels), "fallback_intent": model.fallback_intent}
 
     @app.post("/predict", dependencies=[Depends(admit_prediction)])
-    def predict(request: PredictRequest):
-        return predictor().predict(request.text, top_k=request.top_k)
+    async def predict(request: PredictRequest):
+        return await in_prediction_thread(
+            lambda: predictor().predict(request.text, top_k=request.top_k))
 
     @app.post("/predict/batch", dependencies=[Depends(admit_prediction)])
-    def predict_batch(request: BatchRequest):
-        return {"results": predictor().predict_batch(request.texts, top_k=request.top_k)}
+    async def predict_batch(request: BatchRequest):
+        return {"results": await in_prediction_thread(
+            lambda: predictor().predict_batch(request.texts, top_k=request.top_k))}
 
     # admit_feedback runs before the body is validated: a refused client is refused, whatever
     # it sends.
