@@ -87,7 +87,7 @@ def test_only_the_current_and_previous_runs_are_kept(tmp_path):
     for tag in ("a", "b", "c", "d"):
         artifacts.publish(stage(tmp_path, tag), tmp_path)
     runs = [p for p in (tmp_path / artifacts.RUNS_DIR).iterdir()
-            if p.name != artifacts.CURRENT_RUN]
+            if p.name not in (artifacts.CURRENT_RUN, artifacts.PUBLISH_LOCK)]
     assert len(runs) == 2
     assert set(published(tmp_path).values()) == {"d"}
 

@@ -19,12 +19,13 @@ import pickle
 import platform
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import ArtifactError, ArtifactMismatch, DataError, IntentkitError
+from ..errors import ArtifactError, ArtifactMismatch, DataError, IntentkitError, shorten
 
 log = logging.getLogger(__name__)
 
@@ -290,10 +291,13 @@ def _manifest_checksum(manifest):
 def write_manifest(staging, details):
     """manifest.json: `details` (their "created" time, if given, is the run's time), versions,
     the checksum of every staged file, and its own checksum."""
-    files = {str(path.relative_to(staging)): sha256(path)
-             for path in sorted(staging.rglob("*")) if path.is_file()}
+    staged = [path for path in sorted(staging.rglob("*")) if path.is_file()]
+    files = {str(path.relative_to(staging)): sha256(path) for path in staged}
+    # Sizes: a loader compares them before reading, so that a file swapped for a huge one is
+    # refused without being read into memory.
+    sizes = {str(path.relative_to(staging)): path.stat().st_size for path in staged}
     manifest = sealed({"format_version": FORMAT_VERSION, "created": now(),
-                       "versions": versions(), **details, "files": files})
+                       "versions": versions(), **details, "files": files, "sizes": sizes})
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -314,9 +318,32 @@ def publish(staging, out_dir):
     the privilege), the files are moved in one by one instead, pickle and manifest last.
     """
     staging, out_dir = Path(staging), Path(out_dir)
-    refuse_foreign_entries(out_dir)  # again: something may have appeared during training
     runs = out_dir / RUNS_DIR
     runs.mkdir(exist_ok=True)
+    with _publish_lock(runs):
+        _publish_locked(staging, out_dir, runs)
+
+
+PUBLISH_LOCK = ".publish.lock"
+
+
+@contextlib.contextmanager
+def _publish_lock(runs):
+    """One publisher at a time in an output directory (an flock on `.runs/.publish.lock`, waited
+    for): without it, one publisher's clean-up could remove the run another had just made
+    current. Readers take no lock: each switch is still one rename."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: publishers are not serialised
+        yield
+        return
+    with open(runs / PUBLISH_LOCK, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes
+        yield
+
+
+def _publish_locked(staging, out_dir, runs):
+    refuse_foreign_entries(out_dir)  # again: something may have appeared during training
     run = runs / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f-")
                   + staging.name.removeprefix(STAGING_PREFIX))
     os.replace(staging, run)
@@ -506,7 +533,9 @@ class Run:
         signatures = {}
         try:
             manifest = _read_manifest(preprocessor_path.parent / MANIFEST_FILE, signatures)
-            bundle = _read_bundle(preprocessor_path, manifest, signatures)
+            sizes = manifest.get("sizes", {})  # none in runs written before sizes were recorded
+            bundle = _read_bundle(preprocessor_path, manifest, signatures,
+                                  sizes.get(PREPROCESSOR_FILE))
             labels = [bundle["idx2label"][i] for i in range(len(bundle["idx2label"]))]
             run = cls(bundle["preprocessor"], labels, bundle["best_config"],
                       bundle["fallback_thresholds"], bundle["fallback_margin"],
@@ -519,7 +548,8 @@ class Run:
             wanted = run.default_model if model_type is None else model_type
             _check_texts(run, preprocessor_path)
             if wanted in (SINGLE, "all"):
-                _verify(model_path, bundle["model_sha256"], preprocessor_path, signatures)
+                _verify(model_path, bundle["model_sha256"], preprocessor_path, signatures,
+                        sizes.get(MODEL_FILE))
             if wanted in (ENSEMBLE, "all") and bundle["ensemble_sha256"]:
                 run._open_ensemble(ensemble_dir, bundle["ensemble_sha256"], preprocessor_path)
             elif wanted == ENSEMBLE:
@@ -533,20 +563,28 @@ class Run:
         return run
 
     def _open_ensemble(self, directory, expected_sha256, preprocessor_path):
+        sizes = self.manifest.get("sizes", {})
+
+        def size_of(name):
+            return sizes.get(f"{ENSEMBLE_DIR}/{name}")
+
         spec_path = directory / ENSEMBLE_SPEC
-        _verify(spec_path, expected_sha256, preprocessor_path, self.signatures)
+        _verify(spec_path, expected_sha256, preprocessor_path, self.signatures,
+                size_of(ENSEMBLE_SPEC))
         spec = json.loads(spec_path.read_text())
         self.weights_source = spec["weights_source"]
         self.ensemble = []
         for entry in spec["members"]:
-            path = directory / entry["file"]
-            _verify(path, entry["sha256"], spec_path, self.signatures)
+            path = directory / _member_file(entry["file"], spec_path)
+            _verify(path, entry["sha256"], spec_path, self.signatures, size_of(entry["file"]))
             member = RunMember(entry["name"], float(entry["weight"]), entry["input"],
                                path=path, val_accuracy=entry.get("val_accuracy"),
                                encoder_sha256=entry.get("encoder_sha256"))
             if entry.get("encoder_file"):
-                member.encoder_file = self.encoder_file = directory / entry["encoder_file"]
-                _verify(member.encoder_file, member.encoder_sha256, spec_path, self.signatures)
+                member.encoder_file = self.encoder_file = directory / _member_file(
+                    entry["encoder_file"], spec_path)
+                _verify(member.encoder_file, member.encoder_sha256, spec_path, self.signatures,
+                        size_of(entry["encoder_file"]))
                 self.encoder = _fine_tuned_encoder(member.encoder_file)
             elif member.input == SENTENCE_EMBEDDING:
                 self.encoder = _pretrained_encoder(member.encoder_sha256, spec_path)
@@ -589,15 +627,46 @@ def file_signature(path):
     return stat.st_mtime_ns, stat.st_size
 
 
-def _read_bytes(path, signatures):
-    """The file's bytes, its signature taken first (a change while reading means a reload)."""
+# Larger than any manifest we write (a few KiB): refused unread.
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def _member_file(name, spec_path):
+    """A file name from ensemble.json, confined to its directory: a bare name, no separator, no
+    `..`, not absolute (a model directory from elsewhere must not reach outside itself)."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
+            or "\0" in name):
+        raise _refused(spec_path, f"member file {shorten(name)} is not a plain file name in "
+                       "its directory; refused")
+    return name
+
+
+def _read_bytes(path, signatures, size=None):
+    """The file's bytes, its signature taken first (a change while reading means a reload).
+
+    Only a regular file is read, and only if it has `size` bytes when that is known: a FIFO,
+    device or socket planted in a model directory is refused at once (opened non-blocking, it
+    cannot stall the loader, which holds the predictor's lock), a file swapped for a huge one
+    is refused unread."""
     try:
-        signatures[path] = file_signature(path)
-        return path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise _refused(path, "not found") from None
     except OSError as error:
         raise _refused(path, f"cannot read it ({error.strerror})") from None
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise _refused(path, "not a regular file; refused")
+        if size is not None and status.st_size != size:
+            raise ArtifactMismatch(f"{path} has {status.st_size:,} bytes where the manifest "
+                                   f"records {size:,}: it was changed or comes from another "
+                                   "run. Retrain with `python jobs.py`.")
+        signatures[path] = status.st_mtime_ns, status.st_size
+        try:
+            return file.read()
+        except OSError as error:
+            raise _refused(path, f"cannot read it ({error.strerror})") from None
 
 
 def _read_manifest(path, signatures):
@@ -605,6 +674,8 @@ def _read_manifest(path, signatures):
     pickle."""
     if not path.exists():
         raise _refused(path, "not found: without its manifest a run cannot be verified")
+    if path.is_file() and path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise _refused(path, f"over {MAX_MANIFEST_BYTES:,} bytes: not a manifest we write")
     raw = _read_bytes(path, signatures)
     try:
         manifest = json.loads(raw)
@@ -617,9 +688,9 @@ def _read_manifest(path, signatures):
     return manifest
 
 
-def _read_bundle(path, manifest, signatures):
+def _read_bundle(path, manifest, signatures, size=None):
     """The pickle's dict, after checking it against the manifest, through the allow-list."""
-    raw = _read_bytes(path, signatures)
+    raw = _read_bytes(path, signatures, size)
     if manifest["files"].get(path.name) != hashlib.sha256(raw).hexdigest():
         raise ArtifactMismatch(f"{path} does not match the {MANIFEST_FILE} beside it: it was "
                                "edited, truncated or comes from another run. Retrain with "
@@ -633,9 +704,9 @@ def _read_bundle(path, manifest, signatures):
     return bundle
 
 
-def _verify(path, expected, vouching_file, signatures):
+def _verify(path, expected, vouching_file, signatures, size=None):
     """Refuse a file that is not the one `vouching_file` recorded."""
-    if hashlib.sha256(_read_bytes(path, signatures)).hexdigest() != expected:
+    if hashlib.sha256(_read_bytes(path, signatures, size)).hexdigest() != expected:
         raise ArtifactMismatch(f"{path} does not match {vouching_file}: they come from different "
                             "training runs or a file was changed. Use files from one run, or "
                             "retrain with `intentkit train`.")

@@ -4,6 +4,7 @@ import json
 import sys
 import time
 
+from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ConfigError, DataError
 from ..progress import Progress, on_terminal
 from .common import (
@@ -24,6 +25,11 @@ examples:
 
 # Off a terminal, progress is a log line: one every so many seconds, not one per chunk.
 LOG_EVERY_S = 30
+# The models read far less than this of a message (Predictor cuts each one to what they read):
+# a longer line is read up to here and the rest skipped in chunks, so that one line of 50 MB
+# costs neither minutes nor gigabytes.
+MAX_LINE_CHARS = MAX_PATTERN_CHARS
+SKIP_CHUNK_CHARS = 1 << 20
 
 
 def add_parser(subcommands, name):
@@ -61,17 +67,48 @@ def _open_messages(path):
         raise DataError(f"{path}: cannot read the file ({error.strerror}).") from None
 
 
+def _messages(stream, path):
+    """The non-blank lines of `stream`, each cut at MAX_LINE_CHARS; DataError for text that is
+    not UTF-8 (UTF-16, binary data), naming the line."""
+    number = 0
+    try:
+        while line := stream.readline(MAX_LINE_CHARS + 1):
+            number += 1
+            if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                line = line[:MAX_LINE_CHARS]
+                # The rest of the line, read and dropped a chunk at a time.
+                while (rest := stream.readline(SKIP_CHUNK_CHARS)) and not rest.endswith("\n"):
+                    pass
+            if "\x00" in line:
+                raise DataError(f"{path}: line {number} holds NUL characters: this is UTF-16 or "
+                                "binary data, not text. Save the messages as UTF-8 text, one a "
+                                "line.")
+            if line.strip():
+                yield line.rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: line {number + 1} is not UTF-8 text ({error.reason} at byte "
+                        f"{error.start} of its chunk): UTF-16 or binary data? Save the messages "
+                        "as UTF-8 text, one a line.") from None
+
+
 def _count_messages(path):
     """Non-blank lines of a file, for the ETA (None for stdin, which can be read only once)."""
     if path == "-":
         return None
+    count, has_words = 0, False
     with open(path, "rb") as file:
-        return sum(1 for line in file if line.strip())
+        # In chunks, not lines: a line of 50 MB is never held whole.
+        while chunk := file.read(SKIP_CHUNK_CHARS):
+            for part in chunk.split(b"\n")[:-1]:
+                count += has_words or bool(part.strip())
+                has_words = False
+            has_words = has_words or bool(chunk.rsplit(b"\n", 1)[-1].strip())
+    return count + has_words
 
 
 def _answer_stream(predictor, stream, total, args, output=sys.stdout):
     """JSON lines of the non-blank lines of `stream`, in order, read lazily chunk by chunk."""
-    texts = (line.rstrip("\r\n") for line in stream if line.strip())
+    texts = _messages(stream, stream.name if stream is not sys.stdin else "stdin")
     results = predictor.predict_stream(texts, args.top_k, args.threshold, args.margin)
     progress = Progress("predict", total, unit="msg")
     started = last = time.monotonic()

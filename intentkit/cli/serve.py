@@ -1,4 +1,11 @@
 """`intentkit serve` (= `python -m intentkit.serve`): the HTTP service and its page."""
+import logging
+import math
+import os
+import sys
+import threading
+
+from ..errors import ConfigError
 from .common import (
     add_model_arguments,
     check_port_free,
@@ -19,6 +26,9 @@ examples:
   intentkit serve -m models/bot --host 0.0.0.0 --workers 2 --token-file token.txt
 
 Then open http://127.0.0.1:8000/ to try it; a bot wired to Rasa calls POST /model/parse."""
+
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10  # requests still running then are cut off at SIGTERM
+DEFAULT_KEEP_ALIVE_S = 5  # an idle connection is closed after this
 
 
 def add_parser(subcommands, name):
@@ -51,12 +61,33 @@ def add_parser(subcommands, name):
                         help="feedback rows a client may send at once (default: 5)")
     parser.add_argument("--docs", action="store_true",
                         help="serve /docs and /redoc (their scripts come from a CDN)")
+    # Admission and exposure (docs/security.md).
+    parser.add_argument("--max-in-flight", type=int, default=None, metavar="N",
+                        help="prediction requests answered at once per worker; the next gets "
+                        "503 with Retry-After (default: 8)")
+    parser.add_argument("--allowed-hosts", default="", metavar="HOSTS",
+                        help="comma-separated Host names answered besides localhost, 127.0.0.1 "
+                        "and ::1, e.g. 'bot.example.com,*.example.org' ('*': any); other Host "
+                        "headers get 400 (DNS rebinding)")
+    parser.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
+                        help="comma-separated addresses of proxies whose X-Forwarded-For names "
+                        "the client (for the feedback rate limit); default: none, the "
+                        "connection's address counts")
+    parser.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT_S,
+                        metavar="S", help="seconds requests may still run after SIGTERM "
+                        f"(default: {DEFAULT_SHUTDOWN_TIMEOUT_S})")
+    parser.add_argument("--read-timeout", type=float, default=None, metavar="S",
+                        help="longest wait for a part of a request body (default: 30)")
     return parser
+
+
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def run(args):
     # Everything a user can get wrong is checked before the model loads: the extra, the paths,
-    # the port.
+    # the port, the limits.
     require_extra("fastapi", "serve", "serve")
     require_extra("uvicorn", "serve", "serve")
     model_path, preprocessor_path = model_paths(args)
@@ -64,22 +95,36 @@ def run(args):
         writable_parent(args.feedback_out, "--feedback-out")
     if args.token_file:
         existing_file(args.token_file, "--token-file")
+    if not (math.isfinite(args.shutdown_timeout) and args.shutdown_timeout >= 0):
+        raise ConfigError(f"--shutdown-timeout must be 0 or more seconds, not "
+                          f"{args.shutdown_timeout}")
     check_port_free(args.host, args.port)
     import uvicorn
 
     from ..serving.app import ServeSettings
     limits = {name: getattr(args, name) for name in (
-        "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst")
-        if getattr(args, name) is not None}
+        "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst",
+        "max_in_flight") if getattr(args, name) is not None}
+    if args.read_timeout is not None:
+        limits["read_timeout_s"] = args.read_timeout
+    if _names(args.allowed_hosts):
+        limits["allowed_hosts"] = _names(args.allowed_hosts)
     settings = ServeSettings(model_path, preprocessor_path, use_ensemble=args.use_ensemble,
                              runtime=args.runtime, cache_size=args.cache_size,
                              feedback_path=args.feedback_out, token_file=args.token_file,
                              docs=args.docs, limits=limits, verbose=args.verbose)
+    proxies = _names(args.forwarded_allow_ips)
     options = {"host": args.host, "port": args.port,
-               "log_level": "debug" if args.verbose else "info"}
+               "log_level": "debug" if args.verbose else "info",
+               # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: then any
+               # local client could pose as a new address per request.
+               "proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or "",
+               "timeout_graceful_shutdown": args.shutdown_timeout,
+               "timeout_keep_alive": DEFAULT_KEEP_ALIVE_S}
     if args.workers == 1:
         import_tensorflow_for(args.runtime, args.verbose)
         uvicorn.run(settings.create_app(), **options)
+        _exit_if_requests_still_run()
         return 0
     # Options and token are checked here, once, before any worker starts; each worker then
     # builds its own app (and loads its own model) from the same settings.
@@ -87,6 +132,22 @@ def run(args):
     settings.to_environment()
     uvicorn.run(f"{__name__}:worker_app", factory=True, workers=args.workers, **options)
     return 0
+
+
+def _exit_if_requests_still_run():
+    """uvicorn returns once --shutdown-timeout has passed, but a prediction still running in a
+    worker thread (threads that are not daemons) would keep the process alive until it ends:
+    with 42 batches queued, minutes after SIGTERM. Exit now, as the timeout promises."""
+    running = [thread for thread in threading.enumerate()
+               if thread is not threading.main_thread() and thread.is_alive()
+               and not thread.daemon]
+    if running:
+        logging.getLogger("intentkit").warning(
+            "stopped with %d request thread(s) still running: abandoned", len(running))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def worker_app():

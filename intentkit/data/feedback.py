@@ -7,7 +7,6 @@ split and touches the training split only: a row whose text is a validation or t
 skipped, since training on it would leak into the held-out evaluation (the split is seeded, so
 the same data and seed give the same test split).
 """
-import json
 import logging
 import os
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .intents import MAX_PATTERN_CHARS, Split, duplicate_key
-from .readers import parse_json, read_text
+from .readers import json_line, json_lines, parse_json, read_text
 
 try:
     import fcntl
@@ -76,10 +75,11 @@ def record_feedback(path, text, predicted, correct, labels=None, model_version=N
     row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "text": text,
            "predicted": predicted, "correct": correct, "confirmed": confirmed,
            "model": model_version}
-    line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    line = (json_line(row) + "\n").encode("utf-8")
     # The size check and the write together, so that neither threads nor processes pass the cap.
     with _write_lock:
-        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # 0600: the rows are users' messages (as the review queue's are).
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             if fcntl is not None:
                 fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the descriptor closes
@@ -103,7 +103,7 @@ def read_feedback(path):
                         "(`python predict.py --feedback-file FILE --correct INTENT TEXT`) or "
                         "drop --feedback.")
     rows = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(json_lines(read_text(path)), start=1):
         if not line.strip():
             continue
         where = f"{path}: line {number}"

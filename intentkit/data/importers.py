@@ -6,6 +6,7 @@ the messages are the same whatever the format. Rows the importer alone can see (
 line, a Rasa item without examples) are reported here, with the file and the line or item.
 """
 import csv
+import io
 import logging
 import re
 from collections import defaultdict
@@ -28,7 +29,9 @@ def _document(patterns_by_tag):
 def read_table(path):
     """A CSV (or TSV) with a header naming the columns `text` and `intent`."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    rows = csv.reader(read_text(path).splitlines(), delimiter=delimiter)
+    # A reader over the text as a file opened with newline="": a quoted cell keeps the line
+    # ends inside it (splitting the text into lines first glued "hi\nthere" into "hithere").
+    rows = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
     patterns = defaultdict(list)
     try:
         header = [name.strip().lower() for name in next(rows, [])]
@@ -55,7 +58,7 @@ def read_table(path):
 
 def read_rasa(path):
     """Rasa NLU YAML: `nlu:` items `- intent: NAME` with an `examples: |` block of `- ...`."""
-    document = parse_yaml(read_text(path), path)
+    document = parse_yaml(read_text(path), path, strings=True)
     if not isinstance(document, dict) or not isinstance(document.get("nlu"), list):
         raise DataError(f"{path}: expected Rasa NLU data: a top-level `nlu:` list of items like "
                         "`- intent: greet` with `examples: |` lines `- hello`.")
@@ -70,6 +73,8 @@ def read_rasa(path):
             raise DataError(f"{where} has no `intent:` name; each item must be "
                             "`- intent: NAME` with `examples: |`.")
         intent = item["intent"].strip()
+        if not intent:
+            raise DataError(f"{where}: `intent:` is empty; give the intent its name.")
         examples = item.get("examples")
         if not isinstance(examples, str):
             raise DataError(f"{where} (intent {intent!r}): `examples:` is missing or not a "

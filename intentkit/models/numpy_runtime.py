@@ -27,6 +27,8 @@ import json
 import h5py
 import numpy as np
 
+from ..errors import ArtifactError
+
 # --- activations --------------------------------------------------------------------------------
 
 
@@ -379,7 +381,18 @@ class NumpyModel:
 
 
 def load_numpy_model(path):
-    """Reads a Keras `.h5` saved by `model.save(...)` into a `NumpyModel` (h5py only)."""
+    """Reads a Keras `.h5` saved by `model.save(...)` into a `NumpyModel` (h5py only).
+
+    A model this runtime cannot run (a layer it lacks, a file not of a full model) is an
+    ArtifactError saying so: the user's fix is the Keras runtime, not a bug report."""
+    try:
+        return _load_numpy_model(path)
+    except (NotImplementedError, ValueError, KeyError, TypeError) as error:
+        raise ArtifactError(f"{path}: the NumPy runtime cannot run this model ({error}); serve "
+                            "it with --runtime keras") from None
+
+
+def _load_numpy_model(path):
     with h5py.File(path, "r") as h5:
         if "model_config" not in h5.attrs:
             raise ValueError(f"{path} has no model_config: not a full model saved as .h5")

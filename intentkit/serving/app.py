@@ -14,13 +14,21 @@ serves:
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
   POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
-be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service".
+be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service"; limits
+and threat model: docs/security.md.
+
+Staying up under load: /health runs on the event loop, never waiting for the prediction threads;
+at most `max_in_flight` prediction requests are admitted at once (answered on one thread per
+core), the next gets 503 with Retry-After; a request body that stalls for `read_timeout_s` is
+cut off (408); a Host header not in `allowed_hosts` gets 400 (DNS rebinding: a web page cannot
+reach a local service by renaming its own host to 127.0.0.1).
 
 `--workers N` runs N processes: `ServeSettings` is what each one builds its app from, handed to
 them in the environment (intentkit.cli.serve.worker_app is their app factory). Each worker loads
 the model and reloads it on its own when a retrain publishes another run; feedback rate limits
 are per worker; feedback rows from all of them are appended under a file lock.
 """
+import asyncio
 import contextlib
 import dataclasses
 import hmac
@@ -33,15 +41,19 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..data.feedback import FeedbackFileFull, record_feedback
 from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ArtifactError, ConfigError
+from . import review
 from .predictor import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_MODEL_PATH,
@@ -61,6 +73,19 @@ DEFAULT_FEEDBACK_RATE = 2.0  # feedback rows a second per client, on average
 DEFAULT_FEEDBACK_BURST = 5  # and at most this many at once
 TOKEN_VARIABLE = "INTENTKIT_TOKEN"
 MIN_TOKEN_CHARS = 16
+# Prediction requests answered at once; more only share the same cores and wait longer, while
+# each holds a thread of the pool that the other endpoints need too (anyio's 40).
+DEFAULT_MAX_IN_FLIGHT = 8
+MAX_IN_FLIGHT_LIMIT = 32
+RETRY_AFTER_S = 1
+# Admitted predictions run on this many threads at once, one per core: more would only take turns
+# holding the GIL (tokenizing is Python), and the event loop, which answers /health, with them.
+PREDICTION_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+    else os.cpu_count() or 1
+DEFAULT_READ_TIMEOUT_S = 30.0  # a body part must arrive within this (slow clients)
+# Host names always answered: the machine itself. Others (a server's public name) are configured.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_ECHOED_ERRORS = 5  # a 422 names at most this many problems
 
 
 class BodyLimit:
@@ -71,8 +96,9 @@ class BodyLimit:
     the rest is never buffered.
     """
 
-    def __init__(self, app, max_bytes, advice):
+    def __init__(self, app, max_bytes, advice, read_timeout_s=DEFAULT_READ_TIMEOUT_S):
         self.app, self.max_bytes, self.advice = app, max_bytes, advice
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -87,7 +113,12 @@ class BodyLimit:
 
         async def counted_receive():
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except TimeoutError:
+                # A client trickling its body would hold a connection and a task for ever.
+                raise HTTPException(408, f"the request body did not arrive within "
+                                         f"{self.read_timeout_s:g} s") from None
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 # Raised while the endpoint reads its body: answered like any HTTPException.
@@ -98,7 +129,11 @@ class BodyLimit:
 
 
 class RateLimit:
-    """A token bucket per client: `rate` requests a second on average, `burst` at once."""
+    """A token bucket per client: `rate` requests a second on average, `burst` at once.
+
+    The client is the connection's address: an X-Forwarded-For header counts only when the
+    server was told to trust the proxy sending it (`intentkit serve --forwarded-allow-ips`),
+    else any client could name a new address per request."""
 
     def __init__(self, rate, burst, max_clients=10_000):
         if rate <= 0 or burst < 1:
@@ -206,6 +241,23 @@ def rasa_parse_result(text, result, message_id=None):
     return parsed
 
 
+def _host_patterns(allowed_hosts):
+    """LOCAL_HOSTS and the configured names, lower case; ConfigError for a malformed one."""
+    hosts = [*LOCAL_HOSTS]
+    for host in allowed_hosts:
+        host = host.strip().lower()
+        if not host or "/" in host or ("*" in host and host != "*" and not (
+                host.startswith("*.") and "*" not in host[1:])):
+            raise ConfigError(f"allowed host {host!r} is not a host name, '*.domain' or '*'")
+        hosts.append(host)
+    return hosts
+
+
+def shorten_line(text, limit=200):
+    """`text` cut to `limit` characters, saying so."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _describe(error):
     """One readable phrase per pydantic error, e.g. "texts: List should have at most 100 items"."""
     if error["type"] == "json_invalid":
@@ -219,13 +271,17 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
                max_batch=DEFAULT_MAX_BATCH, runtime=DEFAULT_RUNTIME, *, token=None,
                max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
                feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
-               docs=False, cache_size=DEFAULT_CACHE_SIZE):
+               docs=False, cache_size=DEFAULT_CACHE_SIZE, max_in_flight=DEFAULT_MAX_IN_FLIGHT,
+               allowed_hosts=(), read_timeout_s=DEFAULT_READ_TIMEOUT_S):
     """The FastAPI application serving one model (reloaded when its files change on disk).
 
     `token`: the bearer token POST /feedback requires (None: none). `max_feedback_bytes`: the
     feedback file's size cap. `feedback_rate`, `feedback_burst`: each client's feedback token
     bucket. `docs`: serve /docs and /redoc, which load their scripts from a CDN. `cache_size`: how
-    many recent messages' answers the Predictor keeps.
+    many recent messages' answers the Predictor keeps. `max_in_flight`: prediction requests
+    answered at once (the next gets 503 + Retry-After). `allowed_hosts`: Host names answered
+    besides LOCAL_HOSTS ("*.example.com" patterns; "*": any). `read_timeout_s`: the longest
+    wait for a part of a request body.
     """
     if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
         raise ConfigError(f"--max-text-chars must be between 1 and {MAX_PATTERN_CHARS}, "
@@ -234,6 +290,13 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         raise ConfigError(f"--max-batch must be at least 1, not {max_batch}")
     if max_feedback_bytes < 1:
         raise ConfigError(f"--max-feedback-bytes must be at least 1, not {max_feedback_bytes}")
+    if not 1 <= max_in_flight <= MAX_IN_FLIGHT_LIMIT:
+        raise ConfigError(f"--max-in-flight must be between 1 and {MAX_IN_FLIGHT_LIMIT}, not "
+                          f"{max_in_flight}")
+    if not (math.isfinite(read_timeout_s) and read_timeout_s > 0):
+        raise ConfigError(f"the read timeout must be above 0 seconds, not {read_timeout_s}")
+    hosts = _host_patterns(allowed_hosts)
+    review.configured()  # a bad review-queue setting stops the start, not every answer
     if token is not None and not (len(token) >= MIN_TOKEN_CHARS and token.isascii()
                                   and token.isprintable() and " " not in token):
         raise ConfigError(f"the token must be at least {MIN_TOKEN_CHARS} characters of printable "
@@ -275,9 +338,21 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         confirmed: bool = False
 
     load_error = None  # why the model last failed to load, so that each reason is logged once
+    loaded = None  # the Predictor that answered last: what /health reports without waiting
+    in_flight = 0  # prediction requests being answered (only the event loop changes it)
+    prediction_threads = None  # anyio.CapacityLimiter, made on the event loop at first use
+
+    async def in_prediction_thread(answer):
+        """`answer()` on one of PREDICTION_THREADS threads (admitted requests wait their turn
+        here). Abandoned when cancelled (shutdown): the thread finishes on its own."""
+        nonlocal prediction_threads
+        if prediction_threads is None:
+            prediction_threads = anyio.CapacityLimiter(PREDICTION_THREADS)
+        return await anyio.to_thread.run_sync(answer, limiter=prediction_threads,
+                                              abandon_on_cancel=True)
 
     def predictor():
-        nonlocal load_error
+        nonlocal load_error, loaded
         try:
             model = get_predictor(model_path, preprocessor_path, use_ensemble, runtime,
                                   cache_size)
@@ -289,7 +364,22 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
                           error)
             raise HTTPException(503, "no model is loaded; see the server log") from None
         load_error = None
+        loaded = model
         return model
+
+    async def admit_prediction():
+        """Bounded admission, on the event loop before a thread is taken: at most
+        `max_in_flight` prediction requests at once; the next is told to come back."""
+        nonlocal in_flight
+        if in_flight >= max_in_flight:
+            raise HTTPException(503, f"busy: {max_in_flight} prediction requests are being "
+                                     f"answered; retry in {RETRY_AFTER_S} s",
+                                headers={"Retry-After": str(RETRY_AFTER_S)})
+        in_flight += 1
+        try:
+            yield
+        finally:
+            in_flight -= 1
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -301,12 +391,20 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     app = FastAPI(title="intentkit", lifespan=lifespan, docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
-                       advice=f"send at most {max_batch} texts of {max_text_chars:,} characters")
+                       advice=f"send at most {max_batch} texts of {max_text_chars:,} characters",
+                       read_timeout_s=read_timeout_s)
+    # Added last: the outermost, so a request for another host is refused before anything runs.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, error):
-        return JSONResponse(status_code=422, content={
-            "detail": "; ".join(_describe(e) for e in error.errors())})
+        # A few problems, each shortened: a body of 0.6 MB of unknown keys must not be echoed
+        # back as megabytes.
+        problems = error.errors()
+        detail = "; ".join(shorten_line(_describe(e)) for e in problems[:MAX_ECHOED_ERRORS])
+        if len(problems) > MAX_ECHOED_ERRORS:
+            detail += f"; and {len(problems) - MAX_ECHOED_ERRORS:,} more problems"
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(400)
     async def unreadable_body(request, error):
@@ -337,8 +435,10 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         return FileResponse(STATIC_DIR / "index.html")
 
     @app.get("/health")
-    def health():
-        model = predictor()
+    async def health():
+        # On the event loop, from the model already loaded: never queued behind predictions.
+        # Only before any model loaded does it load one, in a thread.
+        model = loaded if loaded is not None else await run_in_threadpool(predictor)
         return {"status": "ok", "model": {**model.run_info, "type": model.model_type},
                 "labels": len(model.labels), "runtime": model.runtime,
                 "feedback": feedback_path is not None, "pid": os.getpid()}
@@ -359,18 +459,20 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         return {"examples": [texts[turn] for turn in range(rounds) for texts in by_intent
                              if turn < len(texts)][:MAX_EXAMPLES]}
 
-    @app.post("/model/parse")
-    def parse(request: ParseRequest):
-        return rasa_parse_result(request.text, predictor().predict(request.text, top_k=10),
-                                 request.message_id)
+    @app.post("/model/parse", dependencies=[Depends(admit_prediction)])
+    async def parse(request: ParseRequest):
+        result = await in_prediction_thread(lambda: predictor().predict(request.text, top_k=10))
+        return rasa_parse_result(request.text, result, request.message_id)
 
-    @app.post("/predict")
-    def predict(request: PredictRequest):
-        return predictor().predict(request.text, top_k=request.top_k)
+    @app.post("/predict", dependencies=[Depends(admit_prediction)])
+    async def predict(request: PredictRequest):
+        return await in_prediction_thread(
+            lambda: predictor().predict(request.text, top_k=request.top_k))
 
-    @app.post("/predict/batch")
-    def predict_batch(request: BatchRequest):
-        return {"results": predictor().predict_batch(request.texts, top_k=request.top_k)}
+    @app.post("/predict/batch", dependencies=[Depends(admit_prediction)])
+    async def predict_batch(request: BatchRequest):
+        return {"results": await in_prediction_thread(
+            lambda: predictor().predict_batch(request.texts, top_k=request.top_k))}
 
     # admit_feedback runs before the body is validated: a refused client is refused, whatever
     # it sends.

@@ -206,6 +206,7 @@ class Predictor:
             self._forward = _compiled_forward(members, run.preprocessor.max_sequence_length_)
         self._forward(self._features([""], [[]]))  # warm up now
         self.cache = MessageCache(cache_size)
+        review.configured()  # a bad review-queue setting is an error now, not per message
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike = artifacts.DEFAULT_DIR,
@@ -239,7 +240,11 @@ class Predictor:
 
     def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         texts = list(texts)
-        return self._forward(self._features(texts, [self.preprocessor.tokenize(t) for t in texts]))
+        return self._forward(self._features(texts, self._tokenize(texts)))
+
+    def _tokenize(self, texts):
+        """The preprocessor's tokens of each text, from the part of it the model reads."""
+        return [self.preprocessor.tokenize(self.preprocessor.cut(text)) for text in texts]
 
     def predict_batch(self, texts: Iterable[str], top_k: int = DEFAULT_TOP_K,
                       threshold: float | None = None,
@@ -263,7 +268,7 @@ class Predictor:
         missing = list(dict.fromkeys(t for t, entry in zip(texts, found) if entry is None))
         if not missing:
             return found
-        tokenized = [self.preprocessor.tokenize(text) for text in missing]  # once per message
+        tokenized = self._tokenize(missing)  # once per message
         probabilities = self._forward(self._features(missing, tokenized))
         # Copies: a view would keep the whole batch's array alive in the cache.
         computed = {text: (any(token.isalnum() for token in tokens), row.copy())
@@ -376,15 +381,26 @@ _cache_lock = threading.Lock()
 def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache_size,
                      attempts=3):
     """A Predictor whose files all come from one run: reading them can straddle the instant a
-    retrain switches runs, and a second read then sees the new set whole. Only a mismatch
-    between files is retried; a file that is simply missing or damaged fails at once."""
+    retrain switches runs, and a second read then sees the new set whole. Retried: a mismatch
+    between files, and any failure while the paths came to lead to another run (the run being
+    read was switched away from and removed mid-read); a file that is simply missing or damaged
+    fails at once."""
     for attempt in range(attempts):
+        leads_to = _leads_to(model_path, preprocessor_path)
         try:
             return Predictor(model_path, preprocessor_path, use_ensemble, runtime=runtime,
                              cache_size=cache_size)
         except ArtifactMismatch:
             if attempt == attempts - 1:
                 raise
+        except (ArtifactError, OSError):
+            if attempt == attempts - 1 or _leads_to(model_path, preprocessor_path) == leads_to:
+                raise
+
+
+def _leads_to(*paths):
+    """The files `paths` lead to now, through the links a publish switches."""
+    return tuple(os.path.realpath(path) for path in paths)
 
 
 def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,

@@ -10,6 +10,9 @@ Opt-in, from the environment of whatever process answers (`predict_intent_improv
 - INTENTKIT_REVIEW_MAX_BYTES (default 1,000,000): past it the file is rotated to FILE.1 (the
   previous FILE.1 is dropped), so the queue stays bounded.
 
+The settings are parsed once (`configured()`, when a Predictor loads and when the service or a
+command starts): a bad value is a ConfigError then, never an error answer to a message.
+
 Each line is one `write` on a file opened with O_APPEND, under a lock (a thread lock and an
 flock on FILE.lock, which also serialises rotation between processes). `intentkit review`
 ranks the rows and writes the labels a person gives into the feedback file as confirmed rows,
@@ -18,12 +21,16 @@ which `--feedback` folds into the next training run.
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..data.readers import json_line
+from ..errors import ConfigError
 
 try:
     import fcntl
@@ -35,6 +42,8 @@ log = logging.getLogger(__name__)
 ENV_LOG, ENV_TEXT = "INTENTKIT_REVIEW_LOG", "INTENTKIT_REVIEW_TEXT"
 ENV_MARGIN, ENV_MAX_BYTES = "INTENTKIT_REVIEW_MARGIN", "INTENTKIT_REVIEW_MAX_BYTES"
 DEFAULT_MARGIN, DEFAULT_MAX_BYTES = 0.1, 1_000_000
+# A stored message is cut here: the models read far less, and a row stays one small line.
+MAX_STORED_CHARS = 10_000
 
 _lock = threading.Lock()
 _failed_paths = set()  # a write that failed is logged once per file, never raised
@@ -49,13 +58,42 @@ class Settings:
 
     @classmethod
     def from_environment(cls, environ=os.environ):
-        """The settings, or None when INTENTKIT_REVIEW_LOG is unset (the queue is off)."""
+        """The settings, or None when INTENTKIT_REVIEW_LOG is unset (the queue is off);
+        ConfigError naming the variable for a value that is not one."""
         path = environ.get(ENV_LOG)
         if not path:
             return None
-        return cls(Path(path), environ.get(ENV_TEXT) == "1",
-                   float(environ.get(ENV_MARGIN, DEFAULT_MARGIN)),
-                   int(environ.get(ENV_MAX_BYTES, DEFAULT_MAX_BYTES)))
+        margin = _number(environ, ENV_MARGIN, DEFAULT_MARGIN, float,
+                         lambda value: math.isfinite(value) and 0 <= value <= 1,
+                         "a number from 0 to 1, e.g. 0.1")
+        max_bytes = _number(environ, ENV_MAX_BYTES, DEFAULT_MAX_BYTES, int,
+                            lambda value: value >= 1, "a whole number of bytes, e.g. 1000000")
+        return cls(Path(path), environ.get(ENV_TEXT) == "1", margin, max_bytes)
+
+
+def _number(environ, name, default, kind, valid, expected):
+    text = environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        raise ConfigError(f"{name}={text!r} is not {expected}; fix or unset it")
+    return value
+
+
+_configured = {}  # the environment's review variables -> their Settings (parsed once)
+
+
+def configured(environ=os.environ):
+    """The review queue's settings from the environment, parsed once per distinct value (so a
+    bad value is found when a Predictor loads or the service starts, not per message)."""
+    key = tuple(environ.get(name) for name in (ENV_LOG, ENV_TEXT, ENV_MARGIN, ENV_MAX_BYTES))
+    if key not in _configured:
+        _configured[key] = Settings.from_environment(environ)
+    return _configured[key]
 
 
 def review_row(text, result, settings):
@@ -70,21 +108,23 @@ def review_row(text, result, settings):
            "nearest": ranked[0]["intent"], "confidence": round(ranked[0]["confidence"], 4),
            "margin": round(margin, 4), "fallback": result["fallback"],
            "model_type": result.get("model_type"),
-           "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+           # surrogatepass: a lone surrogate (a "\ud800" escape in a JSON request) has a hash
+           # too, instead of failing the answer.
+           "text_sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
     if settings.store_text:
-        row["text"] = text
+        row["text"] = text[:MAX_STORED_CHARS]
     return row
 
 
 def record_uncertain(texts, results, settings=None):
     """Append the rows of the answers that need review (a no-op while the queue is off)."""
-    settings = settings or Settings.from_environment()
+    settings = settings or configured()
     if settings is None:
         return
     rows = [row for row in (review_row(t, r, settings) for t, r in zip(texts, results)) if row]
     try:
         for row in rows:
-            append_line(settings.path, json.dumps(row, ensure_ascii=False), settings.max_bytes)
+            append_line(settings.path, json_line(row), settings.max_bytes)
     except OSError as error:  # the answer matters more than the queue
         if settings.path not in _failed_paths:
             _failed_paths.add(settings.path)
@@ -115,7 +155,9 @@ def read_queue(path):
     for part in (Path(f"{path}.1"), Path(path)):
         if not part.exists():
             continue
-        for number, line in enumerate(part.read_text(encoding="utf-8").splitlines(), 1):
+        # Split at b"\n" only: U+2028 and the like inside a message do not end a row.
+        for number, raw in enumerate(part.read_bytes().split(b"\n"), 1):
+            line = raw.decode("utf-8", "replace")
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:

@@ -26,6 +26,11 @@ KEPT_PUNCTUATION = {"?", "!"}
 _NOT_WORD = re.compile(r"[^\w\s'?!$%]")
 # Lemmatizing very short words does more harm than good ("was" -> "wa", "has" -> "ha").
 MIN_LEMMATIZED_LENGTH = 4
+# A token the model reads takes at least one character and, with its separator, far fewer than
+# this many in any message a person writes (the longest English words are ~30): the first
+# max_sequence_length_ * CHARS_PER_TOKEN characters hold every token the model reads, so a
+# megabyte message costs what a short one does (issue 31).
+CHARS_PER_TOKEN = 32
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -107,6 +112,11 @@ class TextPreprocessor:
         for word, index in self.word_index_.items():
             words[index] = word
         return words
+
+    def cut(self, text):
+        """The start of `text` that holds every token the fitted model reads: what to tokenize
+        at prediction time, whatever the message's length."""
+        return text[:self.max_sequence_length_ * CHARS_PER_TOKEN]
 
     def transform(self, texts):
         return self.encode([self.tokenize(text) for text in texts])

@@ -3,6 +3,8 @@
 It owns every default: the options' values, the `--quick` preset and the "auto" values that
 follow the size of the training split.
 """
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -36,6 +38,26 @@ LARGE_DATA = {"batch_size": 256, "patience": 3, "ensemble_patience": 3, "tuning_
 # --quick: a smoke run of seconds per model (flags given explicitly still apply).
 QUICK = {"augmentation_factor": 1, "tuning_epochs": 3, "tuning_patience": 2, "epochs": 6,
          "patience": 3, "ensemble_epochs": 4, "ensemble_patience": 2, "head_epochs": 4}
+
+
+# The valid range of every numeric option, checked wherever a config is made (flags, config file,
+# the Python API): (test, what the message says it must be). NaN fails every test.
+RANGES = {
+    "seed": (lambda v: v >= 0, "a whole number of at least 0"),
+    "val_size": (lambda v: 0 < v < 0.5, "between 0 and 0.5"),
+    "test_size": (lambda v: 0 < v < 0.5, "between 0 and 0.5"),
+    "augmentation_factor": (lambda v: v >= 0, "at least 0 (0 = off)"),
+    "augmentation_max_rows": (lambda v: v >= 0, "at least 0"),
+    "tuning_max_rows": (lambda v: v >= 1, "at least 1"),
+    "tuning_patience": (lambda v: v >= 1, "at least 1"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
+    "encoder_time_budget": (lambda v: v >= 0, "at least 0 seconds"),
+    "fallback_coverage": (lambda v: 0 < v <= 1, "above 0 and at most 1, e.g. 0.95"),
+    "fallback_margin": (lambda v: 0 <= v <= 1, "from 0 to 1 (0 = off)"),
+    **{name: (lambda v: v >= 0, "at least 1, or 0 for auto")
+       for name in ("batch_size", "patience", "ensemble_patience", "tuning_epochs", "epochs",
+                    "ensemble_epochs", "head_epochs")},
+}
 
 
 def _auto(name):
@@ -122,16 +144,11 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of {allowed}, "
                                  f"not {getattr(self, name)!r}")
-        for name in ("val_size", "test_size"):
-            if not 0 < getattr(self, name) < 0.5:
-                raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 0.5")
-        for name in ("batch_size", "patience", "ensemble_patience", "tuning_epochs", "epochs",
-                     "ensemble_epochs", "head_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, or 0 for auto")
-        for name in ("tuning_max_rows",):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name, (valid, expected) in RANGES.items():
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not math.isfinite(value) or not valid(value)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be {expected}, not {value!r}")
 
     @classmethod
     def quick(cls, **options: Any) -> "TrainConfig":

@@ -1,6 +1,7 @@
 """The training pipeline behind `intentkit train` / `python jobs.py`, as named phases:
 prepare (load, split first, augment the training split, featurize) -> fit the models -> score
 them on the held-out split -> write the run -> publish it."""
+import contextlib
 import itertools
 import json
 import logging
@@ -25,7 +26,7 @@ from ..data import feedback
 from ..data.intents import duplicate_key, load_examples, split_data
 from ..encoders import minilm
 from ..encoders.trainable import finetune_encoder
-from ..errors import ConfigError, DataError, PretrainedUnavailable
+from ..errors import ArtifactError, ConfigError, DataError, PretrainedUnavailable
 from ..evaluation.data_checks import check_before_training
 from ..evaluation.metrics import choose_fallback_threshold, reference_baseline
 from ..evaluation.report import plot_history, write_report
@@ -447,6 +448,18 @@ def time_saved(init_from, seconds):
     return {"seconds": seconds, "full_run_seconds": full, "seconds_saved": round(full - seconds, 1)}
 
 
+@contextlib.contextmanager
+def _writing(out_dir):
+    """Writing the run: a full disk (or any failure to write) is the user's to fix, said in one
+    line, not an internal error after the whole training."""
+    try:
+        yield
+    except OSError as error:
+        raise ArtifactError(f"{out_dir}: cannot write the run ({error.strerror or error}); free "
+                            "space there or choose another --out, and train again. The model "
+                            "published before is unchanged.") from None
+
+
 def train(config: TrainConfig | None = None, *, intents: list[dict] | None = None,
           texts: Sequence[str] | None = None,
           labels: Sequence[str] | None = None) -> dict[str, dict]:
@@ -484,11 +497,12 @@ def _train(config):
         prepared = prepare(config, Path(scratch), init_from)
         config = resolve_auto(config, len(prepared.dataset.x_train))
         fitted = fit_models(prepared, config, Path(scratch), init_from)
-        scores = score(prepared, fitted, config, staging / artifacts.REPORT_DIR)
-        write_run(staging, prepared, fitted, scores, config,
-                  round(time.perf_counter() - started, 1), init_from)
-        interrupts.stop_if_interrupted()
-        artifacts.publish(staging, config.out)
+        with _writing(config.out):
+            scores = score(prepared, fitted, config, staging / artifacts.REPORT_DIR)
+            write_run(staging, prepared, fitted, scores, config,
+                      round(time.perf_counter() - started, 1), init_from)
+            interrupts.stop_if_interrupted()
+            artifacts.publish(staging, config.out)
     log.info("saved model, preprocessor and report to %s (%.0f s)", config.out,
              time.perf_counter() - started)
     return scores.metrics
