@@ -7,6 +7,7 @@ serves:
   GET  /intents        the model's intents (for a correction menu)
   POST /predict        {"text": str, "top_k": int} -> the Predictor's result
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
+  POST /explain        {"text": str, "top_k": int} -> the result with its "explanation"
   POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
 be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service".
@@ -318,6 +319,11 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     @app.post("/predict")
     def predict(request: PredictRequest):
         return predictor().predict(request.text, top_k=request.top_k)
+
+    @app.post("/explain")
+    def explain(request: PredictRequest):
+        """The /predict result with its "explanation" (intentkit.serving.explain)."""
+        return predictor().explain(request.text, top_k=request.top_k)
 
     @app.post("/predict/batch")
     def predict_batch(request: BatchRequest):
