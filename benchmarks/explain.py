@@ -22,13 +22,13 @@ from intentkit.serving.predictor import Predictor
 # Twelve words each, none repeated from another: every call is a new message.
 MESSAGES = [
     "how much does a junior data engineer usually earn in berlin today",
-    "could you please review my resume before i send it tomorrow",
-    "what skills should i learn first to become a cloud architect",
-    "i would like some advice on preparing for a technical interview",
-    "which companies are hiring remote python developers in europe right now",
-    "is it worth getting a certification for project management this year",
-    "tell me the typical salary range for senior frontend developers here",
-    "how do i explain a two year gap in my cv",
+    "could you please review my resume before i send it out tomorrow",
+    "what skills should i learn first to become a good cloud architect",
+    "i would like some advice on preparing for a technical job interview",
+    "which companies are hiring remote python developers in europe right now please",
+    "is it really worth getting a certification for project management this year",
+    "tell me the typical salary range for senior frontend developers around here",
+    "how do i best explain a two year gap in my cv",
 ]
 
 
