@@ -60,7 +60,7 @@ class Answer(NamedTuple):
     probabilities: np.ndarray
     words: int = 0  # tokens with a letter or digit
     known_words: int = 0  # ...of them in the model's vocabulary
-    language: str = None  # ISO 639-1 code, with the language guard on
+    language: str | None = None  # ISO 639-1 code, with the language guard on
     language_confidence: float = 0.0
 
 
@@ -163,7 +163,7 @@ class Predictor:
         self.run = run  # read again only to explain (its training patterns, on demand)
         self.language = run.language
         self.language_detector = _language_detector(run.language) if language_guard else None
-        self._explainer = None  # made by the first explain() call
+        self._explainer: Any = None  # an Explainer, made by the first explain() call
         # A member whose fitted weight is 0 cannot change an answer: it is neither loaded nor
         # run, nor is the encoder when no member left reads sentence embeddings.
         counted = [m for m in run.members(self.model_type) if m.weight > 0]
@@ -337,7 +337,7 @@ class Predictor:
         }
 
 
-_warned_guard_off = set()
+_warned_guard_off: set[str] = set()
 
 
 def _language_detector(language):
