@@ -222,3 +222,14 @@ def test_a_suspect_needs_both_signals_and_its_own_centroid_leaves_it_out():
     assert suspect.details["centroid_cosine"] == {"suggested": 0.8, "own": 0.6}
     probabilities[2] = [.8, .2]
     assert list(data_checks._suspect_labels(embedded, probabilities, 0.5)) == []
+
+
+def test_a_suspect_label_names_the_patterns_that_pull_it_elsewhere():
+    vectors = np.array([[1, 0], [1, 0], [0.6, 0.8], [0, 1], [0.28, 0.96]], dtype=np.float32)
+    embedded = data_checks._Embedded(["a", "b"], ["a1", "a2", "x", "b1", "b2"],
+                               np.array([0, 0, 0, 1, 1]), np.array([0, 3]), vectors)
+    probabilities = np.array([[.9, .1], [.9, .1], [.2, .8], [.1, .9], [.1, .9]])
+    [suspect] = data_checks._suspect_labels(embedded, probabilities, 0.5)
+    assert suspect.details["pulled_by"] == [{"text": "b2", "similarity": 0.936},
+                                            {"text": "b1", "similarity": 0.8}]
+    assert "pulled by 'b2' (0.94), 'b1' (0.80)" in suspect.message

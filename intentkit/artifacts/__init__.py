@@ -41,6 +41,9 @@ REPORT_DIR = "report"
 CONFIG_FILE = "training_config.json"
 MODEL_CARD_FILE = "model_card.md"
 MANIFEST_FILE = "manifest.json"
+# The training split's texts, intents and encoder embeddings: the nearest patterns an
+# explanation shows (intentkit.serving.explain). Runs published before it existed have none.
+TRAINING_PATTERNS_FILE = "training_patterns.npz"
 FORMAT_VERSION = 4
 DEFAULT_FALLBACK_INTENT = "fallback"
 # What an ensemble member reads (its "input" in ensemble.json).
@@ -55,7 +58,7 @@ CURRENT_RUN = "current"
 RUNS_KEPT = 2  # the current run and the one before it
 # Every entry a run publishes into its output directory (Run.write and the pipeline's writers).
 PUBLISHED_NAMES = (MODEL_FILE, PREPROCESSOR_FILE, ENSEMBLE_DIR, HISTORY_PLOT, REPORT_DIR,
-                   CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE)
+                   CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE, TRAINING_PATTERNS_FILE)
 # Without symbolic links, published last in this order (see publish).
 PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)
 
@@ -437,6 +440,34 @@ class RunMember:
 
 
 @dataclass
+class TrainingPatterns:
+    """The training split as explanations read it: each pattern's text, label id (an index of
+    the run's labels) and unit-length embedding by the encoder whose weights hash to
+    `encoder_sha256`. Stored as an .npz without pickled objects (read with allow_pickle=False);
+    the embeddings as float16, which moves a cosine by less than 1e-3."""
+    texts: list
+    label_ids: object  # np.ndarray of int32
+    vectors: object  # np.ndarray (patterns, 384), float32 once read
+    encoder_sha256: str
+
+    def write(self, path):
+        import numpy as np
+        with open(path, "wb") as file:
+            np.savez(file, texts=np.array(self.texts, dtype=str),
+                     label_ids=np.asarray(self.label_ids, dtype=np.int32),
+                     vectors=np.asarray(self.vectors, dtype=np.float16),
+                     encoder_sha256=np.array(self.encoder_sha256))
+
+    @classmethod
+    def from_bytes(cls, raw):
+        import numpy as np
+        with np.load(io.BytesIO(raw), allow_pickle=False) as stored:
+            return cls([str(text) for text in stored["texts"]],
+                       stored["label_ids"].astype(np.int64),
+                       stored["vectors"].astype(np.float32), str(stored["encoder_sha256"]))
+
+
+@dataclass
 class Run:
     """A training run: what the pickle holds (the seed's contract: preprocessor, label maps,
     thresholds, ...), the single model and the ensemble members.
@@ -464,6 +495,10 @@ class Run:
     responses: dict = field(default_factory=dict)
     fallback_responses: list = field(default_factory=list)
     examples: dict = field(default_factory=dict)
+    language: str = None  # ISO 639-1 code of the training data (intentkit.text.language); or None
+    training_patterns: TrainingPatterns = None  # writing; opened runs read them on demand
+    training_patterns_file: Path = None  # opened: where they are, and their checksum
+    training_patterns_sha256: str = None
 
     @property
     def label2idx(self):
@@ -507,6 +542,10 @@ class Run:
                 spec["members"].append(entry)
             (directory / ENSEMBLE_SPEC).write_text(json.dumps(spec, indent=2))
             ensemble_sha256 = sha256(directory / ENSEMBLE_SPEC)
+        patterns_sha256 = None
+        if self.training_patterns is not None:
+            self.training_patterns.write(staging / TRAINING_PATTERNS_FILE)
+            patterns_sha256 = sha256(staging / TRAINING_PATTERNS_FILE)
         bundle = {
             "format_version": FORMAT_VERSION, "preprocessor": self.preprocessor,
             "label2idx": self.label2idx, "idx2label": dict(enumerate(self.labels)),
@@ -516,7 +555,9 @@ class Run:
             "fallback_margin": self.fallback_margin, "default_model": self.default_model,
             "model_sha256": sha256(staging / MODEL_FILE), "ensemble_sha256": ensemble_sha256,
             "responses": self.responses, "fallback_responses": self.fallback_responses,
-            "examples": self.examples}
+            "examples": self.examples,
+            # Added keys, read with .get: runs written before them open as they did.
+            "language": self.language, "training_patterns_sha256": patterns_sha256}
         with open(staging / PREPROCESSOR_FILE, "wb") as file:
             pickle.dump(bundle, file, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -544,7 +585,11 @@ class Run:
                       # Optional keys: a run of the same format written before they existed.
                       responses=bundle.get("responses") or {},
                       fallback_responses=bundle.get("fallback_responses") or [],
-                      examples=bundle.get("examples") or {})
+                      examples=bundle.get("examples") or {},
+                      language=bundle.get("language"),
+                      training_patterns_sha256=bundle.get("training_patterns_sha256"))
+            if run.training_patterns_sha256:
+                run.training_patterns_file = preprocessor_path.parent / TRAINING_PATTERNS_FILE
             wanted = run.default_model if model_type is None else model_type
             _check_texts(run, preprocessor_path)
             if wanted in (SINGLE, "all"):
@@ -561,6 +606,23 @@ class Run:
             raise _refused(preprocessor_path, "not a run written by this version of intentkit "
                            f"({type(error).__name__})") from None
         return run
+
+    def read_training_patterns(self):
+        """The run's TrainingPatterns, verified against the pickle that vouches for them; None
+        for a run without them (published before they existed, or trained without the
+        sentence encoder). Read on demand: a Predictor that never explains never reads them."""
+        if self.training_patterns_file is None:
+            return None
+        path = self.training_patterns_file
+        raw = _read_bytes(path, self.signatures)
+        if hashlib.sha256(raw).hexdigest() != self.training_patterns_sha256:
+            raise ArtifactMismatch(f"{path} does not match the {PREPROCESSOR_FILE} beside it: "
+                                   "it was changed or comes from another run. Retrain with "
+                                   "`python jobs.py`.")
+        try:
+            return TrainingPatterns.from_bytes(raw)
+        except (ValueError, KeyError) as error:
+            raise _refused(path, f"unreadable ({error})") from None
 
     def _open_ensemble(self, directory, expected_sha256, preprocessor_path):
         sizes = self.manifest.get("sizes", {})

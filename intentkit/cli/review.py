@@ -31,6 +31,9 @@ def add_parser(subcommands, name):
     parser.add_argument("--feedback-out", metavar="FILE",
                         help="JSON-lines feedback file that receives the labels (with --label)")
     deprecated(parser, "--feedback", "--feedback-out", "feedback_out", metavar="FILE")
+    parser.add_argument("-m", "--model-dir", metavar="DIR",
+                        help="a published run: show for each message with its text the nearest "
+                        "training patterns and the words that carried the answer")
     return parser
 
 
@@ -44,12 +47,16 @@ def run(args):
     labelled = already_labelled(args.feedback_out)
     listed = {intent: [row for row in rows if duplicate_key(row.get("text") or "") not in
                        labelled][:args.limit] for intent, rows in groups.items()}
+    if args.model_dir:
+        listed = explained(listed, args.model_dir)
     for intent, rows in listed.items():
         print(f"{intent}: {sum(row['count'] for row in groups[intent])} message(s), "
               f"{len(groups[intent])} distinct")
         for row in rows:
             print(f"  margin {row['margin']:.3f}  confidence {row['confidence']:.3f}  "
                   f"x{row['count']}  {describe(row)}")
+            if "explanation" in row:
+                print(describe_explanation(row["explanation"]))
     if args.label:
         label(listed, args.feedback_out)
     return 0
@@ -61,6 +68,24 @@ def already_labelled(path):
         return set()
     from ..data.feedback import read_feedback
     return {duplicate_key(row["text"]) for row in read_feedback(path)}
+
+
+def explained(listed, model_dir):
+    """The listed rows with their explanations by the model published in `model_dir`."""
+    from .. import artifacts
+    from ..serving.predictor import get_predictor
+    predictor = get_predictor(f"{model_dir}/{artifacts.MODEL_FILE}",
+                              f"{model_dir}/{artifacts.PREPROCESSOR_FILE}", runtime="numpy")
+    return {intent: review.explain_rows(rows, predictor) for intent, rows in listed.items()}
+
+
+def describe_explanation(explanation):
+    """Two indented lines: the words that carried the answer, the nearest patterns."""
+    words = ", ".join(f"{w['word']} {w['effect']:+.2f}" for w in explanation["words"])
+    nearest = "; ".join(f"{p['intent']} {p['similarity']:.2f} {p['text']!r}"
+                        for p in explanation["nearest_patterns"]) or "none stored in the run"
+    return (f"      words (effect on P({explanation['answer']})): {words}\n"
+            f"      nearest patterns: {nearest}")
 
 
 def describe(row):

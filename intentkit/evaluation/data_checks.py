@@ -50,6 +50,7 @@ ADVICE = {
 # The checks' thresholds (see check_data).
 NEAR_DUPLICATE_THRESHOLD, MIN_PATTERNS, IMBALANCE_RATIO = 0.95, 10, 3.0
 CONFUSION_THRESHOLD, SUSPECT_CONFIDENCE, FOLDS = 0.1, 0.5, 5
+PULLING_PATTERNS = 3  # a suspect label's patterns of the other intent shown (its explanation)
 # A block of cross-intent similarities holds at most this many float32 (64 MB).
 BLOCK_ELEMENTS = 16_000_000
 # The cross-validated logistic regression: C=1 on unit-length embeddings regularises so much that
@@ -382,11 +383,27 @@ def _suspect_labels(embedded, probabilities, confidence):
     for row in suspects[np.argsort(-other_probability[suspects], kind="stable")]:
         pattern = embedded.pattern(row)
         other = embedded.tags[nearest_other[row]]
+        pulling = _pulling_patterns(embedded, row, nearest_other[row])
         yield Finding(WARNING, "suspect-label",
                       f"{pattern['text']!r} in {pattern['intent']!r} looks like {other!r} "
                       f"(p={other_probability[row]:.2f}; centroid cosine "
-                      f"{nearest_cosine[row]:.2f} vs {own_cosine[row]:.2f} to its own)",
+                      f"{nearest_cosine[row]:.2f} vs {own_cosine[row]:.2f} to its own); pulled "
+                      "by " + ", ".join(f"{p['text']!r} ({p['similarity']:.2f})"
+                                        for p in pulling),
                       {**pattern, "suggested_intent": other,
                        "probability": round(float(other_probability[row]), 4),
                        "centroid_cosine": {"suggested": round(float(nearest_cosine[row]), 4),
-                                           "own": round(float(own_cosine[row]), 4)}})
+                                           "own": round(float(own_cosine[row]), 4)},
+                       "pulled_by": pulling})
+
+
+def _pulling_patterns(embedded, row, other, count=PULLING_PATTERNS):
+    """The `count` patterns of intent `other` nearest to pattern `row`: the ones that pull it
+    there (the explanation of a suspect label, as intentkit.serving.explain's nearest patterns)."""
+    start = embedded.starts[other]
+    end = embedded.starts[other + 1] if other + 1 < len(embedded.starts) else len(
+        embedded.texts)
+    cosines = embedded.vectors[start:end] @ embedded.vectors[row]
+    nearest = np.argsort(-cosines, kind="stable")[:count]
+    return [{"text": embedded.texts[start + i], "similarity": round(float(cosines[i]), 4)}
+            for i in nearest]

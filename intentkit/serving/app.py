@@ -12,6 +12,7 @@ serves:
                        "confidence"}, "entities", "intent_ranking"}): a drop-in for bots wired
                        to Rasa's HTTP API
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
+  POST /explain        {"text": str, "top_k": int} -> the result with its "explanation"
   POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
 be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service"; limits
@@ -473,6 +474,12 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     async def predict_batch(request: BatchRequest):
         return {"results": await in_prediction_thread(
             lambda: predictor().predict_batch(request.texts, top_k=request.top_k))}
+
+    @app.post("/explain", dependencies=[Depends(admit_prediction)])
+    async def explain(request: PredictRequest):
+        """The /predict result with its "explanation" (intentkit.serving.explain)."""
+        return await in_prediction_thread(
+            lambda: predictor().explain(request.text, top_k=request.top_k))
 
     # admit_feedback runs before the body is validated: a refused client is refused, whatever
     # it sends.

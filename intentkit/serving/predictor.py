@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,6 +41,30 @@ DEFAULT_CACHE_SIZE = 10_000  # recent messages whose answers are kept (~3 MiB wi
 MAX_CACHED_CHARS = 500
 STREAM_CHUNK = 1000  # messages answered together by predict_stream
 STREAM_WORKERS = min(2, os.cpu_count() or 1)
+
+
+# Why an answer is the fallback intent ("fallback_reason"; docs/explain.md), in the order the
+# rules are tried: the first that holds is the reason.
+NO_WORDS = "no_words"  # nothing to classify: no letter or digit
+LANGUAGE = "language"  # confidently in another language than the run's (intentkit.text.language)
+NO_KNOWN_WORDS = "no_known_words"  # not one word of the model's vocabulary...
+# ...among at least this many: a single unknown word ("kudos", "ttyl") is left to the model,
+# whose sentence-embedding member may well know it (3.3 % of the shipped test split were such
+# words, docs/explain.md).
+NO_KNOWN_WORDS_MIN = 2
+THRESHOLD = "threshold"  # the confidence is below the fallback threshold
+MARGIN = "margin"  # the top two are closer than the fallback margin
+FALLBACK_REASONS = (NO_WORDS, LANGUAGE, NO_KNOWN_WORDS, THRESHOLD, MARGIN)
+
+
+class Answer(NamedTuple):
+    """What a message's results are built from (cached per message text)."""
+    has_words: bool
+    probabilities: np.ndarray
+    words: int = 0  # tokens with a letter or digit
+    known_words: int = 0  # ...of them in the model's vocabulary
+    language: str | None = None  # ISO 639-1 code, with the language guard on
+    language_confidence: float = 0.0
 
 
 def model_type_of(use_ensemble):
@@ -144,6 +168,9 @@ class Predictor:
         How each result's "response" is picked among the intent's responses.
     response_seed : int or None
         Seeds the random choice (tests, reproducible demos).
+    language_guard : bool
+        Send messages confidently in another language than the run's to the fallback (needs
+        the run's recorded language and the `language` extra; see intentkit.text.language).
     """
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
@@ -151,7 +178,8 @@ class Predictor:
                  use_ensemble: bool | None = None, ensemble_dir: str | os.PathLike | None = None,
                  fallback_intent: str = artifacts.DEFAULT_FALLBACK_INTENT,
                  runtime: str = DEFAULT_RUNTIME, cache_size: int = DEFAULT_CACHE_SIZE,
-                 response_choice: str = "random", response_seed: int | None = None) -> None:
+                 response_choice: str = "random", response_seed: int | None = None,
+                 language_guard: bool = True) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         # A published run is read through links into `.runs/current`, which a retrain switches
@@ -174,6 +202,10 @@ class Predictor:
         self.examples = run.examples  # a few training patterns per intent
         self.signatures = run.signatures
         self.run_info = run.run_info  # the model's version
+        self.run = run  # read again only to explain (its training patterns, on demand)
+        self.language = run.language
+        self.language_detector = _language_detector(run.language) if language_guard else None
+        self._explainer: Any = None  # an Explainer, made by the first explain() call
         # A member whose fitted weight is 0 cannot change an answer: it is neither loaded nor
         # run, nor is the encoder when no member left reads sentence embeddings.
         counted = [m for m in run.members(self.model_type) if m.weight > 0]
@@ -256,14 +288,14 @@ class Predictor:
                 raise TypeError(f"text {position} is {type(text).__name__}, not a string")
         threshold = self.threshold if threshold is None else threshold
         margin = self.margin if margin is None else margin
-        results = [self._result(has_words, row, top_k, threshold, margin)
-                   for has_words, row in self._answers(texts)]
+        results = [self._result(answer, top_k, threshold, margin)
+                   for answer in self._answers(texts)]
         review.record_uncertain(texts, results)  # the opt-in review queue
         return results
 
     def _answers(self, texts):
-        """(has_words, probabilities) of each text: cached ones from the cache, the others from
-        one forward pass over the distinct texts missing."""
+        """The Answer of each text: cached ones from the cache, the others from one forward pass
+        over the distinct texts missing."""
         found = self.cache.get_many(texts)
         missing = list(dict.fromkeys(t for t, entry in zip(texts, found) if entry is None))
         if not missing:
@@ -271,7 +303,7 @@ class Predictor:
         tokenized = self._tokenize(missing)  # once per message
         probabilities = self._forward(self._features(missing, tokenized))
         # Copies: a view would keep the whole batch's array alive in the cache.
-        computed = {text: (any(token.isalnum() for token in tokens), row.copy())
+        computed = {text: self.answer(text, tokens, row.copy())
                     for text, tokens, row in zip(missing, tokenized, probabilities)}
         self.cache.put_many(computed)
         return [entry if entry is not None else computed[text]
@@ -311,12 +343,50 @@ class Predictor:
         """
         return self.predict_batch([text], top_k, threshold, margin)[0]
 
-    def _result(self, has_words, probabilities, top_k, threshold, margin):
+    def answer(self, text, tokens, probabilities):
+        """The Answer of `text`, tokenized as `tokens`, whose probabilities are given."""
+        words = [token for token in tokens if any(c.isalnum() for c in token)]
+        known = sum(word in self.preprocessor.word_index_ for word in words)
+        language, confidence = (self.language_detector.detect(text)
+                                if self.language_detector and words else (None, 0.0))
+        return Answer(any(token.isalnum() for token in tokens), probabilities, len(words), known,
+                      language, confidence)
+
+    def fallback_reason(self, answer, confidence, runner_up, threshold, margin):
+        """Which rule sends the answer to the fallback (FALLBACK_REASONS), or None."""
+        from ..text.language import is_foreign
+        if not answer.has_words:
+            return NO_WORDS
+        if is_foreign(answer.language, answer.language_confidence, self.language, answer.words,
+                      answer.known_words):
+            return LANGUAGE
+        if not answer.known_words and answer.words >= NO_KNOWN_WORDS_MIN:
+            return NO_KNOWN_WORDS
+        if confidence < threshold:
+            return THRESHOLD
+        if confidence - runner_up < margin:
+            return MARGIN
+        return None
+
+    def explain(self, text: str, top_k: int = DEFAULT_TOP_K, threshold: float | None = None,
+                margin: float | None = None, neighbours: int = 5) -> dict[str, Any]:
+        """`predict`'s result with an "explanation": the nearest training patterns, each word's
+        effect on the answer's probability, and for a fallback the rule that fired and the
+        runner-up (intentkit.serving.explain, docs/explain.md). Opt-in: `predict` never pays
+        for it."""
+        from .explain import Explainer
+        if self._explainer is None:
+            self._explainer = Explainer(self)
+        return self._explainer.explain(text, top_k, threshold, margin, neighbours)
+
+    def _result(self, answer, top_k, threshold, margin):
+        has_words, probabilities = answer.has_words, answer.probabilities
         ranked = np.argsort(-probabilities)
         best = int(ranked[0])
         confidence = float(probabilities[best])
         runner_up = float(probabilities[ranked[1]]) if len(ranked) > 1 else 0.0
-        fallback = not has_words or confidence < threshold or confidence - runner_up < margin
+        reason = self.fallback_reason(answer, confidence, runner_up, threshold, margin)
+        fallback = reason is not None
         intent = self.fallback_intent if fallback else self.labels[best]
         return {
             "intent": intent,
@@ -328,7 +398,27 @@ class Predictor:
                        for i in ranked[:top_k]] if has_words else []),
             "fallback": fallback,
             "response": self.responses.pick(intent),
+            "fallback_reason": reason,
+            "language": answer.language,
         }
+
+
+_warned_guard_off: set[str] = set()
+
+
+def _language_detector(language):
+    """The language guard's detector for a run of `language`, or None (no recorded language,
+    or the extra missing: said once per language in the log)."""
+    from ..text import language as languages
+    if language is None:
+        return None
+    if not languages.available():
+        if language not in _warned_guard_off:
+            _warned_guard_off.add(language)
+            log.warning("the language guard is off: the run was trained in %r, and detecting a "
+                        "message's language needs %s", language, languages.INSTALL_HINT)
+        return None
+    return languages.Detector(language)
 
 
 def _identity(path):
@@ -443,16 +533,20 @@ def predict_intent_improved(text: str, model_path: str | os.PathLike = DEFAULT_M
                             preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
                             use_ensemble: bool | None = None, top_k: int = DEFAULT_TOP_K,
                             threshold: float | None = None, margin: float | None = None,
-                            strict: bool = False, runtime: str = DEFAULT_RUNTIME) -> dict[str, Any]:
+                            strict: bool = False, runtime: str = DEFAULT_RUNTIME,
+                            explain: bool = False) -> dict[str, Any]:
     """Classify one message with the run's best model (use_ensemble=True/False forces the
     ensemble/the single model). Errors are logged and returned as model_type "error" with an
     "error" message (the seed's contract), or raised when strict=True. The default runtime
     ("auto") answers without importing TensorFlow wherever the NumPy runtime supports the run;
-    runtime="keras" forces TensorFlow (same answers)."""
+    runtime="keras" forces TensorFlow (same answers). explain=True adds the "explanation"
+    (Predictor.explain)."""
     try:
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, not {type(text).__name__}")
         predictor = get_predictor(model_path, preprocessor_path, use_ensemble, runtime)
+        if explain:
+            return predictor.explain(text, top_k=top_k, threshold=threshold, margin=margin)
         return predictor.predict(text, top_k=top_k, threshold=threshold, margin=margin)
     except Exception as error:  # the contract: a chatbot's message loop never sees a crash
         if strict:

@@ -16,7 +16,10 @@ command starts): a bad value is a ConfigError then, never an error answer to a m
 Each line is one `write` on a file opened with O_APPEND, under a lock (a thread lock and an
 flock on FILE.lock, which also serialises rotation between processes). `intentkit review`
 ranks the rows and writes the labels a person gives into the feedback file as confirmed rows,
-which `--feedback` folds into the next training run.
+which `--feedback` folds into the next training run. With a model (`intentkit review
+--model-dir DIR`, or `explain_rows`), each listed message that has its text also shows why the
+model was unsure: its nearest training patterns and the words that carried the answer
+(intentkit.serving.explain), so a reviewer sees which intent's data pulled it.
 """
 import hashlib
 import json
@@ -183,3 +186,19 @@ def ranked_groups(rows):
     for row in sorted(merged.values(), key=lambda r: (r["margin"], r["confidence"])):
         groups[row["nearest"]].append(row)
     return dict(sorted(groups.items(), key=lambda item: -sum(r["count"] for r in item[1])))
+
+
+def explain_rows(rows, predictor, neighbours=3, words=4):
+    """The rows, each one with its text given an "explanation" by `predictor`: its
+    `neighbours` nearest training patterns and its `words` words of largest effect (see
+    intentkit.serving.explain). Rows without text (not stored) are returned as they are."""
+    explained = []
+    for row in rows:
+        if "text" in row:
+            explanation = predictor.explain(row["text"], neighbours=neighbours)["explanation"]
+            row = {**row, "explanation": {
+                "answer": explanation["answer"],
+                "nearest_patterns": explanation["nearest_patterns"],
+                "words": sorted(explanation["words"], key=lambda w: -abs(w["effect"]))[:words]}}
+        explained.append(row)
+    return explained

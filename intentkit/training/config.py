@@ -138,6 +138,10 @@ class TrainConfig:
     finetune: bool = _option(
         False, "continue from the model published in --out (same labels) instead of a full run")
     tensorboard: str = _option("", "write TensorBoard logs to this directory (empty = off)")
+    language: str = _option(
+        "", "ISO 639-1 code of the training data's language, e.g. en; messages confidently in "
+        "another language go to the fallback (empty = detected from the data, with the "
+        "language extra)")
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():

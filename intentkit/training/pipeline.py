@@ -31,7 +31,7 @@ from ..evaluation.data_checks import check_before_training
 from ..evaluation.metrics import choose_fallback_threshold, reference_baseline
 from ..evaluation.report import plot_history, write_report
 from ..progress import Progress
-from ..text import TextPreprocessor
+from ..text import TextPreprocessor, language
 from . import devices, interrupts
 from .augment import Augmenter, upsample
 from .config import TrainConfig
@@ -370,6 +370,7 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
             if reads_embeddings else None,
             encoder_file=prepared.encoder_file if reads_embeddings else None)
     members = fitted.members
+    run_language = language.training_language(prepared.split.train_texts, config.language)
     artifacts.Run(
         prepared.preprocessor, prepared.intents.tags, fitted.best_config, scores.thresholds,
         config.fallback_margin, scores.default_model,
@@ -377,7 +378,8 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         [run_member(name, m) for name, m in members.items()] if config.ensemble else None,
         config.ensemble_weights, responses=prepared.intents.responses,
         fallback_responses=list(prepared.intents.fallback_responses),
-        examples=example_patterns(prepared.split),
+        examples=example_patterns(prepared.split), language=run_language,
+        training_patterns=training_patterns(prepared),
     ).write(staging)
     plot_history(fitted.histories, staging / artifacts.HISTORY_PLOT)
     (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
@@ -400,6 +402,7 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "ensemble_weights": scores.weights, "default_model": scores.default_model,
         "member_inputs": {name: m.input for name, m in members.items()},
         "encoder": encoder_description(config, prepared, init_from),
+        "language": run_language,
         "fallback_thresholds": scores.thresholds,
         "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                     for name, m in scores.metrics.items()},
@@ -420,6 +423,22 @@ def example_patterns(split, per_intent=EXAMPLES_PER_INTENT):
         if len(chosen) < per_intent:
             chosen.append(text)
     return examples
+
+
+def training_patterns(prepared):
+    """The training split embedded by the run's sentence encoder (its fine-tuned one, else the
+    pretrained one), for the nearest patterns of explanations; None without the encoder."""
+    try:
+        encoder = (minilm.SentenceEncoder(weights_file=prepared.encoder_file)
+                   if prepared.encoder_file else minilm.sentence_encoder())
+    except PretrainedUnavailable as error:
+        log.warning("%s; explanations of this run will show no nearest patterns", error)
+        return None
+    split, index = prepared.split, {tag: i for i, tag in enumerate(prepared.intents.tags)}
+    log.info("embedding the %d training patterns for explanations", len(split.train_texts))
+    return artifacts.TrainingPatterns(
+        list(split.train_texts), np.array([index[label] for label in split.train_labels]),
+        encoder.embed(split.train_texts), encoder.sha256)
 
 
 def encoder_description(config, prepared, init_from):
