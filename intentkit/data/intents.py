@@ -9,11 +9,19 @@ import os
 import re
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
 from . import importers
+from .annotations import (
+    EntityTypes,
+    Rules,
+    parse_pattern,
+    spans_from_rows,
+    validate_entities,
+    validate_rules,
+)
 from .readers import parse_json, read_text
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,13 @@ class IntentData:
     labels: list  # the intent tag of each row
     responses: dict  # tag -> list of responses
     source: str
+    spans: list = None  # each row's tuple of annotations.Span (character offsets into its text)
+    entity_types: EntityTypes = field(default_factory=EntityTypes)  # the "entities" section
+    rules: Rules = field(default_factory=Rules)  # the "rules" section
+
+    @property
+    def has_entities(self):
+        return bool(self.entity_types.types) or any(self.spans or ())
 
     @property
     def tags(self):
@@ -43,6 +58,11 @@ class Split:
     val_labels: list
     test_texts: list
     test_labels: list
+    # Each row's entity spans (tuples of annotations.Span), aligned with its texts; None when
+    # the data has no annotations.
+    train_spans: list = None
+    val_spans: list = None
+    test_spans: list = None
 
 
 def duplicate_key(text):
@@ -105,7 +125,7 @@ def validate_intents(document, path):
                         'e.g. {"intents": [{"tag": "greeting", "patterns": ["hi"], '
                         '"responses": ["Hello!"]}]}.')
 
-    texts, labels, responses = [], [], {}
+    texts, labels, spans, responses = [], [], [], {}
     first_index = {}  # tag -> index of the intent that defined it
     first_owner = {}  # duplicate_key -> tag of the first pattern with that text
     dropped = []
@@ -118,13 +138,15 @@ def validate_intents(document, path):
         responses[tag] = intent_responses
         kept = 0
         for pattern in patterns:
-            key = duplicate_key(pattern)
+            annotated = parse_pattern(pattern, f"{path}: intents[{index}] (tag {tag!r})")
+            key = duplicate_key(annotated.text)
             if key in first_owner:
                 dropped.append((pattern, first_owner[key], tag))
                 continue
             first_owner[key] = tag
-            texts.append(pattern.strip())
+            texts.append(annotated.text)
             labels.append(tag)
+            spans.append(annotated.spans)
             kept += 1
         if kept < MIN_PATTERNS_PER_INTENT:
             raise DataError(
@@ -138,14 +160,27 @@ def validate_intents(document, path):
         examples = "; ".join(f"{text!r} ({new} repeats {old})" for text, old, new in dropped[:5])
         log.warning("%s: dropped %d duplicate pattern(s), keeping the first of each: %s%s",
                     path, len(dropped), examples, " ..." if len(dropped) > 5 else "")
-    return IntentData(texts, labels, responses, str(path))
+    entity_types = validate_entities(document.get("entities"), path,
+                                     base=Path(path).parent if path else None)
+    rules = validate_rules(document.get("rules"), path, set(responses))
+    return IntentData(texts, labels, responses, str(path), spans, entity_types, rules)
 
 
-def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
+def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42, spans=None):
     """Stratified train/validation/test split, seeded. Done before augmentation or fitting.
 
     A size of 0 leaves that split empty, for a caller that has its own validation or test file.
+    `spans` (each row's entity spans) are split with their rows: the rows are the same as
+    without them.
     """
+    if spans is not None:
+        # Split row numbers like the texts would be, then pick texts and spans by them.
+        rows = split_data(list(range(len(texts))), labels, val_size, test_size, seed)
+        parts = (rows.train_texts, rows.val_texts, rows.test_texts)
+        text_parts = [[texts[r] for r in part] for part in parts]
+        span_parts = [[spans[r] for r in part] for part in parts]
+        return Split(text_parts[0], rows.train_labels, text_parts[1], rows.val_labels,
+                     text_parts[2], rows.test_labels, *span_parts)
     if not (0 <= val_size < 1 and 0 <= test_size < 1 and val_size + test_size < 1):
         raise DataError("val_size and test_size must be in [0, 1) and sum to less than 1.")
     # Here, not at the top: the service imports this module for its limits, without sklearn.
@@ -170,21 +205,30 @@ def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
 
 def load_examples(path):
     """Labelled messages from an intents file or a JSON list of {"text", "intent"} (eval files)."""
+    texts, labels, _ = load_annotated_examples(path)
+    return texts, labels
+
+
+def load_annotated_examples(path):
+    """(texts, labels, spans) of an intents file or a JSON list of {"text", "intent"} rows that
+    may carry "entities": [{"start", "end", "value", "entity"}] (the SNIPS files' format)."""
     path = Path(path)
     document = read_document(path)
     if isinstance(document, dict):
         data = load_intents(path)
-        return data.texts, data.labels
+        return data.texts, data.labels, data.spans
     if not isinstance(document, list):
         raise DataError(f'{path}: expected an intents object or a list of {{"text", "intent"}}.')
-    texts, labels = [], []
+    texts, labels, spans = [], [], []
     for index, row in enumerate(document):
         if not (isinstance(row, dict) and isinstance(row.get("text"), str)
                 and isinstance(row.get("intent"), str)):
             raise DataError(f'{path}: entry [{index}] must be {{"text": str, "intent": str}}.')
         texts.append(row["text"])
         labels.append(row["intent"])
-    return texts, labels
+        spans.append(spans_from_rows(row["text"], row.get("entities", []),
+                                     f"{path}: entry [{index}]"))
+    return texts, labels, spans
 
 
 def convert(source, destination):
