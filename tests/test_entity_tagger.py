@@ -5,10 +5,10 @@ import random
 import numpy as np
 import pytest
 
-from intentkit.annotations import Span, parse_pattern, validate_entities
-from intentkit.entity_metrics import entity_scores, whole_message_accuracy
-from intentkit.entity_tagger import (CrfTagger, EntityExtractor, TokenHeadTagger, bio_tags,
-                                     decode, learned_synonyms, tokenize)
+from intentkit.data.annotations import Span, learned_synonyms, parse_pattern, validate_entities
+from intentkit.evaluation.entities import entity_scores, micro_f1, whole_message_accuracy
+from intentkit.models.entity_tagger import CrfTagger, TokenHeadTagger, bio_tags, decode, tokenize
+from intentkit.serving.entities import EntityExtractor
 
 CITIES = ["Berlin", "Paris", "London", "Madrid", "Rome", "Vienna", "Oslo", "Lisbon", "Prague",
           "Dublin", "Zürich", "São Paulo", "New York", "Tel Aviv"]
@@ -72,11 +72,12 @@ def test_crf_finds_entities_it_was_not_shown():
 
 @pytest.fixture(scope="module")
 def head():
-    from intentkit.pretrained import SentenceEncoder
+    from intentkit.encoders.minilm import SentenceEncoder
     texts, spans = _annotated(120, seed=3)
     val_texts, val_spans = _annotated(20, seed=4)
     return TokenHeadTagger(SentenceEncoder(backend="numpy"), epochs=12, patience=12,
-                           units=16, word_dim=8).fit(texts, spans, val_texts, val_spans)
+                           units=16, word_dim=8).fit(texts, spans, val_texts, val_spans,
+                                                     val_score=micro_f1)
 
 
 def test_token_head_learns_and_numpy_matches_keras(head):

@@ -450,3 +450,15 @@ def validate_rules(section, path, tags):
             raise DataError(f"{place}.phrase must be a non-empty string.")
         rules.append(dict(rule))
     return Rules(rules)
+
+
+def learned_synonyms(texts, spans):
+    """(entity, written form casefolded) -> canonical of annotations whose value differs from
+    the written text ([NYC]{"entity": "location", "value": "New York"})."""
+    synonyms = {}
+    for text, row in zip(texts, spans):
+        for span in row:
+            written = text[span.start:span.end]
+            if span.value != written:
+                synonyms[span.entity, written.casefold()] = span.value
+    return synonyms

@@ -8,17 +8,17 @@ Two labellers, measured against each other on SNIPS by benchmarks/entities.py:
   answers with the NumPy forward here (numpy_runtime's LSTM), no TensorFlow at serving.
 
 Both take the deterministic matches of the `"entities"` section (lookup tables, regexes) as
-features, one per type. `EntityExtractor` joins a labeller with those matches and the synonyms
-and answers entities as dicts with Rasa's keys: entity, value, start, end (character offsets
-into the message, end exclusive), confidence, extractor.
+features, one per type: `entity_types` is a data.annotations.EntityTypes (anything with
+`.types` and `.find(text)`; models/ sits below data/ and imports nothing of it). Entities are
+dicts with Rasa's keys: entity, value, start, end (character offsets into the message, end
+exclusive), confidence, extractor. serving.entities joins a labeller with the deterministic
+matches and the synonyms.
 """
 import json
 import re
 from pathlib import Path
 
 import numpy as np
-
-from .annotations import EntityTypes, without_overlaps
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 OUTSIDE = "O"
@@ -66,7 +66,7 @@ def match_features(text, tokens, entity_types, match_types):
     """(len(tokens), len(match_types)) 0/1: the token lies in a lookup/regex match of the type."""
     features = np.zeros((len(tokens), len(match_types)), dtype=np.float32)
     if not match_types:
-        return features
+        return features  # also where entity_types is None
     column = {name: i for i, name in enumerate(match_types)}
     for found in entity_types.find(text):
         for i, (start, end) in enumerate(tokens):
@@ -103,6 +103,8 @@ def crf_features(text, tokens, matches, match_types):
 
 
 def _match_types(entity_types):
+    if entity_types is None:
+        return []
     return sorted(name for name, t in entity_types.types.items() if t.lookup or t.regexes)
 
 
@@ -111,7 +113,7 @@ class CrfTagger:
     extractor = "crf"
 
     def __init__(self, entity_types=None, c1=0.05, c2=0.05, max_iterations=150):
-        self.entity_types = entity_types or EntityTypes()
+        self.entity_types = entity_types
         self.match_types = _match_types(self.entity_types)
         self.params = dict(c1=c1, c2=c2, max_iterations=max_iterations)
 
@@ -152,7 +154,7 @@ class TokenHeadTagger:
     def __init__(self, encoder, entity_types=None, units=128, word_dim=64, dropout=0.25,
                  epochs=30, patience=4, batch_size=32, seed=0):
         self.encoder = encoder
-        self.entity_types = entity_types or EntityTypes()
+        self.entity_types = entity_types
         self.match_types = _match_types(self.entity_types)
         self.settings = dict(units=units, word_dim=word_dim, dropout=dropout, epochs=epochs,
                              patience=patience, batch_size=batch_size, seed=seed)
@@ -226,7 +228,10 @@ class TokenHeadTagger:
                       loss="sparse_categorical_crossentropy")
         return model
 
-    def fit(self, texts, spans, val_texts=None, val_spans=None, progress=None):
+    def fit(self, texts, spans, val_texts=None, val_spans=None, val_score=None, progress=None):
+        """Train on texts and their spans; with validation rows and `val_score(true spans,
+        predicted entities) -> float` (e.g. the entity micro-F1), keep the best epoch's weights
+        and stop after `patience` epochs without a better score."""
         import keras
         keras.utils.set_random_seed(self.settings["seed"])
         counts = {}
@@ -263,10 +268,9 @@ class TokenHeadTagger:
                     target[b, :len(targets[i])] = targets[i]
                 model.train_on_batch([states, words, matches], target, sample_weight=weight)
             self._take_weights(model)
-            if val_rows is None:
+            if val_rows is None or val_score is None:
                 continue
-            from .entity_metrics import entity_scores
-            score = entity_scores(val_spans, self._predict_rows(val_texts, val_rows))["micro"]["f1"]
+            score = val_score(val_spans, self._predict_rows(val_texts, val_rows))
             if progress:
                 progress(epoch, score)
             if score > best:
@@ -343,53 +347,22 @@ class TokenHeadTagger:
         np.savez(directory / self.WEIGHTS, **self.weights)
         (directory / self.CONFIG).write_text(json.dumps({
             "tags": self.tags, "vocab": self.vocab, "settings": self.settings,
-            "layer_config": self.layer_config, "entity_types": self.entity_types.to_json(),
+            "layer_config": self.layer_config, "match_types": self.match_types,
             "encoder_sha256": self.encoder.sha256}, ensure_ascii=False))
 
     @classmethod
-    def load(cls, directory, encoder):
+    def load(cls, directory, encoder, entity_types=None):
+        """The tagger saved in `directory`; `entity_types` those it was trained with (the
+        run keeps them beside it)."""
         directory = Path(directory)
         config = json.loads((directory / cls.CONFIG).read_text(encoding="utf-8"))
-        tagger = cls(encoder, EntityTypes.from_json(config["entity_types"]),
-                     **config["settings"])
+        tagger = cls(encoder, entity_types, **config["settings"])
+        if tagger.match_types != config["match_types"]:
+            raise ValueError(f"{directory}: the tagger was trained with lookup/regex types "
+                             f"{config['match_types']}, not {tagger.match_types}")
         tagger.tags, tagger.vocab = config["tags"], config["vocab"]
         tagger.layer_config = config["layer_config"]
         with np.load(directory / cls.WEIGHTS) as arrays:
             tagger.weights = {name: arrays[name] for name in arrays.files}
         tagger._forward = None
         return tagger
-
-
-class EntityExtractor:
-    """A trained labeller (or none) plus the lookup/regex matches and synonyms of the types."""
-
-    def __init__(self, tagger=None, entity_types=None, synonyms=None):
-        self.tagger = tagger
-        self.entity_types = entity_types or EntityTypes()
-        self.synonyms = synonyms or {}  # (entity, written casefolded) -> canonical
-
-    def extract(self, texts):
-        found = self.tagger.predict(texts) if self.tagger else [[] for _ in texts]
-        out = []
-        for text, entities in zip(texts, found):
-            for entity in entities:
-                entity["value"] = self.synonyms.get(
-                    (entity["entity"], entity["value"].casefold()),
-                    self.entity_types.canonical(entity["entity"], entity["value"]))
-            # A deterministic match fills in where the labeller found nothing.
-            free = [m for m in self.entity_types.find(text)
-                    if all(m["end"] <= e["start"] or m["start"] >= e["end"] for e in entities)]
-            out.append(without_overlaps(entities + free))
-        return out
-
-
-def learned_synonyms(texts, spans):
-    """(entity, written form casefolded) -> canonical of annotations whose value differs from
-    the written text ([NYC]{"entity": "location", "value": "New York"})."""
-    synonyms = {}
-    for text, row in zip(texts, spans):
-        for span in row:
-            written = text[span.start:span.end]
-            if span.value != written:
-                synonyms[span.entity, written.casefold()] = span.value
-    return synonyms
