@@ -72,6 +72,7 @@ def test_crf_finds_entities_it_was_not_shown():
 
 @pytest.fixture(scope="module")
 def head():
+    """A token head trained on 120 synthetic rows (a minute or more on a busy 2-core CPU)."""
     from intentkit.encoders.minilm import SentenceEncoder
     texts, spans = _annotated(120, seed=3)
     val_texts, val_spans = _annotated(20, seed=4)
@@ -80,6 +81,7 @@ def head():
                                                      val_score=micro_f1)
 
 
+@pytest.mark.slow
 def test_token_head_learns_and_numpy_matches_keras(head):
     texts, spans = _annotated(30, seed=5, cities=["Hamburg", "Kyoto"], skills=["elixir"])
     assert entity_scores(spans, head.predict(texts))["micro"]["f1"] > 0.8
@@ -91,6 +93,7 @@ def test_token_head_learns_and_numpy_matches_keras(head):
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_token_head_saved_and_loaded_without_keras(head, tmp_path):
     head.save(tmp_path)
     loaded = TokenHeadTagger.load(tmp_path, head.encoder)
@@ -114,3 +117,17 @@ def test_extractor_adds_lookup_matches_and_canonical_values():
     learned = EntityExtractor(extractor.tagger, types, {("location", "berlin"): "Berlin (DE)"})
     assert learned.extract(["find python jobs in Berlin"])[0][-1]["value"] == "Berlin (DE)"
     assert EntityExtractor().extract(["anything"]) == [[]]
+
+
+@pytest.mark.slow
+def test_long_and_hostile_messages_keep_valid_offsets(head):
+    # Past the encoder's 256 word pieces the words get zero states but still a tag and offsets.
+    long_message = "find rust jobs in Oslo. " * 120
+    crf = CrfTagger().fit(*_annotated(60, seed=6))
+    hostile = "a" * 100_000
+    for tagger in (head, crf):
+        (found,) = tagger.predict([long_message])
+        assert len(found) > 100  # entities past the 256 pieces too
+        assert all(long_message[e["start"]:e["end"]] == e["value"] for e in found)
+        (found,) = tagger.predict([hostile])
+        assert all((e["start"], e["end"], e["value"]) == (0, 100_000, hostile) for e in found)
