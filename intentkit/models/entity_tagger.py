@@ -160,37 +160,48 @@ class TokenHeadTagger:
                              patience=patience, batch_size=batch_size, seed=seed)
 
     # --- features ------------------------------------------------------------------------
-    def _pieces(self, text, tokens):
-        """Word-piece ids of [CLS] tokens [SEP] and each token's first piece position."""
+    def _windows(self, text, tokens):
+        """[CLS] pieces [SEP] id lists that fit the encoder (256 pieces), over consecutive
+        tokens, each with its (token index, first piece position) pairs: a long message is
+        encoded window by window, so that every word has its states."""
         tokenizer = self.encoder.tokenizer
-        ids, first = [tokenizer.cls], []
-        limit = tokenizer.max_tokens - 1
-        for start, end in tokens:
-            pieces = tokenizer.pieces(text[start:end]) or [tokenizer.unk]
-            first.append(len(ids) if len(ids) < limit else -1)
+        room = tokenizer.max_tokens - 2
+        windows, ids, firsts = [], [], []
+        for index, (start, end) in enumerate(tokens):
+            pieces = (tokenizer.pieces(text[start:end]) or [tokenizer.unk])[:room]
+            if ids and len(ids) + len(pieces) > room:
+                windows.append(([tokenizer.cls, *ids, tokenizer.sep], firsts))
+                ids, firsts = [], []
+            firsts.append((index, len(ids) + 1))
             ids.extend(pieces)
-        return ids[:limit] + [tokenizer.sep], first
+        windows.append(([tokenizer.cls, *ids, tokenizer.sep], firsts))
+        return windows
 
     def _inputs(self, texts):
         """Per text: (tokens, token states (T, 768) float32, word ids (T,), matches (T, M))."""
         tokenized = [tokenize(text) for text in texts]
-        pieces = [self._pieces(text, tokens) for text, tokens in zip(texts, tokenized)]
-        states = self.encoder.token_states([ids for ids, _ in pieces])
-        # The sentence embedding comes free with the token states (mean of the last layer):
-        # kept for a caller that also classifies the intent from the same forward.
-        width = states[0].shape[1] // 2 if states else 0
-        pooled = np.array([row[:, width:].mean(axis=0) for row in states], np.float32)
-        self.last_sentence_embeddings = pooled / np.maximum(
-            np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12) if len(pooled) else pooled
-        rows = []
-        for text, tokens, (_, first), piece_states in zip(texts, tokenized, pieces, states):
-            token_states = np.zeros((len(tokens), piece_states.shape[1]), np.float32)
-            kept = [i for i, position in enumerate(first) if position >= 0]
-            token_states[kept] = piece_states[[first[i] for i in kept]]
+        windows = [self._windows(text, tokens) for text, tokens in zip(texts, tokenized)]
+        states = iter(self.encoder.token_states([ids for row in windows for ids, _ in row]))
+        rows, first_windows = [], []
+        for text, tokens, row_windows in zip(texts, tokenized, windows):
+            token_states = None
+            for number, (_, firsts) in enumerate(row_windows):
+                window_states = next(states)
+                if number == 0:
+                    first_windows.append(window_states)
+                    token_states = np.zeros((len(tokens), window_states.shape[1]), np.float32)
+                for index, position in firsts:
+                    token_states[index] = window_states[position]
             words = np.array([self.vocab.get(text[s:e].lower(), 1) for s, e in tokens],
                              dtype=np.int64)
             matches = match_features(text, tokens, self.entity_types, self.match_types)
             rows.append((tokens, token_states, words, np.pad(matches, ((0, 0), (0, 1)))))
+        # The sentence embedding comes free with the token states (the mean of the last layer
+        # over the first window): kept for a caller that also classifies the intent.
+        width = first_windows[0].shape[1] // 2 if first_windows else 0
+        pooled = np.array([row[:, width:].mean(axis=0) for row in first_windows], np.float32)
+        self.last_sentence_embeddings = pooled / np.maximum(
+            np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12) if len(pooled) else pooled
         return rows
 
     @staticmethod
