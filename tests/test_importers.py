@@ -83,7 +83,7 @@ def test_same_validation_messages_as_json(tmp_path):
     assert str(csv_error.value).replace("d.csv", "d.json") == str(json_error.value)
 
 
-def test_rasa_yaml_strips_entities_and_skips_synonyms(tmp_path, caplog):
+def test_rasa_yaml_keeps_entities_and_skips_untyped_synonyms(tmp_path, caplog):
     path = tmp_path / "nlu.yml"
     path.write_text(RASA)
     with caplog.at_level(logging.INFO):
@@ -91,7 +91,8 @@ def test_rasa_yaml_strips_entities_and_skips_synonyms(tmp_path, caplog):
     assert data.tags == ["goodbye", "greeting"]
     assert data.texts[:2] == ["hello Anna", "hi there"]
     assert len(data.texts) == 10
-    assert "nlu[1]: skipped (synonym items" in caplog.text
+    assert [span.entity for row in data.spans[:2] for span in row] == ["name", "place"]
+    assert "nlu[1]: synonym 'savings' skipped: no annotation gives it" in caplog.text
 
 
 @pytest.mark.parametrize("content, message", [

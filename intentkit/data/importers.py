@@ -8,22 +8,23 @@ line, a Rasa item without examples) are reported here, with the file and the lin
 import csv
 import io
 import logging
-import re
 from collections import defaultdict
 
 from ..errors import DataError
+from .annotations import parse_pattern
 from .readers import parse_yaml, read_text
 
 log = logging.getLogger(__name__)
 
-# Rasa entity annotations: [text](entity), [text](entity:value), [text]{"entity": ...}.
-RASA_ENTITY = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
 RASA_OTHER_ITEMS = ("synonym", "regex", "lookup")
 
 
-def _document(patterns_by_tag):
-    return {"intents": [{"tag": tag, "patterns": patterns, "responses": []}
-                        for tag, patterns in patterns_by_tag.items()]}
+def _document(patterns_by_tag, entities=None):
+    document = {"intents": [{"tag": tag, "patterns": patterns, "responses": []}
+                            for tag, patterns in patterns_by_tag.items()]}
+    if entities:
+        document["entities"] = entities
+    return document
 
 
 def read_table(path):
@@ -63,31 +64,65 @@ def read_rasa(path):
         raise DataError(f"{path}: expected Rasa NLU data: a top-level `nlu:` list of items like "
                         "`- intent: greet` with `examples: |` lines `- hello`.")
     patterns = defaultdict(list)
+    entity_items = []  # (where, kind, name, values) of lookup / regex / synonym items
     for index, item in enumerate(document["nlu"]):
         where = f"{path}: nlu[{index}]"
         if isinstance(item, dict) and any(kind in item for kind in RASA_OTHER_ITEMS):
             kind = next(kind for kind in RASA_OTHER_ITEMS if kind in item)
-            log.info("%s: skipped (%s items are not training examples)", where, kind)
+            entity_items.append((where, kind, item[kind], _example_lines(item, where, kind)))
             continue
         if not isinstance(item, dict) or not isinstance(item.get("intent"), str):
             raise DataError(f"{where} has no `intent:` name; each item must be "
                             "`- intent: NAME` with `examples: |`.")
         intent = item["intent"].strip()
-        if not intent:
-            raise DataError(f"{where}: `intent:` is empty; give the intent its name.")
-        examples = item.get("examples")
-        if not isinstance(examples, str):
-            raise DataError(f"{where} (intent {intent!r}): `examples:` is missing or not a "
-                            "`|` block of `- example` lines.")
-        for number, line in enumerate(examples.splitlines(), start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if not line.startswith("-"):
-                raise DataError(f"{where} (intent {intent!r}): examples line {number} "
-                                f"({line!r}) must start with '- '.")
-            patterns[intent].append(RASA_ENTITY.sub(r"\1", line[1:]).strip())
-    return _document(patterns)
+        # Annotations stay in the pattern: data.validate_intents parses them.
+        patterns[intent].extend(_example_lines(item, where, f"intent {intent!r}"))
+    return _document(patterns, _entities_section(path, patterns, entity_items))
+
+
+def _example_lines(item, where, what):
+    examples = item.get("examples")
+    if not isinstance(examples, str):
+        raise DataError(f"{where} ({what}): `examples:` is missing or not a `|` block of "
+                        "`- example` lines.")
+    lines = []
+    for number, line in enumerate(examples.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith("-"):
+            raise DataError(f"{where} ({what}): examples line {number} ({line!r}) must start "
+                            "with '- '.")
+        lines.append(line[1:].strip())
+    return lines
+
+
+def _entities_section(path, patterns, entity_items):
+    """Our "entities" section from Rasa's lookup, regex and synonym items. Rasa names a lookup
+    or regex after its entity; a synonym names only its canonical value, so it goes to the
+    types whose annotations give that value."""
+    types_of_value = defaultdict(set)
+    for tag, tag_patterns in patterns.items():
+        for pattern in tag_patterns:
+            for span in parse_pattern(pattern, f"{path}: intent {tag!r}").spans:
+                types_of_value[span.value].add(span.entity)
+    section = defaultdict(dict)
+    for where, kind, name, values in entity_items:
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{where}: `{kind}:` needs a name.")
+        name = name.strip()
+        if kind == "lookup":
+            section[name].setdefault("lookup", []).extend(values)
+        elif kind == "regex":
+            section[name].setdefault("regex", []).extend(values)
+        else:
+            types = types_of_value.get(name)
+            if not types:
+                log.warning("%s: synonym %r skipped: no annotation gives it as an entity's "
+                            "value, so its entity type is unknown", where, name)
+            for entity in sorted(types or ()):
+                section[entity].setdefault("synonyms", {}).setdefault(name, []).extend(values)
+    return dict(section)
 
 
 IMPORTERS = {".csv": read_table, ".tsv": read_table, ".yml": read_rasa, ".yaml": read_rasa}

@@ -9,11 +9,19 @@ import os
 import re
 import tempfile
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
 from . import importers
+from .annotations import (
+    EntityTypes,
+    Rules,
+    parse_pattern,
+    spans_from_rows,
+    validate_entities,
+    validate_rules,
+)
 from .readers import parse_json, read_text
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,13 @@ class IntentData:
     # first (keep-first): ({"text", "intents"}, ...), for the warning and the model card.
     conflicts: tuple = ()
     fallback_responses: tuple = ()  # the document's optional top-level "fallback_responses"
+    spans: list = None  # each row's tuple of annotations.Span (character offsets into its text)
+    entity_types: EntityTypes = field(default_factory=EntityTypes)  # the "entities" section
+    rules: Rules = field(default_factory=Rules)  # the "rules" section
+
+    @property
+    def has_entities(self):
+        return bool(self.entity_types.types) or any(self.spans or ())
 
     @property
     def tags(self):
@@ -51,6 +66,11 @@ class Split:
     val_labels: list
     test_texts: list
     test_labels: list
+    # Each row's entity spans (tuples of annotations.Span), aligned with its texts; None when
+    # the data has no annotations.
+    train_spans: list = None
+    val_spans: list = None
+    test_spans: list = None
 
 
 def duplicate_key(text):
@@ -133,7 +153,9 @@ def validate_intents(document, path, on_conflict="drop", problems=None):
             raise error
         problems.append(error)
 
-    checked = []  # (index, tag, patterns, responses) of the intents that are well-formed
+    # (index, tag, patterns parsed into plain text + entity spans, responses) of the intents
+    # that are well-formed
+    checked = []
     first_index = {}  # tag -> index of the intent that defined it
     owners = defaultdict(dict)  # duplicate_key -> {tag: the pattern as written there}
     for index, intent in enumerate(document["intents"]):
@@ -143,13 +165,15 @@ def validate_intents(document, path, on_conflict="drop", problems=None):
                 raise DataError(f"{path}: intents[{index}] repeats tag {tag!r} of "
                                 f"intents[{first_index[tag]}]; merge their patterns into one "
                                 "entry.")
+            annotated = [parse_pattern(pattern, f"{path}: intents[{index}] (tag {tag!r})")
+                         for pattern in patterns]
         except DataError as error:
             report(error)
             continue
         first_index[tag] = index
-        checked.append((index, tag, patterns, intent_responses))
-        for pattern in patterns:
-            owners[duplicate_key(pattern)].setdefault(tag, pattern.strip())
+        checked.append((index, tag, annotated, intent_responses))
+        for pattern in annotated:
+            owners[duplicate_key(pattern.text)].setdefault(tag, pattern.text.strip())
     conflicts = tuple({"text": next(iter(written.values())), "intents": list(written)}
                       for written in owners.values() if len(written) > 1)
     if conflicts and on_conflict == "error":
@@ -160,27 +184,29 @@ def validate_intents(document, path, on_conflict="drop", problems=None):
                         "the wrong intents, or train with --on-conflict drop.")
     conflicting = {duplicate_key(c["text"]) for c in conflicts}
 
-    texts, labels, responses = [], [], {}
+    texts, labels, spans, responses = [], [], [], {}
     seen = set()
     repeated = []
-    for index, tag, patterns, intent_responses in checked:
+    for index, tag, annotated, intent_responses in checked:
         kept = 0
-        for pattern in patterns:
-            key = duplicate_key(pattern)
+        for pattern in annotated:
+            key = duplicate_key(pattern.text)
             if key in seen or (key in conflicting and on_conflict == "drop"):
                 if key not in conflicting:
-                    repeated.append((pattern, tag))
+                    repeated.append((pattern.text, tag))
                 continue
             seen.add(key)
-            texts.append(pattern.strip())
+            texts.append(pattern.text)
             labels.append(tag)
+            spans.append(pattern.spans)
             kept += 1
         if kept < MIN_PATTERNS_PER_INTENT:
             report(DataError(
                 f"{path}: intents[{index}] (tag {tag!r}) has {kept} distinct pattern(s); at "
                 f"least {MIN_PATTERNS_PER_INTENT} are needed so that every intent appears in the "
                 "train, validation and test splits. Add more example sentences."))
-            texts, labels = texts[:len(texts) - kept], labels[:len(labels) - kept]
+            texts, labels, spans = (texts[:len(texts) - kept], labels[:len(labels) - kept],
+                                    spans[:len(spans) - kept])
             continue
         responses[tag] = intent_responses
     if len(responses) < 2:
@@ -197,15 +223,28 @@ def validate_intents(document, path, on_conflict="drop", problems=None):
         examples = "; ".join(f"{text!r} ({tag})" for text, tag in repeated[:5])
         log.warning("%s: dropped %d repeated pattern(s), keeping the first of each: %s%s",
                     path, len(repeated), examples, " ..." if len(repeated) > 5 else "")
+    entity_types = validate_entities(document.get("entities"), path,
+                                     base=Path(path).parent if path else None)
+    rules = validate_rules(document.get("rules"), path, set(responses))
     return IntentData(texts, labels, responses, str(path), conflicts,
-                      _fallback_responses(document, path))
+                      _fallback_responses(document, path), spans, entity_types, rules)
 
 
-def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
+def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42, spans=None):
     """Stratified train/validation/test split, seeded. Done before augmentation or fitting.
 
     A size of 0 leaves that split empty, for a caller that has its own validation or test file.
+    `spans` (each row's entity spans) are split with their rows: the rows are the same as
+    without them.
     """
+    if spans is not None:
+        # Split row numbers like the texts would be, then pick texts and spans by them.
+        rows = split_data(list(range(len(texts))), labels, val_size, test_size, seed)
+        parts = (rows.train_texts, rows.val_texts, rows.test_texts)
+        text_parts = [[texts[r] for r in part] for part in parts]
+        span_parts = [[spans[r] for r in part] for part in parts]
+        return Split(text_parts[0], rows.train_labels, text_parts[1], rows.val_labels,
+                     text_parts[2], rows.test_labels, *span_parts)
     if not (0 <= val_size < 1 and 0 <= test_size < 1 and val_size + test_size < 1):
         raise DataError("val_size and test_size must be in [0, 1) and sum to less than 1.")
     # Here, not at the top: the service imports this module for its limits, without sklearn.
@@ -230,21 +269,30 @@ def split_data(texts, labels, val_size=0.15, test_size=0.15, seed=42):
 
 def load_examples(path):
     """Labelled messages from an intents file or a JSON list of {"text", "intent"} (eval files)."""
+    texts, labels, _ = load_annotated_examples(path)
+    return texts, labels
+
+
+def load_annotated_examples(path):
+    """(texts, labels, spans) of an intents file or a JSON list of {"text", "intent"} rows that
+    may carry "entities": [{"start", "end", "value", "entity"}] (the SNIPS files' format)."""
     path = Path(path)
     document = read_document(path)
     if isinstance(document, dict):
         data = load_intents(path)
-        return data.texts, data.labels
+        return data.texts, data.labels, data.spans
     if not isinstance(document, list):
         raise DataError(f'{path}: expected an intents object or a list of {{"text", "intent"}}.')
-    texts, labels = [], []
+    texts, labels, spans = [], [], []
     for index, row in enumerate(document):
         if not (isinstance(row, dict) and isinstance(row.get("text"), str)
                 and isinstance(row.get("intent"), str)):
             raise DataError(f'{path}: entry [{index}] must be {{"text": str, "intent": str}}.')
         texts.append(row["text"])
         labels.append(row["intent"])
-    return texts, labels
+        spans.append(spans_from_rows(row["text"], row.get("entities", []),
+                                     f"{path}: entry [{index}]"))
+    return texts, labels, spans
 
 
 def convert(source, destination):

@@ -274,12 +274,21 @@ class SentenceEncoder:
         if self._onnx is not None:
             return self._onnx(ids)
         batch, length = ids.shape
+        pooled = self._hidden_states(ids)[-1].reshape(batch, length, HIDDEN).mean(axis=1)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), NORM_FLOOR)
+
+    def _hidden_states(self, ids):
+        """The last two layers' (batch * length, HIDDEN) states of an equal-length id matrix
+        (NumPy forward)."""
+        batch, length = ids.shape
         head_size = HIDDEN // HEADS
         x = self.word[ids.ravel()]  # 2-D (batch * length, HIDDEN): every matmul is one BLAS call
         x.reshape(batch, length, HIDDEN)[...] += self.position[:length]
         x = _layer_norm(x, *self.embedding_norm)
+        previous = x
         for (qkv_kernel, qkv_bias, out, out_bias, norm1, shift1, up, up_bias, down, down_bias,
              norm2, shift2) in self.layers:
+            previous = x
             qkv = x @ qkv_kernel
             qkv += qkv_bias
             # One copy to (3, batch, heads, length, head_size): contiguous blocks, which NumPy's
@@ -301,8 +310,20 @@ class SentenceEncoder:
             projected += down_bias
             projected += x
             x = _layer_norm(projected, norm2, shift2)
-        pooled = x.reshape(batch, length, HIDDEN).mean(axis=1)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), NORM_FLOOR)
+        return previous, x
+
+    def token_states(self, id_lists, batch_size=128):
+        """Each id list's (len(ids), 2 * HIDDEN) float32 token states: the last two layers'
+        outputs side by side (the entity tagger's features), computed by the NumPy forward
+        in batches of equal length."""
+        out = [None] * len(id_lists)
+        for rows in _length_buckets(id_lists, batch_size):
+            ids = np.array([id_lists[r] for r in rows], dtype=np.int64)
+            states = np.concatenate(self._hidden_states(ids), axis=-1)
+            states = states.reshape(len(rows), ids.shape[1], 2 * HIDDEN)
+            for position, row in enumerate(rows):
+                out[row] = states[position]
+        return out
 
     def embed_ids(self, id_lists, batch_size=128, progress=None):
         """Embeddings of tokenized texts, in batches of equal length: no padding is computed.

@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from ..data.annotations import parse_pattern
 from ..data.intents import duplicate_key, read_document, validate_intents
 from ..encoders.minilm import sentence_encoder
 from ..errors import PretrainedUnavailable
@@ -46,9 +47,16 @@ ADVICE = {
                                      "one, or reword it so that the intents differ",
     "too-few-patterns": "add patterns in the words users actually type",
     "imbalanced-intents": "add patterns to the small intents (or trim the largest)",
+    "entity-two-types": "one value is annotated as two entity types: keep one type, or give "
+                        "the types values that tell them apart",
+    "entity-unannotated-value": "an annotated value appears unannotated elsewhere, which teaches "
+                                "the labeller that it is not an entity: annotate it there too",
+    "entity-few-examples": "annotate more examples of these entity types (or give them a lookup "
+                           "table or regex in the \"entities\" section)",
 }
 # The checks' thresholds (see check_data).
 NEAR_DUPLICATE_THRESHOLD, MIN_PATTERNS, IMBALANCE_RATIO = 0.95, 10, 3.0
+MIN_ENTITY_EXAMPLES = 5  # annotations a type without a lookup or regex should have
 CONFUSION_THRESHOLD, SUSPECT_CONFIDENCE, FOLDS = 0.1, 0.5, 5
 PULLING_PATTERNS = 3  # a suspect label's patterns of the other intent shown (its explanation)
 # A block of cross-intent similarities holds at most this many float32 (64 MB).
@@ -157,7 +165,7 @@ def _checked(path, near_duplicate_threshold, min_patterns, imbalance_ratio, conf
                   for problem in problems),
                 *_duplicates_across_intents(_patterns_as_written(document)),
                 *_small_intents(counts, min_patterns),
-                *(_imbalance(counts, imbalance_ratio) if counts else [])]
+                *(_imbalance(counts, imbalance_ratio) if counts else []), *_entity_findings(data)]
     if embedding_checks and len(counts) >= 2:
         findings += _embedding_findings(data, near_duplicate_threshold, confusion_threshold,
                                         suspect_confidence, folds, seed)
@@ -200,7 +208,7 @@ def _embedding_findings(data, near_duplicate_threshold, confusion_threshold, sus
 
 def _patterns_as_written(document):
     """Each intent's patterns before validation drops the repeated ones (already validated)."""
-    return {intent["tag"].strip(): [pattern.strip() for pattern in intent["patterns"]]
+    return {intent["tag"].strip(): [parse_pattern(pattern).text for pattern in intent["patterns"]]
             for intent in document["intents"]}
 
 
@@ -216,6 +224,50 @@ def _duplicates_across_intents(patterns_by_tag):
             yield Finding(ERROR, "duplicate-across-intents",
                           f"{text!r} is a pattern of {_names(tags)}",
                           {"text": text, "intents": written})
+
+
+def _entity_findings(data):
+    """Entity problems that load but teach the labeller wrong: a value annotated as two types,
+    annotated values left unannotated elsewhere, types with few examples."""
+    if not any(data.spans or ()):
+        return
+    from ..models.entity_tagger import tokenize
+    types_of_value, examples = defaultdict(set), Counter()
+    for text, spans in zip(data.texts, data.spans):
+        for span in spans:
+            types_of_value[text[span.start:span.end].casefold()].add(span.entity)
+            examples[span.entity] += 1
+    for value, types in sorted(types_of_value.items()):
+        if len(types) > 1:
+            yield Finding(WARNING, "entity-two-types",
+                          f"{value!r} is annotated as {_names(sorted(types))}",
+                          {"value": value, "types": sorted(types)})
+    longest = max(len(tokenize(value)) for value in types_of_value)
+    missed = defaultdict(list)  # value -> texts where it is written without an annotation
+    for text, spans in zip(data.texts, data.spans):
+        tokens = tokenize(text)
+        for first in range(len(tokens)):
+            for last in range(first, min(first + longest, len(tokens))):
+                start, end = tokens[first][0], tokens[last][1]
+                value = text[start:end].casefold()
+                if value in types_of_value and not any(
+                        start < span.end and end > span.start for span in spans):
+                    missed[value].append(text)
+    for value, texts in sorted(missed.items(), key=lambda item: -len(item[1])):
+        yield Finding(WARNING, "entity-unannotated-value",
+                      f"{value!r} ({_names(sorted(types_of_value[value]))}) is unannotated in "
+                      f"{_count(len(texts), 'pattern')}, e.g. {texts[0]!r}",
+                      {"value": value, "types": sorted(types_of_value[value]),
+                       "patterns": texts[:10]})
+    for entity, count in sorted(examples.items(), key=lambda item: item[1]):
+        entity_type = data.entity_types.types.get(entity)
+        if count < MIN_ENTITY_EXAMPLES and not (entity_type and (entity_type.lookup
+                                                                 or entity_type.regexes)):
+            yield Finding(WARNING, "entity-few-examples",
+                          f"{entity!r} is annotated {_count(count, 'time')}; at least "
+                          f"{MIN_ENTITY_EXAMPLES} are recommended",
+                          {"entity": entity, "examples": count,
+                           "recommended": MIN_ENTITY_EXAMPLES})
 
 
 def _small_intents(counts, min_patterns):
