@@ -487,6 +487,14 @@ def render(docs: Path) -> dict[str, bytes]:
             finetune_table(finetune.data), "",
             "## The single model's word vectors", "", f"### {vectors.meta['title']}", "",
             provenance(vectors), "", word_vectors_table(vectors.data), ""]
+    shown = {s.path for s in (cv, curve, backends, finetune, vectors, *runs, *latency)}
+    others = sorted((s for s in sources.values() if s.path not in shown), key=lambda s: s.path)
+    if others:
+        out += ["## Other measurements", "",
+                "Result files of the features' own benchmarks; the page of each feature reads "
+                "them out.", ""]
+        for source in others:
+            out += [f"### {source.meta['title']}", "", provenance(source), ""]
     files[PAGE] = "\n".join(out).encode("utf-8")
     return files
 
