@@ -139,6 +139,8 @@ def _as_published_before(out_dir, target):
     manifest.pop("manifest_sha256")
     del manifest["files"][artifacts.TRAINING_PATTERNS_FILE]
     manifest["files"][artifacts.PREPROCESSOR_FILE] = artifacts.sha256(pickle_path)
+    manifest["sizes"].pop(artifacts.TRAINING_PATTERNS_FILE)
+    manifest["sizes"][artifacts.PREPROCESSOR_FILE] = pickle_path.stat().st_size
     (target / artifacts.MANIFEST_FILE).write_text(json.dumps(artifacts.sealed(manifest)))
     return target
 
