@@ -84,6 +84,7 @@ def _republished_without_responses(out, directory):
     manifest = json.loads(manifest_path.read_text())
     manifest.pop("manifest_sha256")
     manifest["files"][artifacts.PREPROCESSOR_FILE] = artifacts.sha256(pickle_path)
+    manifest["sizes"][artifacts.PREPROCESSOR_FILE] = pickle_path.stat().st_size
     manifest_path.write_text(json.dumps(artifacts.sealed(manifest)))
     return directory
 

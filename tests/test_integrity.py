@@ -46,6 +46,7 @@ def replace_pickle_and_vouch_for_it(run_dir, payload):
     manifest = json.loads(manifest_path.read_text())
     manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
         pickle_path.read_bytes()).hexdigest()
+    manifest["sizes"][artifacts.PREPROCESSOR_FILE] = pickle_path.stat().st_size
     manifest["manifest_sha256"] = artifacts._manifest_checksum(manifest)
     manifest_path.write_text(json.dumps(manifest))
 

@@ -7,6 +7,8 @@ from conftest import QUICK_ARGS, ROOT, reweight_opened_runs, run_script, write_i
 
 from intentkit.training.config import QUICK
 
+pytestmark = pytest.mark.slow  # trains models (minutes)
+
 FILES = ["advanced_model_improved.h5", "enhanced_preprocessor.pickle",
          "improved_training_history.png", "manifest.json", "training_config.json",
          "ensemble_models/ensemble.json", "ensemble_models/cnn_bilstm.h5",
@@ -57,7 +59,6 @@ PREDICT_SCRIPT = """
 import json, sys
 from predict import predict_intent_improved
 
-pytestmark = pytest.mark.slow  # trains models (minutes)
 out = []
 for text in ["hey there, good morning", "how much does a devops engineer earn",
              "please review my cv", "see you later"]:
@@ -94,16 +95,14 @@ def test_same_seed_retrain_gives_the_same_confidences(trained, tmp_path):
 
 @pytest.mark.parametrize("mutation, message", [
     (lambda p: p.write_text('{"intents": [}'), "invalid JSON at line 1"),
-    (lambda p: p.unlink(), "file not found"),
+    (lambda p: p.unlink(), "no such file"),
     (lambda p: write_intents(p, {"a": ["x"] * 9, "b": ["y", "z"]}), "distinct pattern(s)"),
 ])
 def test_bad_data_exits_nonzero_and_leaves_the_model_untouched(trained, tmp_path, mutation,
                                                                 message):
     out = tmp_path / "model"
-    out.mkdir()
-    for name in ("advanced_model_improved.h5", "enhanced_preprocessor.pickle"):
-        (out / name).write_bytes((trained["out"] / name).read_bytes())
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    shutil.copytree(trained["out"], out, symlinks=True)  # a published run, links and all
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     data = tmp_path / "data.json"
     write_intents(data)
     mutation(data)
@@ -111,7 +110,7 @@ def test_bad_data_exits_nonzero_and_leaves_the_model_untouched(trained, tmp_path
     assert result.returncode == 2
     assert message in result.stderr and str(data) in result.stderr
     assert "Traceback" not in result.stderr
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_unusable_output_directory_fails_before_training(tmp_path, trained):
@@ -146,7 +145,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_previous_model(trained, tmp_path):
     import subprocess
     import sys
     out = tmp_path / "model"
-    shutil.copytree(trained["out"], out)
+    shutil.copytree(trained["out"], out, symlinks=True)  # a published run, links and all
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     process = subprocess.Popen([sys.executable, str(ROOT / "jobs.py"), "--data", trained["data"],
                                 "--out", out, *QUICK_ARGS], cwd=ROOT, stderr=subprocess.PIPE,

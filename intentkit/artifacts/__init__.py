@@ -721,9 +721,11 @@ def _read_bytes(path, signatures, size=None):
         if not stat.S_ISREG(status.st_mode):
             raise _refused(path, "not a regular file; refused")
         if size is not None and status.st_size != size:
-            raise ArtifactMismatch(f"{path} has {status.st_size:,} bytes where the manifest "
-                                   f"records {size:,}: it was changed or comes from another "
-                                   "run. Retrain with `python jobs.py`.")
+            raise ArtifactMismatch(f"{path} does not match the {MANIFEST_FILE} beside its run: "
+                                   f"it has {status.st_size:,} bytes where the manifest records "
+                                   f"{size:,}; they come from different training runs or a file "
+                                   "was changed. Use files from one run, or retrain with "
+                                   "`intentkit train`.")
         signatures[path] = status.st_mtime_ns, status.st_size
         try:
             return file.read()

@@ -85,6 +85,9 @@ class Detector:
 
     def detect(self, text):
         """(ISO 639-1 code, confidence 0-1) of the most likely language, or (None, 0.0)."""
+        # Lingua takes UTF-8: a lone surrogate (valid in a Python str, not in UTF-8) becomes
+        # "?" instead of an error that would take the answer down.
+        text = text.encode("utf-8", "replace").decode("utf-8")
         values = self._lingua.compute_language_confidence_values(text)
         if not values or values[0].value <= 0:
             return None, 0.0
