@@ -205,18 +205,26 @@ def staging_area(out_dir):
 # in `.runs/` whose own manifest verifies. Anything else named like a run's file stops the run
 # before training; nothing of a user's is ever moved or deleted.
 
-def _verified_manifest(path):
-    """The manifest at `path` if it is a regular file whose own checksum holds, else None."""
-    if path.is_symlink() or not path.is_file():
-        return None
+def _intact_manifest(raw):
+    """The manifest in the bytes `raw` if it is one and its own checksum holds, else None."""
     try:
-        manifest = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        manifest = json.loads(raw)
+    except (ValueError, RecursionError):
         return None
     if (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
             and manifest.get("manifest_sha256") == _manifest_checksum(manifest)):
         return manifest
     return None
+
+
+def _verified_manifest(path):
+    """The manifest at `path` if it is a regular file whose own checksum holds, else None."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        return _intact_manifest(path.read_bytes())
+    except OSError:
+        return None
 
 
 def _vouched_for(path, name, manifest):
@@ -740,14 +748,8 @@ def _read_manifest(path, signatures):
         raise _refused(path, "not found: without its manifest a run cannot be verified")
     if path.is_file() and path.stat().st_size > MAX_MANIFEST_BYTES:
         raise _refused(path, f"over {MAX_MANIFEST_BYTES:,} bytes: not a manifest we write")
-    raw = _read_bytes(path, signatures)
-    try:
-        manifest = json.loads(raw)
-        intact = (isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
-                  and manifest.get("manifest_sha256") == _manifest_checksum(manifest))
-    except (ValueError, RecursionError):
-        intact = False
-    if not intact:
+    manifest = _intact_manifest(_read_bytes(path, signatures))
+    if manifest is None:
         raise _refused(path, "damaged or edited (its checksum does not match its content)")
     return manifest
 
