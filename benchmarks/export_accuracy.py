@@ -1,0 +1,82 @@
+"""What exporting costs on the harness sets: the exported (ONNX) answer's accuracy against the
+full one, and the int8 encoder's accuracy and speed against fp32.
+
+    python benchmarks/export_accuracy.py [--sets shipped banking77:10 clinc150:10]
+                                         [--runs DIR] [--out PREFIX]
+
+Each set is trained once with the default configuration (`jobs.py`'s pipeline, the set's official
+test rows as its test data, as benchmarks/run.py does) into DIR/<set> and reused by later runs
+(delete it to retrain). Then, on the set's in-scope test rows:
+
+- full: the Predictor's default answer (every member, the run's own tokenizer and lemmas);
+- exported: `intentkit export --format onnx` of the run, run by ONNX Runtime on ids from the
+  `tokenizers` library (the members the export holds, their weights renormalised);
+- int8: the same export with the encoder quantized statically (calibrated on training texts);
+  speed is single-message latency (p50) and batch throughput of the encoder+head graph.
+
+Writes PREFIX.json and prints a markdown table (default docs/benchmarks/export_accuracy-DATE).
+"""
+import argparse
+import datetime
+import logging
+import time
+from pathlib import Path
+
+from common import ROOT, load_set
+
+from intentkit.runtime import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+from intentkit import artifacts  # noqa: E402
+from intentkit.config import TrainConfig  # noqa: E402
+from intentkit.data import load_examples, load_intents  # noqa: E402
+from intentkit.train import split_first, train  # noqa: E402
+
+log = logging.getLogger(__name__)
+SETS = ("shipped", "banking77:10", "clinc150:10")
+
+
+def trained_run(spec, runs):
+    """(run directory, test texts, test labels, training texts) of a set, training it once."""
+    directory = runs / spec.replace(":", "-")
+    work = directory / "data"
+    if not (directory / "model" / artifacts.MANIFEST_FILE).exists():
+        work.mkdir(parents=True, exist_ok=True)
+        train_path, test_path = load_set(spec, work)
+        config = TrainConfig(data=str(train_path), out=str(directory / "model"),
+                             **({"test_data": str(test_path)} if test_path else {}))
+        started = time.perf_counter()
+        train(config)
+        (directory / "train_seconds").write_text(f"{time.perf_counter() - started:.0f}")
+    train_path = (ROOT / "filesTech" / "final.json" if spec == "shipped"
+                  else work / "train.json")
+    config = TrainConfig(data=str(train_path), out=str(directory / "model"))
+    split = split_first(load_intents(train_path), config)
+    if spec == "shipped":
+        test_texts, test_labels = split.test_texts, split.test_labels
+    else:
+        test_texts, test_labels = load_examples(work / "test_in_scope.json")
+    return directory / "model", list(test_texts), list(test_labels), list(split.train_texts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", default=SETS)
+    parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "runs")
+    parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" /
+                        f"export_accuracy-{datetime.date.today()}")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("absl", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    for spec in args.sets:
+        trained_run(spec, args.runs)
+    if args.train_only:
+        return
+
+
+if __name__ == "__main__":
+    main()
