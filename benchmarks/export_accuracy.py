@@ -19,10 +19,13 @@ Writes PREFIX.json and prints a markdown table (default docs/benchmarks/export_a
 import argparse
 import datetime
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, load_set
+import numpy as np
+from common import ROOT, load_set, report
 
 from intentkit.runtime import import_tensorflow_quietly
 
@@ -31,6 +34,7 @@ import_tensorflow_quietly()
 from intentkit import artifacts  # noqa: E402
 from intentkit.config import TrainConfig  # noqa: E402
 from intentkit.data import load_examples, load_intents  # noqa: E402
+from intentkit.predict import Predictor  # noqa: E402
 from intentkit.train import split_first, train  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -72,10 +76,64 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from intentkit import export
+    results = {}
     for spec in args.sets:
-        trained_run(spec, args.runs)
+        model_dir, texts, labels, train_texts = trained_run(spec, args.runs)
+        if args.train_only:
+            continue
+        predictor = Predictor(model_dir / artifacts.MODEL_FILE,
+                              model_dir / artifacts.PREPROCESSOR_FILE, runtime="numpy",
+                              cache_size=0)
+        full = predictor.predict_proba(texts)
+        row = {"test_rows": len(texts), "full_accuracy": accuracy(full, labels,
+                                                                  predictor.labels)}
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, int8 in (("fp32", False), ("int8", True)):
+                out = Path(scratch) / name
+                description = export.export_onnx(model_dir, out, int8=int8,
+                                                 calibration_texts=train_texts)
+                session = export.session(out / export.MODEL_FILE)
+                tokenizer = export.load_tokenizer(out)
+                probabilities = export.run_exported(session, tokenizer, texts)
+                row[name] = {"accuracy": accuracy(probabilities, labels, description["labels"]),
+                             "model_mb": description["model"]["bytes"] / 1e6,
+                             "members": [m["name"] for m in
+                                         description["answer"]["exported_members"]],
+                             "latency_p50_ms": latency(session, tokenizer, texts[:200])}
+        row["uptime"] = os.getloadavg()
+        results[spec] = row
+        log.info("%s: %s", spec, row)
     if args.train_only:
         return
+    report(["set", "full answer", "exported fp32", "exported int8", "int8 loss (points)",
+            "fp32 / int8 p50 ms", "fp32 / int8 MB"],
+           [[spec, f"{r['full_accuracy'] * 100:.2f} %", f"{r['fp32']['accuracy'] * 100:.2f} %",
+             f"{r['int8']['accuracy'] * 100:.2f} %",
+             f"{(r['fp32']['accuracy'] - r['int8']['accuracy']) * 100:.2f}",
+             f"{r['fp32']['latency_p50_ms']:.1f} / {r['int8']['latency_p50_ms']:.1f}",
+             f"{r['fp32']['model_mb']:.0f} / {r['int8']['model_mb']:.0f}"]
+            for spec, r in results.items()],
+           {"date": str(datetime.date.today()), "results": results},
+           args.out.with_suffix(".json"))
+
+
+def accuracy(probabilities, labels, names):
+    predicted = np.array(names, dtype=object)[probabilities.argmax(axis=1)]
+    return float((predicted == np.array(labels, dtype=object)).mean())
+
+
+def latency(session, tokenizer, texts):
+    """p50 ms of one message at a time (one thread), after 20 warm-up calls."""
+    from intentkit import export
+    for text in texts[:20]:
+        export.run_exported(session, tokenizer, [text])
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        export.run_exported(session, tokenizer, [text])
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50))
 
 
 if __name__ == "__main__":
