@@ -81,7 +81,7 @@ def test_the_command_labels_a_file_and_reports_an_unopenable_run_in_one_line(tra
                       + json.dumps({"text": None}) + "\n")
     out = tmp_path / "out.parquet"
     result = subprocess.run([intentkit_command(), "predict", "--spark", "--file", str(source),
-                             "--out", str(out), "-m", str(trained["out"])],
+                             "--out", str(out), "--model-dir", str(trained["out"])],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"rows": len(TEXTS) + 1,
