@@ -31,11 +31,11 @@ from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-from intentkit import artifacts  # noqa: E402
-from intentkit.config import TrainConfig  # noqa: E402
-from intentkit.data import load_examples, load_intents  # noqa: E402
-from intentkit.predict import Predictor  # noqa: E402
-from intentkit.train import split_first, train  # noqa: E402
+from intentkit import artifacts
+from intentkit.data.intents import load_examples, load_intents
+from intentkit.serving.predictor import Predictor
+from intentkit.training.config import TrainConfig
+from intentkit.training.pipeline import split_first, train
 
 log = logging.getLogger(__name__)
 SETS = ("shipped", "banking77:10", "clinc150:10")
@@ -76,7 +76,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    from intentkit import export
+    from intentkit.serving import onnx_export as export
     results = {}
     for spec in args.sets:
         model_dir, texts, labels, train_texts = trained_run(spec, args.runs)
@@ -125,7 +125,7 @@ def accuracy(probabilities, labels, names):
 
 def latency(session, tokenizer, texts):
     """p50 ms of one message at a time (one thread), after 20 warm-up calls."""
-    from intentkit import export
+    from intentkit.serving import onnx_export as export
     for text in texts[:20]:
         export.run_exported(session, tokenizer, [text])
     times = []

@@ -8,7 +8,8 @@ import pytest
 from conftest import SMALL_INTENTS, reweight_opened_runs
 from live_server import missing
 
-from intentkit import artifacts, cli, export
+from intentkit import artifacts, cli
+from intentkit.serving import onnx_export as export
 
 for package in ("onnxruntime", "onnx", "tokenizers"):
     try:
@@ -16,8 +17,8 @@ for package in ("onnxruntime", "onnx", "tokenizers"):
     except ImportError:
         missing(f"{package} is missing: pip install 'intentkit[export]'")
 
-import onnxruntime  # noqa: E402
-import tokenizers  # noqa: E402
+import onnxruntime
+import tokenizers
 
 NOVEL = ["what do nurses earn in Berlin?", "Héllo!!! anyone there", "can u check my CV pls",
          "see you tomorrow", "", "???", "how much does a data engineer make " * 40,
@@ -64,7 +65,7 @@ def exported_probabilities(directory, texts):
 def exported_only_predictor(trained, monkeypatch, description):
     """The Predictor with the members the export left out weighted 0 (and the exported ones at
     their renormalised weights): the answer the export promises to reproduce."""
-    from intentkit.predict import Predictor
+    from intentkit.serving.predictor import Predictor
     weights = {m["name"]: m["weight"] for m in description["answer"]["exported_members"]}
     total = sum(weights.values())
     reweight_opened_runs(monkeypatch, lambda name, count: weights.get(name, 0.0) / total)

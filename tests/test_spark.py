@@ -18,7 +18,7 @@ except ImportError:
 if shutil.which("java") is None:
     missing("java is missing: apt-get install openjdk-17-jre-headless")
 
-from intentkit import spark as intentkit_spark  # noqa: E402
+from intentkit.serving import spark as intentkit_spark
 
 TEXTS = [p for patterns in SMALL_INTENTS.values() for p in patterns[:3]] + [
     "what do nurses earn in Berlin?", "???", ""]
@@ -33,7 +33,7 @@ def session():
 
 @pytest.fixture(scope="module")
 def predictor(trained):
-    from intentkit.predict import Predictor
+    from intentkit.serving.predictor import Predictor
     return Predictor(trained["model"], trained["preprocessor"], runtime="numpy", cache_size=0)
 
 

@@ -14,7 +14,9 @@ from live_server import missing
 from test_browser import browser  # noqa: F401 (the Chromium fixture)
 from test_export import with_shipped_weights
 
-from intentkit import cli, export, web
+from intentkit import cli
+from intentkit.serving import onnx_export as export
+from intentkit.serving import web
 
 for package in ("onnxruntime", "onnx", "tokenizers"):
     try:

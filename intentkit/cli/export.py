@@ -37,15 +37,15 @@ def add_parser(subcommands, name):
 
 
 def run(args):
-    from .. import export
+    from ..serving import onnx_export as export
     if args.int8 and not args.data:
         raise ConfigError("--int8 needs --data FILE (the training data) to calibrate on")
     texts = []
     if args.data:
-        from ..data import load_intents
+        from ..data.intents import load_intents
         texts = load_intents(args.data).texts
     if args.format == "web":
-        from .. import web
+        from ..serving import web
         runtime_dir = web.onnxruntime_web_dir(args.onnxruntime_web)
         description = web.export_web(args.model_dir, args.out, runtime_dir, args.use_ensemble,
                                      args.int8, texts)

@@ -148,7 +148,7 @@ def _rate_and_eta(done, total, seconds):
 def _run_spark(args):
     if not args.file or not args.out or args.text is not None or args.file == "-":
         raise ConfigError("--spark labels a file: give --file IN and --out OUT, no TEXT")
-    from .. import spark
+    from ..serving import spark
     model_dir = args.executor_model_dir or args.model_dir or artifacts.DEFAULT_DIR
     if args.model is not None or args.preprocessor is not None:
         raise ConfigError("--spark ships a whole published run: use --model-dir, not "

@@ -1,6 +1,6 @@
 """`intentkit export --format web`: a static page that classifies as the user types, no server.
 
-The directory holds the ONNX export (intentkit.export: model.onnx, tokenizer.json, export.json)
+The directory holds the ONNX export (intentkit.serving.onnx_export: model.onnx, tokenizer.json, export.json)
 and the page: index.html, app.js (loads the export, checks model.onnx against export.json's size
 and sha256, runs it with ONNX Runtime Web's WebAssembly backend), wordpiece.js (the tokenizer,
 reading tokenizer.json) and ONNX Runtime Web's own files, copied from the npm package pinned in
@@ -13,14 +13,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import export
-from .errors import ConfigError
+from ..errors import ConfigError
+from . import onnx_export as export
 
 PAGE_DIR = Path(__file__).with_name("web_page")
 PAGE_FILES = ("index.html", "app.js", "wordpiece.js")
 # The WebAssembly build without WebGPU/WebGL: what app.js uses, and the smallest.
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-PINNED_PACKAGE = Path(__file__).resolve().parents[1] / "web" / "package.json"
+PINNED_PACKAGE = Path(__file__).resolve().parents[2] / "web" / "package.json"
 NPM_HINT = "run `npm ci --prefix web` in the intentkit checkout, or pass --onnxruntime-web DIR"
 
 

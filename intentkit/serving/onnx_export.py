@@ -36,8 +36,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import artifacts
-from .errors import ArtifactError, ConfigError
+from .. import artifacts
+from ..errors import ArtifactError, ConfigError
 
 FORMAT = "intentkit-onnx"
 FORMAT_VERSION = 1
@@ -104,7 +104,7 @@ def _encoder_nodes(graph, encoder):
     ones (pretrained.SentenceEncoder._prepare: q, k, v fused, scale folded into q)."""
     from onnx import TensorProto
 
-    from .pretrained import HEADS, HIDDEN, LAYER_NORM_EPSILON, NORM_FLOOR
+    from ..encoders.minilm import HEADS, HIDDEN, LAYER_NORM_EPSILON, NORM_FLOOR
     g = graph
     head_size = HIDDEN // HEADS
     length = g.node("Gather", [g.node("Shape", ["input_ids"]), g.weight("one", 1, np.int64)])
@@ -253,7 +253,7 @@ def build_model(run, members):
 def reference_probabilities(run, members, texts):
     """What the run's Python path answers with these members (NumPy runtime, weights
     renormalised): the probabilities the exported graph must reproduce."""
-    from .numpy_runtime import load_numpy_model
+    from ..models.numpy_runtime import load_numpy_model
     embeddings = run.encoder.embed(texts)
     total = sum(m.weight for m in members)
     return sum(m.weight / total * load_numpy_model(m.path)(embeddings) for m in members)
@@ -266,7 +266,7 @@ def write_tokenizer(encoder, directory):
     """tokenizer.json (the `tokenizers` library's BERT WordPiece: clean, lowercase, strip
     accents, split punctuation and CJK, [CLS] ... [SEP], at most 256 pieces) and vocab.txt."""
     tokenizers = _needs("tokenizers")
-    from .pretrained import MAX_TOKENS
+    from ..encoders.minilm import MAX_TOKENS
     vocab = sorted(encoder.tokenizer.vocab, key=encoder.tokenizer.vocab.get)
     (directory / VOCAB_FILE).write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = tokenizers.BertWordPieceTokenizer(

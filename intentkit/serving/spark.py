@@ -1,6 +1,6 @@
 """Label a text column on a Spark cluster (optional extra `spark`; Java 17 from the system).
 
-    from intentkit import spark as intentkit_spark
+    from intentkit.serving import spark as intentkit_spark
     labelled = intentkit_spark.label_column(df, "text", "filesTech")   # lazy, like any transform
     labelled.write.parquet("labelled.parquet")
 
@@ -19,15 +19,15 @@ line instead of the JVM's and Python's stacks.
 import hashlib
 import json
 import os
+import sys
 import tarfile
 import tempfile
-import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import artifacts
-from .errors import ArtifactError, ConfigError
+from .. import artifacts
+from ..errors import ArtifactError, ConfigError
 
 INSTALL_HINT = ("pip install 'intentkit[spark]' (and Java 17: apt-get install "
                 "openjdk-17-jre-headless)")
@@ -87,7 +87,7 @@ def executor_predictor(run_dir, manifest_sha256=None):
     key = (str(run_dir), manifest_sha256)
     with _predictors_lock:
         if key not in _predictors:
-            from .predict import Predictor
+            from .predictor import Predictor
             run_dir = Path(run_dir)
             manifest = run_dir / artifacts.MANIFEST_FILE
             try:
@@ -179,7 +179,7 @@ def run_job():
     line (the Spark error kept as its cause)."""
     try:
         yield
-    except Exception as error:  # noqa: BLE001 (py4j's and pyspark's errors share no base)
+    except Exception as error:
         line = one_line(error)
         if line is None:
             raise
