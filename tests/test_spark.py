@@ -96,6 +96,8 @@ def test_the_command_labels_a_file_and_reports_an_unopenable_run_in_one_line(tra
                              str(tmp_path / "nowhere")],
                             capture_output=True, text=True, timeout=600)
     assert broken.returncode == 2, broken.stderr
-    errors = [line for line in broken.stderr.splitlines() if line.strip()]
-    assert errors[-1].startswith("error: cannot open the run in"), broken.stderr
+    # One error line (py4j may still say "Closing down clientserver connection" after it).
+    errors = [line for line in broken.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: cannot open the run in"), \
+        broken.stderr
     assert "Traceback" not in broken.stderr and "\tat org.apache" not in broken.stderr
