@@ -4,8 +4,8 @@ import json
 import sys
 import time
 
-from ..data.intents import MAX_PATTERN_CHARS
 from .. import artifacts
+from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ConfigError, DataError
 from ..progress import Progress, on_terminal
 from .common import (
@@ -58,7 +58,8 @@ def add_parser(subcommands, name):
     deprecated(parser, "--feedback-file", "--feedback-out", "feedback_out", metavar="FILE")
     spark = parser.add_argument_group("Spark (extra `spark`: docs/export.md)")
     spark.add_argument("--spark", action="store_true", help="label --file (Parquet, CSV with a "
-                       "header, JSON lines or text) with Spark into -o/--out (.parquet, .csv or .jsonl: a Spark output directory)")
+                       "header, JSON lines or text) with Spark into -o/--out (.parquet, .csv "
+                       "or .jsonl: a Spark output directory)")
     spark.add_argument("--master", default="local[2]", help="--spark: the Spark master "
                        "(default: local[2]); under spark-submit, the submitted one")
     spark.add_argument("--executor-model-dir", metavar="DIR", help="--spark: where executors "
