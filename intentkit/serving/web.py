@@ -3,10 +3,10 @@
 The directory holds the ONNX export (intentkit.serving.onnx_export: model.onnx, tokenizer.json,
 export.json) and the page: index.html, app.js (loads the export, checks model.onnx against
 export.json's size and sha256, runs it with ONNX Runtime Web's WebAssembly backend),
-wordpiece.js (the tokenizer, reading tokenizer.json) and ONNX Runtime Web's own files, copied from the npm package pinned in
-web/package.json (`npm ci --prefix web`), never fetched from a CDN. Any static file host serves
-it (browsers refuse fetch() and WebAssembly from file:// pages); tests/test_web_export.py drives
-it in Chromium.
+wordpiece.js (the tokenizer, reading tokenizer.json) and ONNX Runtime Web's own files, copied
+from the npm package pinned in web/package.json (`npm ci --prefix web`), never fetched from a
+CDN. Any static file host serves it (browsers refuse fetch() and WebAssembly from file://
+pages); tests/test_web_export.py drives it in Chromium.
 """
 import json
 import shutil
