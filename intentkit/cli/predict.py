@@ -151,8 +151,8 @@ def _run_spark(args):
         raise ConfigError("--spark labels a file: give --file IN and --out OUT, no TEXT")
     from ..serving import spark
     model_dir = args.executor_model_dir or args.model_dir or artifacts.DEFAULT_DIR
-    if args.model is not None or args.preprocessor is not None:
-        raise ConfigError("--spark ships a whole published run: use --model-dir, not "
+    if getattr(args, "model", None) or getattr(args, "preprocessor", None):
+        raise ConfigError("--spark ships a whole published run: use -m/--model-dir, not "
                           "--model/--preprocessor")
     session = spark.session(args.master, quiet=not args.verbose)
     try:
