@@ -4,6 +4,7 @@ import json
 import sys
 import time
 
+from .. import artifacts
 from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ConfigError, DataError
 from ..progress import Progress, on_terminal
@@ -55,6 +56,17 @@ def add_parser(subcommands, name):
     parser.add_argument("--feedback-out", metavar="FILE",
                         help="JSON-lines file that --correct appends to")
     deprecated(parser, "--feedback-file", "--feedback-out", "feedback_out", metavar="FILE")
+    spark = parser.add_argument_group("Spark (extra `spark`: docs/export.md)")
+    spark.add_argument("--spark", action="store_true", help="label --file (Parquet, CSV with a "
+                       "header, JSON lines or text) with Spark into -o/--out (.parquet, .csv "
+                       "or .jsonl: a Spark output directory)")
+    spark.add_argument("--master", default="local[2]", help="--spark: the Spark master "
+                       "(default: local[2]); under spark-submit, the submitted one")
+    spark.add_argument("--executor-model-dir", metavar="DIR", help="--spark: where executors "
+                       "already find the run (spark-submit --archives run.tar.gz#run: DIR run); "
+                       "nothing is shipped (default: ship --model-dir with the job)")
+    spark.add_argument("--text-column", default="text", help="--spark: the column to label "
+                       "(default: text; a text file's lines are it)")
     return parser
 
 
@@ -134,7 +146,27 @@ def _rate_and_eta(done, total, seconds):
             f"ETA {max(total - done, 0) / max(rate, 1e-9):,.0f} s")
 
 
+def _run_spark(args):
+    if not args.file or not args.out or args.text is not None or args.file == "-":
+        raise ConfigError("--spark labels a file: give --file IN and --out OUT, no TEXT")
+    from ..serving import spark
+    model_dir = args.executor_model_dir or args.model_dir or artifacts.DEFAULT_DIR
+    if getattr(args, "model", None) or getattr(args, "preprocessor", None):
+        raise ConfigError("--spark ships a whole published run: use -m/--model-dir, not "
+                          "--model/--preprocessor")
+    session = spark.session(args.master, quiet=not args.verbose)
+    try:
+        rows = spark.predict_file(session, args.file, args.out, model_dir, args.text_column,
+                                  ship=args.executor_model_dir is None, top_k=args.top_k)
+    finally:
+        session.stop()
+    print(json.dumps({"rows": rows, "out": args.out}))
+    return 0
+
+
 def run(args):
+    if args.spark:
+        return _run_spark(args)
     if (args.correct is None) != (args.feedback_out is None) or (
             args.correct is not None and args.text is None):
         raise ConfigError("--correct INTENT and --feedback-out FILE go together, with one TEXT")

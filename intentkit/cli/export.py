@@ -1,0 +1,65 @@
+"""`intentkit export`: the run's default answer as ONNX files, or as a static web page."""
+import json
+import logging
+
+from .. import artifacts
+from ..errors import ConfigError
+
+log = logging.getLogger("intentkit")
+FORMATS = ("onnx", "web")
+
+
+def add_parser(subcommands, name):
+    parser = subcommands.add_parser(
+        name, help="export the model for ONNX runtimes or a browser page",
+        description="Write the run's default answer as ONNX (model, tokenizer.json, labels, "
+        "fallback, export.json), verified with ONNX Runtime and the `tokenizers` library; "
+        "--format web adds a static page that classifies as you type (ONNX Runtime Web).")
+    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("-m", "--model-dir", default=artifacts.DEFAULT_DIR, metavar="DIR",
+                        help=f"directory of a published run (default: {artifacts.DEFAULT_DIR})")
+    parser.add_argument("-o", "--out", required=True, metavar="DIR",
+                        help="the export's directory (new, empty, or an earlier export)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--ensemble", dest="use_ensemble", action="store_const", const=True,
+                        default=None, help="export the ensemble (default: the run's default)")
+    choice.add_argument("--single", dest="use_ensemble", action="store_const", const=False,
+                        help="export the single model")
+    parser.add_argument("--int8", action="store_true",
+                        help="quantize the encoder statically to int8 (smaller, faster, a "
+                        "little less accurate: docs/export.md); calibrated on --data")
+    parser.add_argument("--data", metavar="FILE",
+                        help="the training data (intents file): --int8 calibrates on its texts")
+    parser.add_argument("--onnxruntime-web", metavar="DIR",
+                        help="--format web: the `dist` folder of the npm package onnxruntime-web "
+                        "(default: node_modules/onnxruntime-web/dist here or beside intentkit)")
+    return parser
+
+
+def run(args):
+    from ..serving import onnx_export as export
+    if args.int8 and not args.data:
+        raise ConfigError("--int8 needs --data FILE (the training data) to calibrate on")
+    texts = []
+    if args.data:
+        from ..data.intents import load_intents
+        texts = load_intents(args.data).texts
+    if args.format == "web":
+        from ..serving import web
+        runtime_dir = web.onnxruntime_web_dir(args.onnxruntime_web)
+        description = web.export_web(args.model_dir, args.out, runtime_dir, args.use_ensemble,
+                                     args.int8, texts)
+    else:
+        description = export.export_onnx(args.model_dir, args.out, args.use_ensemble, args.int8,
+                                         texts)
+    answer = description["answer"]
+    log.info("exported %s (%s, %.1f MB) to %s; members %s; left out: %s; verified on %d "
+             "messages, max difference %.2g", answer["model_type"],
+             description["model"]["precision"], description["model"]["bytes"] / 1e6, args.out,
+             ", ".join(m["name"] for m in answer["exported_members"]),
+             ", ".join(m["name"] for m in answer["left_out_members"]) or "none",
+             description["verification"]["messages"],
+             description["verification"]["max_abs_difference"])
+    print(json.dumps({"out": str(args.out), "model": description["model"],
+                      "answer": answer}, indent=2))
+    return 0

@@ -1,0 +1,245 @@
+"""Label a text column on a Spark cluster (optional extra `spark`; Java 17 from the system).
+
+    from intentkit.serving import spark as intentkit_spark
+    labelled = intentkit_spark.label_column(df, "text", "filesTech")   # lazy, like any transform
+    labelled.write.parquet("labelled.parquet")
+
+How: `mapInPandas` hands each executor's Python worker Arrow batches of rows; the worker opens
+one Predictor (NumPy runtime: no TensorFlow) the first time and keeps it for every later batch
+and task (Spark reuses its Python workers). The run is shipped with the job: the driver packs the
+published run's files into one archive (`SparkContext.addArchive`), and every executor checks
+the unpacked manifest's sha256 against the driver's before the Predictor verifies each file
+against that manifest. On a cluster whose executors already hold the run (`spark-submit
+--archives run.tar.gz#run`, see docs/export.md), pass `ship=False` and the path they see.
+
+A row whose text is null or not a string gets the fallback (confidence 0), never a failed task.
+An executor that cannot open the run fails the job; `run_job` turns that into one ArtifactError
+line instead of the JVM's and Python's stacks.
+"""
+import hashlib
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import artifacts
+from ..errors import ArtifactError, ConfigError
+
+INSTALL_HINT = ("pip install 'intentkit[spark]' (and Java 17: apt-get install "
+                "openjdk-17-jre-headless)")
+ARCHIVE_NAME = "intentkit-run.tar.gz"
+OUTPUT_COLUMNS = (("intent", "string"), ("confidence", "double"), ("fallback", "boolean"),
+                  ("top_k", "string"))
+# What an executor's error starts with, so that the driver can find the one line in the stacks.
+EXECUTOR_ERROR = "intentkit executor: "
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json",
+           ".txt": "text"}
+
+
+def _pyspark():
+    try:
+        import pyspark
+        return pyspark
+    except ImportError:
+        raise ConfigError(f"Spark labelling needs pyspark; {INSTALL_HINT}") from None
+
+
+def run_files(model_dir):
+    """The files of the published run in `model_dir`, resolved through its links, that a
+    Predictor reads: {name inside the archive: real path}."""
+    model_dir = Path(model_dir)
+    run = artifacts.open_published(model_dir, "all")  # verified here first
+    files = {name: Path(os.path.realpath(path)) for name, path in (
+        (artifacts.MANIFEST_FILE, model_dir / artifacts.MANIFEST_FILE),
+        (artifacts.MODEL_FILE, model_dir / artifacts.MODEL_FILE),
+        (artifacts.PREPROCESSOR_FILE, model_dir / artifacts.PREPROCESSOR_FILE))}
+    if run.ensemble is not None:
+        ensemble = Path(os.path.realpath(model_dir / artifacts.ENSEMBLE_DIR))
+        for path in sorted(ensemble.rglob("*")):
+            if path.is_file():
+                files[f"{artifacts.ENSEMBLE_DIR}/{path.relative_to(ensemble)}"] = path
+    return files
+
+
+def pack_run(model_dir, archive):
+    """A tar.gz of the run (what `--archives` ships too); returns the manifest's sha256."""
+    files = run_files(model_dir)
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, path in files.items():
+            tar.add(path, arcname=name)
+    return _sha256(files[artifacts.MANIFEST_FILE])
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+_predictors = {}
+_predictors_lock = threading.Lock()
+
+
+def executor_predictor(run_dir, manifest_sha256=None):
+    """The Predictor of this Python process for a run directory (opened once, verified)."""
+    key = (str(run_dir), manifest_sha256)
+    with _predictors_lock:
+        if key not in _predictors:
+            from .predictor import Predictor
+            run_dir = Path(run_dir)
+            manifest = run_dir / artifacts.MANIFEST_FILE
+            try:
+                if manifest_sha256 and _sha256(manifest) != manifest_sha256:
+                    raise ArtifactError(f"{manifest}: not the run the driver shipped (its "
+                                        "sha256 differs)")
+                _predictors[key] = Predictor(run_dir / artifacts.MODEL_FILE,
+                                             run_dir / artifacts.PREPROCESSOR_FILE,
+                                             runtime="numpy", cache_size=0)
+            except (OSError, ArtifactError) as error:
+                reason = (f"{error.filename}: {error.strerror}" if isinstance(error, OSError)
+                          else str(error))
+                raise RuntimeError(f"{EXECUTOR_ERROR}cannot open the run in {run_dir} on "
+                                   f"{os.uname().nodename}: {reason}") from None
+        return _predictors[key]
+
+
+def label_texts(predictor, texts, top_k=3):
+    """(intent, confidence, fallback, top_k JSON) lists of texts; a null or non-string text
+    gets the fallback with confidence 0."""
+    texts = list(texts)
+    valid = [i for i, text in enumerate(texts) if isinstance(text, str)]
+    answers = dict(zip(valid, predictor.predict_batch([texts[i] for i in valid], top_k=top_k)))
+    none = {"intent": predictor.fallback_intent, "confidence": 0.0, "fallback": True,
+            "top_k": []}
+    rows = [answers.get(i, none) for i in range(len(texts))]
+    return ([r["intent"] for r in rows], [r["confidence"] for r in rows],
+            [r["fallback"] for r in rows], [json.dumps(r["top_k"]) for r in rows])
+
+
+def _labeller(text_column, run_dir, manifest_sha256, archive, top_k):
+    """The function mapInPandas runs on executors (pickled with its arguments)."""
+    def label(batches):
+        directory = run_dir
+        if archive is not None:
+            from pyspark import SparkFiles
+            directory = SparkFiles.get(archive)
+        predictor = executor_predictor(directory, manifest_sha256)
+        for frame in batches:
+            texts = [None if value is None or value != value else value  # NaN is null
+                     for value in frame[text_column].tolist()]
+            intent, confidence, fallback, ranked = label_texts(predictor, texts, top_k)
+            yield frame.assign(intent=intent, confidence=confidence, fallback=fallback,
+                               top_k=ranked)
+    return label
+
+
+def label_column(df, text_column, model_dir, ship=True, top_k=3):
+    """`df` with the columns intent, confidence, fallback and top_k (JSON) added for
+    `text_column`. `ship`: pack the run in `model_dir` on the driver and send it with the job;
+    False: `model_dir` is where every executor already finds the run."""
+    _pyspark()
+    if text_column not in df.columns:
+        raise ConfigError(f"the DataFrame has no column {text_column!r} (it has "
+                          f"{', '.join(df.columns)}); pass --text-column")
+    clash = [name for name, _ in OUTPUT_COLUMNS if name in df.columns]
+    if clash:
+        raise ConfigError(f"the DataFrame already has column(s) {', '.join(clash)}: rename them")
+    archive = manifest_sha256 = None
+    if ship:
+        spark_context = df.sparkSession.sparkContext
+        scratch = Path(tempfile.mkdtemp(prefix="intentkit-spark-"))
+        manifest_sha256 = pack_run(model_dir, scratch / ARCHIVE_NAME)
+        # Named by its content: a second run in the same session gets a second archive.
+        archive = f"intentkit-run-{manifest_sha256[:16]}.tar.gz"
+        os.replace(scratch / ARCHIVE_NAME, scratch / archive)
+        if archive not in {Path(p).name for p in spark_context.listArchives}:
+            spark_context.addArchive(str(scratch / archive))
+    schema = df.schema.simpleString()[len("struct<"):-1]
+    added = ",".join(f"{name}:{kind}" for name, kind in OUTPUT_COLUMNS)
+    return df.mapInPandas(
+        _labeller(text_column, None if ship else str(model_dir), manifest_sha256, archive,
+                  top_k),
+        f"struct<{schema + ',' if schema else ''}{added}>")
+
+
+def one_line(error):
+    """Our executor's error line inside a Spark failure's text, or None."""
+    text = str(error)
+    for line in text.splitlines():
+        if EXECUTOR_ERROR in line:
+            return line[line.index(EXECUTOR_ERROR) + len(EXECUTOR_ERROR):].strip()
+    return None
+
+
+@contextmanager
+def run_job():
+    """Runs Spark actions; an executor that could not open the run raises one ArtifactError
+    line (the Spark error kept as its cause)."""
+    try:
+        yield
+    except Exception as error:
+        line = one_line(error)
+        if line is None:
+            raise
+        raise ArtifactError(line) from error
+
+
+def file_format(path, given=None):
+    """Spark's reader/writer name for a path, by `given` or by its extension."""
+    if given:
+        return given
+    kind = FORMATS.get(Path(str(path).rstrip("/")).suffix.lower())
+    if kind is None:
+        raise ConfigError(f"{path}: say which format it is (--format-in/--format-out: "
+                          f"parquet, csv, json or text), or name it .parquet/.csv/.jsonl/.txt")
+    return kind
+
+
+def session(master="local[2]", app_name="intentkit", quiet=True):
+    """A SparkSession for the command line: Arrow on, progress bars and logs off (quiet)."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+    builder = (SparkSession.builder.master(master).appName(app_name)
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.ui.enabled", "false"))
+    if quiet:
+        # The JVM's log4j config: nothing below FATAL (a failed task's Java stack included).
+        config = Path(tempfile.mkdtemp(prefix="intentkit-spark-log-")) / "log4j2.properties"
+        config.write_text("rootLogger.level = fatal\nrootLogger.appenderRef.stderr.ref = err\n"
+                          "appender.console.type = Console\nappender.console.name = err\n"
+                          "appender.console.target = SYSTEM_ERR\n"
+                          "appender.console.layout.type = PatternLayout\n"
+                          "appender.console.layout.pattern = %m%n\n")
+        options = f"-Dlog4j2.configurationFile=file:{config}"
+        builder = (builder.config("spark.driver.extraJavaOptions", options)
+                   .config("spark.executor.extraJavaOptions", options))
+    spark = builder.getOrCreate()
+    if master.startswith("local"):
+        # Local executors run this Python (with intentkit and pyarrow), not the first python3
+        # on PATH; a cluster's Python is the submitter's choice (PYSPARK_PYTHON).
+        spark.sparkContext.pythonExec = sys.executable
+    return spark
+
+
+def predict_file(spark, source, out, model_dir, text_column="text", in_format=None,
+                 out_format=None, ship=True, top_k=3):
+    """Labels a Parquet/CSV/JSON-lines/text file (or directory) into `out`; returns rows."""
+    in_format, out_format = file_format(source, in_format), file_format(out, out_format)
+    reader = spark.read.option("header", "true") if in_format == "csv" else spark.read
+    if not Path(source).exists():
+        raise ConfigError(f"--file {source}: no such file or directory")
+    df = reader.format(in_format).load(str(source))
+    if in_format == "text" and text_column not in df.columns:
+        df = df.withColumnRenamed("value", text_column)
+    labelled = label_column(df, text_column, model_dir, ship, top_k)
+    writer = labelled.write.mode("overwrite")
+    if out_format == "csv":
+        writer = writer.option("header", "true")
+    if out_format == "text":
+        raise ConfigError(f"--out {out}: text holds one column; write parquet, csv or jsonl")
+    with run_job():
+        writer.format(out_format).save(str(out))
+    return spark.read.format(out_format).option("header", "true").load(str(out)).count()

@@ -1,0 +1,129 @@
+// Loads the export (export.json, model.onnx, tokenizer.json) with ONNX Runtime Web and
+// classifies the message as it is typed. window.intentkit exposes the same for scripts and tests:
+// `await intentkit.ready`, `await intentkit.classify(text)`, `intentkit.stats`.
+"use strict";
+
+const show = (id, text) => { document.getElementById(id).textContent = text; };
+
+async function fetchOk(name, kind) {
+  const response = await fetch(name);
+  if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+  return kind === "json" ? response.json() : response.arrayBuffer();
+}
+
+async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest("SHA-256", buffer);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function load() {
+  const started = performance.now();
+  const description = await fetchOk("export.json", "json");
+  const model = description.model;
+  const bytes = await fetchOk(model.file);
+  // A model that is not the one described would answer with the wrong labels: refuse it.
+  if (bytes.byteLength !== model.bytes || (await sha256Hex(bytes)) !== model.sha256) {
+    throw new Error(`${model.file} does not match export.json (${bytes.byteLength} bytes, ` +
+                    `expected ${model.bytes} with sha256 ${model.sha256.slice(0, 12)}…): ` +
+                    "export the model again");
+  }
+  const tokenizer = new WordPiece(await fetchOk(description.tokenizer.file, "json"));
+  ort.env.wasm.wasmPaths = "./";
+  ort.env.wasm.numThreads = 1;  // threads need a cross-origin isolated page
+  const session = await ort.InferenceSession.create(new Uint8Array(bytes),
+                                                    { executionProviders: ["wasm"] });
+  const expectedInputs = description.inputs.map((i) => i.name).join(",");
+  if (session.inputNames.join(",") !== expectedInputs ||
+      session.outputNames[0] !== description.outputs[0].name) {
+    throw new Error(`${model.file}: inputs/outputs ${session.inputNames}/${session.outputNames}` +
+                    ` are not export.json's`);
+  }
+  const labels = description.labels;
+  const fallback = description.fallback;
+
+  async function probabilities(text) {
+    const ids = tokenizer.encode(text);
+    const shape = [1, ids.length];
+    const feeds = {
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), shape),
+      attention_mask: new ort.Tensor("int64", new BigInt64Array(ids.length).fill(1n), shape),
+    };
+    const output = (await session.run(feeds))[description.outputs[0].name];
+    if (output.data.length !== labels.length) {
+      throw new Error(`${model.file} gives ${output.data.length} scores for ` +
+                      `${labels.length} labels`);
+    }
+    return Array.from(output.data);
+  }
+
+  async function classify(text, topK = 3) {
+    if (!/[\p{L}\p{N}]/u.test(text.normalize("NFKC"))) {
+      return { intent: fallback.intent, confidence: 0, fallback: true, top_k: [] };
+    }
+    const scores = await probabilities(text);
+    const ranked = scores.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    const [best, runnerUp] = [ranked[0][0], ranked.length > 1 ? ranked[1][0] : 0];
+    const isFallback = best < fallback.threshold || best - runnerUp < fallback.margin;
+    return {
+      intent: isFallback ? fallback.intent : labels[ranked[0][1]],
+      confidence: best,
+      fallback: isFallback,
+      top_k: ranked.slice(0, topK).map(([p, i]) => ({ intent: labels[i], confidence: p })),
+      probabilities: scores,
+    };
+  }
+
+  await classify("hello");  // the first run compiles kernels: not the user's first keystroke
+  const loadMs = performance.now() - started;
+  return { classify, stats: { loadMs, modelBytes: bytes.byteLength,
+                              precision: model.precision } };
+}
+
+function render(result) {
+  const answer = document.getElementById("answer");
+  answer.dataset.intent = result.intent;
+  answer.dataset.fallback = String(result.fallback);
+  answer.textContent = result.fallback
+    ? `Fallback: not sure (${(result.confidence * 100).toFixed(1)}%)`
+    : `Intent: ${result.intent} (${(result.confidence * 100).toFixed(1)}%)`;
+  const bars = document.getElementById("bars");
+  bars.replaceChildren(...result.top_k.map(({ intent, confidence }) => {
+    const row = document.createElement("div");
+    row.className = "bar";
+    row.dataset.intent = intent;
+    row.innerHTML = '<span class="name"></span><span class="fill"></span>' +
+                    '<span class="confidence"></span>';
+    row.querySelector(".name").textContent = intent;
+    row.querySelector(".fill").style.width = `${Math.round(confidence * 200)}px`;
+    row.querySelector(".confidence").textContent = `${(confidence * 100).toFixed(1)}%`;
+    return row;
+  }));
+}
+
+window.intentkit = { stats: null };
+window.intentkit.ready = load().then((loaded) => {
+  window.intentkit.classify = loaded.classify;
+  window.intentkit.stats = loaded.stats;
+  const input = document.getElementById("message");
+  input.disabled = false;
+  show("status", `Model loaded in ${Math.round(loaded.stats.loadMs)} ms ` +
+       `(${(loaded.stats.modelBytes / 1e6).toFixed(1)} MB, ${loaded.stats.precision}); ` +
+       "everything runs in this page.");
+  let latest = 0;
+  input.addEventListener("input", async () => {
+    const asked = ++latest;
+    const text = input.value;
+    try {
+      const result = await loaded.classify(text);
+      if (asked === latest) render(result);  // an older answer never replaces a newer one
+    } catch (error) {
+      show("error", String(error.message || error));
+    }
+  });
+  return true;
+}).catch((error) => {
+  show("status", "");
+  show("error", `Cannot load the model: ${error.message || error}`);
+  window.intentkit.error = String(error.message || error);
+  return false;
+});

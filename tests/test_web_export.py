@@ -1,0 +1,137 @@
+"""`intentkit export --format web`: the static page, in a real headless Chromium, served by a
+plain static file server: its answers equal Python's on 50 messages, and a model file that does
+not match export.json shows an error instead of answers."""
+import contextlib
+import functools
+import http.server
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from conftest import SMALL_INTENTS
+from live_server import missing
+from test_browser import browser  # noqa: F401 (the Chromium fixture)
+from test_export import with_shipped_weights
+
+from intentkit import cli
+from intentkit.serving import onnx_export as export
+from intentkit.serving import web
+
+for package in ("onnxruntime", "onnx", "tokenizers"):
+    try:
+        __import__(package)
+    except ImportError:
+        missing(f"{package} is missing: pip install 'intentkit[export]'")
+try:
+    RUNTIME_DIR = web.onnxruntime_web_dir()
+except export.ConfigError as error:
+    missing(str(error))
+
+NOVEL = ["what do nurses earn in Berlin?", "Héllo!!! anyone there", "can u check my CV pls",
+         "???", "我想找工作", "is my résumé too long?"]
+WAIT_S = 120
+
+
+@contextlib.contextmanager
+def static_files(directory):
+    """A plain static file server on 127.0.0.1 (what GitHub Pages or nginx would be)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(trained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("web") / "page"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        with_shipped_weights(monkeypatch)  # a MiniLM head to export (see test_export)
+        assert cli.main(["export", "--format", "web", "-m", str(trained["out"]), "--out",
+                         str(out), "--ensemble", "--onnxruntime-web", str(RUNTIME_DIR)]) == 0
+    assert {"index.html", "app.js", "wordpiece.js", "ort.wasm.min.js", "model.onnx",
+            "export.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    return out
+
+
+def python_answers(directory, texts):
+    """What Python answers from the same export: the `tokenizers` library, ONNX Runtime and
+    export.json's fallback rule."""
+    description = export.read_description(directory)
+    tokenizer = export.load_tokenizer(directory)
+    session = export.session(directory / "model.onnx")
+    fallback = description["fallback"]
+    answers = []
+    for text in texts:
+        row = export.run_exported(session, tokenizer, [text])[0]
+        ranked = np.argsort(-row, kind="stable")
+        best, runner_up = float(row[ranked[0]]), float(row[ranked[1]])
+        words = export.has_words(text)
+        is_fallback = not words or best < fallback["threshold"] or \
+            best - runner_up < fallback["margin"]
+        answers.append({"intent": fallback["intent"] if is_fallback
+                        else description["labels"][ranked[0]],
+                        "fallback": is_fallback,
+                        "top": [description["labels"][i] for i in ranked[:3]] if words else [],
+                        "probabilities": row})
+    return answers
+
+
+def load(browser, url):  # noqa: F811
+    browser.set_script_timeout(WAIT_S)
+    browser.get(url + "/index.html")
+    loaded = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "window.intentkit.ready.then(ok => done({ok, error: window.intentkit.error || null}))")
+    return loaded
+
+
+def test_the_page_answers_as_python_does(page, browser):  # noqa: F811
+    texts = ([p for patterns in SMALL_INTENTS.values() for p in patterns] + NOVEL)[:50]
+    assert len(texts) == 50
+    expected = python_answers(page, texts)
+    with static_files(page) as url:
+        assert load(browser, url) == {"ok": True, "error": None}
+        got = browser.execute_async_script(
+            "const [texts, done] = arguments;"
+            "(async () => { const out = [];"
+            "  for (const t of texts) out.push(await window.intentkit.classify(t));"
+            "  done(out); })()", texts)
+        # Typing shows the answer of what is typed.
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+        browser.find_element(By.ID, "message").send_keys(texts[0])
+        WebDriverWait(browser, WAIT_S).until(
+            lambda driver: driver.find_element(By.ID, "answer").get_attribute("data-intent"))
+        assert browser.find_element(By.ID, "answer").get_attribute("data-intent") == \
+            expected[0]["intent"]
+        assert browser.find_element(By.ID, "error").text == ""
+    for text, mine, theirs in zip(texts, expected, got):
+        assert theirs["intent"] == mine["intent"], text
+        assert theirs["fallback"] == mine["fallback"], text
+        assert [c["intent"] for c in theirs["top_k"]] == mine["top"], text
+        if mine["top"]:
+            assert np.abs(np.array(theirs["probabilities"]) - mine["probabilities"]).max() \
+                <= 1e-4, text
+
+
+def test_a_model_file_that_does_not_match_its_description_shows_an_error(
+        page, tmp_path, browser):  # noqa: F811
+    copy = tmp_path / "page"
+    shutil.copytree(page, copy)
+    with open(copy / "model.onnx", "r+b") as file:
+        file.seek(-1, 2)
+        file.write(b"\x00" if file.read(1) != b"\x00" else b"\x01")
+    from selenium.webdriver.common.by import By
+    with static_files(copy) as url:
+        loaded = load(browser, url)
+        assert loaded["ok"] is False
+        assert "model.onnx does not match export.json" in loaded["error"]
+        assert "does not match export.json" in browser.find_element(By.ID, "error").text
+        assert browser.find_element(By.ID, "message").get_attribute("disabled") == "true"
