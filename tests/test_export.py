@@ -1,7 +1,9 @@
 """`intentkit export --format onnx`: ONNX Runtime on the exported files, fed by the `tokenizers`
-library (not our tokenizer), answers as the Predictor does; a run that fails verification is
-refused with exit 2 and the earlier export kept."""
+library (not our tokenizer), answers as the Predictor does on 1,000 messages; a run that fails
+verification is refused with exit 2 and the earlier export kept."""
 import json
+import random
+import shutil
 
 import numpy as np
 import pytest
@@ -25,8 +27,32 @@ NOVEL = ["what do nurses earn in Berlin?", "Héllo!!! anyone there", "can u chec
          "我想找工作", "is my résumé too long?"]
 
 
-def messages():
-    return [p for patterns in SMALL_INTENTS.values() for p in patterns] + NOVEL
+PARITY_MESSAGES = 1000
+FILLERS = ("", "hey, ", "so ", "um, ", "quick question: ", "sorry to bother you but ")
+ENDINGS = ("", "?", "!!", " please", " thanks", "...", " :)")
+
+
+def messages(count=PARITY_MESSAGES):
+    """`count` distinct messages from the test data: its patterns and awkward ones, then
+    variants of the patterns (fillers, endings, casing, two patterns in one message), seeded.
+    The fixture's data set has 48 patterns, so the 1,000 messages of issue 27 are made from
+    them as users vary them."""
+    patterns = [p for intent_patterns in SMALL_INTENTS.values() for p in intent_patterns]
+    made, seen = [], set()
+    for text in patterns + NOVEL:
+        made.append(text)
+        seen.add(text)
+    rng = random.Random(27)
+    casings = (str, str.upper, str.capitalize, str.title)
+    while len(made) < count:
+        text = rng.choice(FILLERS) + rng.choice(patterns) + rng.choice(ENDINGS)
+        if rng.random() < 0.3:
+            text += " " + rng.choice(patterns)
+        text = rng.choice(casings)(text)
+        if text not in seen:
+            made.append(text)
+            seen.add(text)
+    return made[:count]
 
 
 # The small run's fitted weights may leave its MiniLM head out (weight 0): these are the shipped
@@ -43,7 +69,7 @@ def exported(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "onnx"
     with pytest.MonkeyPatch.context() as monkeypatch:
         with_shipped_weights(monkeypatch)
-        assert cli.main(["export", "--format", "onnx", "-m", str(trained["out"]), "--out",
+        assert cli.main(["export", "--format", "onnx", "-m", str(trained["out"]), "-o",
                          str(out), "--ensemble"]) == 0
     return out
 
@@ -86,19 +112,22 @@ def test_exported_files_give_the_predictors_probabilities(trained, exported, mon
     assert answer["exported_members"], "the test needs a member to export"
     predictor = exported_only_predictor(trained, monkeypatch, description)
     texts = messages()
+    assert len(set(texts)) == PARITY_MESSAGES
     expected = predictor.predict_proba(texts)
     got = exported_probabilities(exported, texts)
     assert got.shape == expected.shape == (len(texts), len(SMALL_INTENTS))
     assert np.abs(got - expected).max() <= 1e-4
-    # Padded batches (another caller's way) give the same answers.
+    # Padded batches (another caller's way) give the same answers: shown on the first 200,
+    # whose batches mix lengths up to the 256-piece limit (all 1,000 would take 30 s more).
     session = export.session(exported / "model.onnx")
-    batched = export.run_exported(session, export.load_tokenizer(exported), texts)
-    assert np.abs(batched - expected).max() <= 1e-4
+    batched = export.run_exported(session, export.load_tokenizer(exported), texts[:200])
+    assert np.abs(batched - expected[:200]).max() <= 1e-4
     assert description["labels"] == predictor.labels
     assert description["fallback"]["threshold"] == run.fallback_thresholds[artifacts.ENSEMBLE]
     assert description["answer"]["model_type"] == artifacts.ENSEMBLE
     assert description["fallback"]["margin"] == run.fallback_margin
     assert description["inputs"][0]["name"] == "input_ids"
+    assert description["entities"]["exported"] is False
     assert description["model"]["bytes"] == (exported / "model.onnx").stat().st_size
     assert export.read_description(exported) == description
 
@@ -107,15 +136,44 @@ def test_a_run_that_fails_verification_is_refused_and_the_old_export_kept(
         trained, exported, tmp_path, monkeypatch, caplog):
     with_shipped_weights(monkeypatch)
     out = tmp_path / "again"
-    assert cli.main(["export", "--format", "onnx", "-m", str(trained["out"]), "--out",
-                     str(out), "--ensemble"]) == 0
+    shutil.copytree(exported, out)  # an earlier export, which a refused one must leave alone
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     monkeypatch.setattr(export, "TOLERANCE", 0.0)  # float rounding alone now fails it
-    assert cli.main(["export", "--format", "onnx", "-m", str(trained["out"]), "--out",
+    monkeypatch.setattr(export, "PROBE_MESSAGES", 30)  # enough to show it, in a few seconds
+    assert cli.main(["export", "--format", "onnx", "-m", str(trained["out"]), "-o",
                      str(out), "--ensemble"]) == 2
-    assert "export refused" in caplog.text
+    assert "export refused: ONNX Runtime's probabilities differ" in caplog.text
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["again"], "no staging left behind"
+
+
+def test_a_damaged_run_is_refused_before_anything_is_written(trained, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(trained["out"], run, symlinks=True)  # a published run, links and all
+    member = next(p for p in (run / "ensemble_models").iterdir() if p.suffix == ".h5")
+    real = member.resolve()
+    real.chmod(0o644)
+    with open(real, "r+b") as file:
+        file.seek(-1, 2)
+        file.write(b"\x00" if file.read(1) != b"\x00" else b"\x01")
+    out = tmp_path / "exported"
+    assert cli.main(["export", "--format", "onnx", "-m", str(run), "-o", str(out)]) == 2
+    assert "does not match the manifest" in caplog.text
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "no staging left behind"
+
+
+def test_typos_are_answered_before_the_run_loads(trained, tmp_path, caplog):
+    out = str(tmp_path / "x")
+    for arguments, message in (
+            (["-m", str(tmp_path / "nowhere")], "error: -m/--model-dir"),
+            (["-m", str(trained["out"]), "--int8"], "error: --int8 needs --data"),
+            (["-m", str(trained["out"]), "--int8", "--data", str(tmp_path / "nope.json")],
+             "error: --data")):
+        caplog.clear()
+        assert cli.main(["export", "--format", "onnx", "-o", out, *arguments]) == 2
+        assert len(caplog.messages) == 1 and caplog.messages[0].startswith(message)
+    assert not (tmp_path / "x").exists()
 
 
 def test_an_answer_with_nothing_exportable_is_refused(trained, tmp_path, caplog):

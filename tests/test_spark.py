@@ -1,6 +1,10 @@
-"""intentkit.spark on a real Spark in local[2]: labels as the Predictor does, null and
+"""intentkit.serving.spark on a real Spark in local[2]: labels as the Predictor does, null and
 non-string texts get the fallback, and an executor that cannot open the run fails the job with
-one line (library and `intentkit predict --spark`)."""
+one line (library and `intentkit predict --spark`).
+
+One Spark session serves the module (a JVM start costs tens of seconds); the command's success
+path runs in this process on that session, and only the failure, whose point is what reaches
+stderr, starts a JVM of its own."""
 import json
 import shutil
 import subprocess
@@ -9,6 +13,7 @@ import pytest
 from conftest import SMALL_INTENTS, intentkit_command
 from live_server import missing
 
+from intentkit import cli
 from intentkit.errors import ArtifactError
 
 try:
@@ -19,6 +24,8 @@ if shutil.which("java") is None:
     missing("java is missing: apt-get install openjdk-17-jre-headless")
 
 from intentkit.serving import spark as intentkit_spark
+
+pytestmark = pytest.mark.slow  # starts a JVM and Python workers
 
 TEXTS = [p for patterns in SMALL_INTENTS.values() for p in patterns[:3]] + [
     "what do nurses earn in Berlin?", "???", ""]
@@ -74,25 +81,68 @@ def test_an_executor_that_cannot_open_the_run_fails_with_one_line(session, tmp_p
     assert message.startswith(f"cannot open the run in {tmp_path / 'nowhere'}")
 
 
-def test_the_command_labels_a_file_and_reports_an_unopenable_run_in_one_line(trained,
-                                                                            tmp_path):
-    source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS)
-                      + json.dumps({"text": None}) + "\n")
+def threshold_between_answers(predictor):
+    """A fallback threshold that half the texts' answers are above (none within 1e-3 of it):
+    the command's answers show whether --threshold reached the executors."""
+    confidences = sorted(a["confidence"] for a in predictor.predict_batch(TEXTS))
+    gaps = [i for i in range(len(confidences) - 1) if confidences[i + 1] - confidences[i] > 2e-3]
+    middle = min(gaps, key=lambda i: abs(i - len(confidences) // 2))
+    return (confidences[middle] + confidences[middle + 1]) / 2
+
+
+def write_messages(path):
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS)
+                    + json.dumps({"text": None}) + "\n")
+    return path
+
+
+def test_the_command_labels_a_file_and_replaces_only_its_own_output(session, trained, tmp_path,
+                                                                   predictor, capsys, caplog):
+    source = write_messages(tmp_path / "in.jsonl")
     out = tmp_path / "out.parquet"
-    result = subprocess.run([intentkit_command(), "predict", "--spark", "--file", str(source),
-                             "--out", str(out), "--model-dir", str(trained["out"])],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"rows": len(TEXTS) + 1,
-                                                                 "out": str(out)}
+    out.mkdir()  # an earlier output (Spark's _SUCCESS marker), which this run replaces
+    (out / "_SUCCESS").touch()
+    (out / "part-00000-earlier.parquet").write_text("stale")
+    threshold = threshold_between_answers(predictor)
+    command = ["predict", "--spark", "--file", str(source), "-o", str(out), "-m",
+               str(trained["out"]), "--threshold", str(threshold)]
+    assert cli.main(command) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "rows": len(TEXTS) + 1, "out": str(out)}
+    assert not (out / "part-00000-earlier.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.parquet"]
     import pandas
     table = pandas.read_parquet(out)
     assert sorted(table.columns) == ["confidence", "fallback", "intent", "text", "top_k"]
-    assert table["intent"].isna().sum() == 0
+    # --threshold reaches the executors: what the Predictor answers with it.
+    expected = predictor.predict_batch(TEXTS, threshold=threshold)
+    assert {answer["fallback"] for answer in expected} == {True, False}
+    labelled = {text if isinstance(text, str) else None: intent
+                for text, intent in zip(table["text"], table["intent"])}
+    assert [labelled[text] for text in TEXTS] == [answer["intent"] for answer in expected]
+    assert labelled[None] == "fallback"
+    assert session.sparkContext._jsc is not None, "the command left the caller's session running"
 
+    # Someone else's file or directory at -o is refused before any job runs.
+    mine = tmp_path / "mine.parquet"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    caplog.clear()
+    assert cli.main([*command[:5], str(mine), *command[6:]]) == 2
+    assert caplog.messages == [f"error: -o/--out {mine}: exists and is not an earlier Spark "
+                               "output (no _SUCCESS in it); choose a new name or remove it"]
+    assert (mine / "notes.txt").read_text() == "keep me"
+    caplog.clear()
+    assert cli.main(["predict", "--spark", "--file", str(tmp_path / "typo.jsonl"), "-o",
+                     str(tmp_path / "x.parquet"), "-m", str(trained["out"])]) == 2
+    assert caplog.messages == [f"error: --file {tmp_path / 'typo.jsonl'}: no such file or "
+                               "directory"]
+
+
+def test_the_command_reports_an_unopenable_run_in_one_line(tmp_path):
+    source = write_messages(tmp_path / "in.jsonl")
     broken = subprocess.run([intentkit_command(), "predict", "--spark", "--file", str(source),
-                             "--out", str(tmp_path / "out2.parquet"), "--executor-model-dir",
+                             "-o", str(tmp_path / "out.parquet"), "--executor-model-dir",
                              str(tmp_path / "nowhere")],
                             capture_output=True, text=True, timeout=600)
     assert broken.returncode == 2, broken.stderr
@@ -101,3 +151,4 @@ def test_the_command_labels_a_file_and_reports_an_unopenable_run_in_one_line(tra
     assert len(errors) == 1 and errors[0].startswith("error: cannot open the run in"), \
         broken.stderr
     assert "Traceback" not in broken.stderr and "\tat org.apache" not in broken.stderr
+    assert not (tmp_path / "out.parquet").exists()

@@ -53,7 +53,7 @@ def page(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("web") / "page"
     with pytest.MonkeyPatch.context() as monkeypatch:
         with_shipped_weights(monkeypatch)  # a MiniLM head to export (see test_export)
-        assert cli.main(["export", "--format", "web", "-m", str(trained["out"]), "--out",
+        assert cli.main(["export", "--format", "web", "-m", str(trained["out"]), "-o",
                          str(out), "--ensemble", "--onnxruntime-web", str(RUNTIME_DIR)]) == 0
     assert {"index.html", "app.js", "wordpiece.js", "ort.wasm.min.js", "model.onnx",
             "export.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
@@ -112,6 +112,8 @@ def test_the_page_answers_as_python_does(page, browser):  # noqa: F811
         assert browser.find_element(By.ID, "answer").get_attribute("data-intent") == \
             expected[0]["intent"]
         assert browser.find_element(By.ID, "error").text == ""
+        # The export holds no entity model yet: the page says so rather than showing none.
+        assert "Entities: not in this export" in browser.find_element(By.ID, "entities").text
     for text, mine, theirs in zip(texts, expected, got):
         assert theirs["intent"] == mine["intent"], text
         assert theirs["fallback"] == mine["fallback"], text

@@ -71,6 +71,20 @@ def sha256(path):
     return digest.hexdigest()
 
 
+def replace_directory(staging, target):
+    """Put the finished directory `staging` where `target` is (same file system): an earlier
+    `target` is moved aside first and removed only once the new one is in place (exports,
+    Spark outputs: what a command checked to be its own earlier output)."""
+    staging, target = Path(staging), Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _quiet_absl():
     """Keras warns on every .h5 save that the format is legacy; the product contract needs .h5."""

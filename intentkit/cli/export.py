@@ -4,9 +4,18 @@ import logging
 
 from .. import artifacts
 from ..errors import ConfigError
+from .common import existing_file, existing_model_dir, require_extra
 
 log = logging.getLogger("intentkit")
 FORMATS = ("onnx", "web")
+# What `export` imports: checked before the run loads (`pip install 'intentkit[export]'`).
+EXTRA_MODULES = ("onnx", "onnxruntime", "tokenizers")
+
+EXAMPLES = """\
+examples:
+  intentkit export --format onnx -m models/bot -o exported
+  intentkit export --format web -m models/bot -o site      (after `npm ci --prefix web`)
+  intentkit export --format onnx -m models/bot -o exported-int8 --int8 --data intents.json"""
 
 
 def add_parser(subcommands, name):
@@ -14,7 +23,8 @@ def add_parser(subcommands, name):
         name, help="export the model for ONNX runtimes or a browser page",
         description="Write the run's default answer as ONNX (model, tokenizer.json, labels, "
         "fallback, export.json), verified with ONNX Runtime and the `tokenizers` library; "
-        "--format web adds a static page that classifies as you type (ONNX Runtime Web).")
+        "--format web adds a static page that classifies as you type (ONNX Runtime Web). "
+        "docs/export.md says what is exported and what it costs.", epilog=EXAMPLES)
     parser.add_argument("--format", choices=FORMATS, required=True)
     parser.add_argument("-m", "--model-dir", default=artifacts.DEFAULT_DIR, metavar="DIR",
                         help=f"directory of a published run (default: {artifacts.DEFAULT_DIR})")
@@ -37,9 +47,15 @@ def add_parser(subcommands, name):
 
 
 def run(args):
-    from ..serving import onnx_export as export
+    # What was typed and what is installed, checked before the run (and TensorFlow) loads.
     if args.int8 and not args.data:
         raise ConfigError("--int8 needs --data FILE (the training data) to calibrate on")
+    existing_model_dir(args.model_dir)
+    if args.data:
+        existing_file(args.data, "--data")
+    for module in EXTRA_MODULES:
+        require_extra(module, "export", "export")
+    from ..serving import onnx_export as export
     texts = []
     if args.data:
         from ..data.intents import load_intents

@@ -4,7 +4,6 @@ import json
 import sys
 import time
 
-from .. import artifacts
 from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ConfigError, DataError
 from ..progress import Progress, on_terminal
@@ -12,6 +11,7 @@ from .common import (
     add_model_arguments,
     deprecated,
     existing_file,
+    existing_model_dir,
     import_tensorflow_for,
     model_paths,
     writable_parent,
@@ -60,8 +60,8 @@ def add_parser(subcommands, name):
     spark.add_argument("--spark", action="store_true", help="label --file (Parquet, CSV with a "
                        "header, JSON lines or text) with Spark into -o/--out (.parquet, .csv "
                        "or .jsonl: a Spark output directory)")
-    spark.add_argument("--master", default="local[2]", help="--spark: the Spark master "
-                       "(default: local[2]); under spark-submit, the submitted one")
+    spark.add_argument("--master", help="--spark: the Spark master (default: the one "
+                       "spark-submit was given, else local[2])")
     spark.add_argument("--executor-model-dir", metavar="DIR", help="--spark: where executors "
                        "already find the run (spark-submit --archives run.tar.gz#run: DIR run); "
                        "nothing is shipped (default: ship --model-dir with the job)")
@@ -148,18 +148,39 @@ def _rate_and_eta(done, total, seconds):
 
 def _run_spark(args):
     if not args.file or not args.out or args.text is not None or args.file == "-":
-        raise ConfigError("--spark labels a file: give --file IN and --out OUT, no TEXT")
-    from ..serving import spark
-    model_dir = args.executor_model_dir or args.model_dir or artifacts.DEFAULT_DIR
+        raise ConfigError("--spark labels a file: give --file IN and -o/--out OUT, no TEXT")
+    if args.correct is not None or args.feedback_out is not None:
+        raise ConfigError("--correct and --feedback-out record one TEXT's correction; they do "
+                          "not go with --spark")
     if getattr(args, "model", None) or getattr(args, "preprocessor", None):
         raise ConfigError("--spark ships a whole published run: use -m/--model-dir, not "
                           "--model/--preprocessor")
+    # Every path and the Java runtime checked before a JVM starts (tens of seconds).
+    from ..serving import spark
+    if args.executor_model_dir is None:
+        existing_model_dir(args.model_dir)
+    spark.check_files(args.file, args.out)
+    spark.check_java()
+    import warnings
+
+    from pyspark.sql import SparkSession
+    # pyspark 4.3 warns on every DataFrame-to-pandas step that pandas 3 is "not yet fully
+    # supported"; intentkit's use of it is tested (docs/export.md): not the user's concern.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                            category=FutureWarning)
+    # In a process that already has a session (a notebook, the tests), that one is used and
+    # left running; a session started here is stopped here.
+    started_here = SparkSession.getActiveSession() is None
     session = spark.session(args.master, quiet=not args.verbose)
+    answering = spark.Answering(args.top_k, args.threshold, args.margin, args.use_ensemble,
+                                args.runtime)
     try:
-        rows = spark.predict_file(session, args.file, args.out, model_dir, args.text_column,
-                                  ship=args.executor_model_dir is None, top_k=args.top_k)
+        rows = spark.predict_file(session, args.file, args.out,
+                                  args.executor_model_dir or args.model_dir, args.text_column,
+                                  ship=args.executor_model_dir is None, answering=answering)
     finally:
-        session.stop()
+        if started_here:
+            session.stop()
     print(json.dumps({"rows": rows, "out": args.out}))
     return 0
 

@@ -24,7 +24,6 @@ that fails is refused (ArtifactError) and the output directory is left as it was
 QDQ format, weights per channel), calibrated on `calibration_texts` (the training texts); the
 fp32 graph is verified as above first, and the int8 one's agreement is recorded.
 """
-import hashlib
 import json
 import os
 import random
@@ -37,7 +36,7 @@ import h5py
 import numpy as np
 
 from .. import artifacts
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, MissingExtra
 
 FORMAT = "intentkit-onnx"
 FORMAT_VERSION = 1
@@ -54,6 +53,10 @@ MASKED_SCORE = -1e4  # added to the attention scores of padding (BERT's own cons
 INSTALL_HINT = "pip install 'intentkit[export]'"
 NO_WORDS_RULE = ("a message without any letter or digit (str.isalnum) gets the fallback with "
                  "confidence 0, as the Predictor does")
+# The graph answers the intent only: a run's entity labeller, lookups and regexes stay in Python
+# for now. export.json says so, and the page shows it instead of an empty entity list.
+ENTITIES_NOT_EXPORTED = ("the export holds the intent model only; entities (the run's labeller, "
+                         "lookups and regexes) are found by the Python Predictor, not here")
 AWKWARD_PROBES = ("", "?", "Héllo WORLD!!! what's the pay for a ÉNGINEER in Zürich?",
                   "don't   know\tthe 401k rules...", "我想找工作 in 北京", "naïve café résumé",
                   "a" * 150, " ".join(["salary"] * 300), "e-mail: me@example.com; ok?")
@@ -63,7 +66,7 @@ def _needs(package):
     try:
         return __import__(package)
     except ImportError:
-        raise ConfigError(f"exporting needs the `{package}` package; {INSTALL_HINT}") from None
+        raise MissingExtra(f"exporting needs the `{package}` package; {INSTALL_HINT}") from None
 
 
 # --- the graph -----------------------------------------------------------------------------
@@ -311,9 +314,10 @@ def has_words(text):
     return any(c.isalnum() for c in unicodedata.normalize("NFKC", text))
 
 
-def probe_messages(run, count=PROBE_MESSAGES, seed=0):
-    """Messages to verify an export on: the awkward ones, then 1-12 words of the run's
-    vocabulary each (seeded, so a refusal can be reproduced)."""
+def probe_messages(run, count=None, seed=0):
+    """`count` (default PROBE_MESSAGES) messages to verify an export on: the awkward ones, then
+    1-12 words of the run's vocabulary each (seeded, so a refusal can be reproduced)."""
+    count = PROBE_MESSAGES if count is None else count
     words = [w for w in run.preprocessor.words() if w] or ["hello"]
     rng = random.Random(seed)
     made = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
@@ -372,14 +376,6 @@ def calibration_batches(tokenizer, texts, batch_size=32):
 # --- the export ------------------------------------------------------------------------------
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def open_run(model_dir, use_ensemble=None):
     """(run, model type) of a published run directory, verified."""
     model_dir = Path(model_dir)
@@ -401,23 +397,12 @@ def _check_out(out):
                           f"{DESCRIPTION_FILE}); choose a new or empty directory")
 
 
-def replace_directory(staging, out):
-    """Put `staging` where `out` is, the old export removed only once the new one is there."""
-    out = Path(out)
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_onnx(model_dir, out, use_ensemble=None, int8=False, calibration_texts=(),
                 probes=None):
     """Writes the export of a published run into `out` (see the module's docstring) and
     returns its description. ArtifactError when the run cannot be exported or its export
-    does not verify; ConfigError when an extra is missing or `out` is someone else's."""
+    does not verify; MissingExtra when an extra is missing; ConfigError when `out` is someone
+    else's."""
     for package in ("onnx", "onnxruntime", "tokenizers"):
         _needs(package)
     out = Path(out)
@@ -439,7 +424,7 @@ def export_onnx(model_dir, out, use_ensemble=None, int8=False, calibration_texts
     try:
         description = _write(run, model_type, members, left_out, staging, int8,
                              list(calibration_texts), probes)
-        replace_directory(staging, out)
+        artifacts.replace_directory(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return description
@@ -481,7 +466,7 @@ def _write(run, model_type, members, left_out, staging, int8, calibration_texts,
         precision = "int8 (encoder and head matrix products, static, QDQ)"
     description = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "model": {"file": MODEL_FILE, "sha256": _sha256(staging / MODEL_FILE),
+        "model": {"file": MODEL_FILE, "sha256": artifacts.sha256(staging / MODEL_FILE),
                   "bytes": (staging / MODEL_FILE).stat().st_size, "opset": OPSET,
                   "precision": precision},
         "inputs": [{"name": name, "dtype": "int64", "shape": ["batch", "length"],
@@ -505,6 +490,7 @@ def _write(run, model_type, members, left_out, staging, int8, calibration_texts,
                    "exported_members": [{"name": m.name, "weight": m.weight} for m in members],
                    "left_out_members": [{"name": m.name, "weight": m.weight, "why": why}
                                         for m, why in left_out]},
+        "entities": {"exported": False, "why": ENTITIES_NOT_EXPORTED},
         "source_run": run.run_info,
         "verification": verification,
     }
@@ -528,7 +514,7 @@ def read_description(directory):
     if description.get("format") != FORMAT:
         raise ArtifactError(f"{directory / DESCRIPTION_FILE}: not an intentkit export")
     model = directory / description["model"]["file"]
-    if not model.is_file() or _sha256(model) != description["model"]["sha256"]:
+    if not model.is_file() or artifacts.sha256(model) != description["model"]["sha256"]:
         raise ArtifactError(f"{model}: does not match {DESCRIPTION_FILE} (changed or from "
                             "another export); export again")
     return description

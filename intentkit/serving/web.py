@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .. import artifacts
 from ..errors import ConfigError
 from . import onnx_export as export
 
@@ -63,7 +64,7 @@ def export_web(model_dir, out, runtime_dir, use_ensemble=None, int8=False,
             shutil.copyfile(PAGE_DIR / name, staging / name)
         for name in RUNTIME_FILES:
             shutil.copyfile(Path(runtime_dir) / name, staging / name)
-        export.replace_directory(staging, out)
+        artifacts.replace_directory(staging, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return description

@@ -75,8 +75,10 @@ async function load() {
 
   await classify("hello");  // the first run compiles kernels: not the user's first keystroke
   const loadMs = performance.now() - started;
-  return { classify, stats: { loadMs, modelBytes: bytes.byteLength,
-                              precision: model.precision } };
+  // An export.json without the note (written before it was added) holds no entities either.
+  const entities = description.entities || { exported: false, why: "" };
+  return { classify, entities, stats: { loadMs, modelBytes: bytes.byteLength,
+                                        precision: model.precision } };
 }
 
 function render(result) {
@@ -106,6 +108,10 @@ window.intentkit.ready = load().then((loaded) => {
   window.intentkit.stats = loaded.stats;
   const input = document.getElementById("message");
   input.disabled = false;
+  if (!loaded.entities.exported) {
+    show("entities", "Entities: not in this export (intents only)." +
+         (loaded.entities.why ? ` ${loaded.entities.why}.` : ""));
+  }
   show("status", `Model loaded in ${Math.round(loaded.stats.loadMs)} ms ` +
        `(${(loaded.stats.modelBytes / 1e6).toFixed(1)} MB, ${loaded.stats.precision}); ` +
        "everything runs in this page.");
