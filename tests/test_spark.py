@@ -8,6 +8,7 @@ stderr, starts a JVM of its own."""
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import SMALL_INTENTS, intentkit_command
@@ -88,6 +89,19 @@ def threshold_between_answers(predictor):
     gaps = [i for i in range(len(confidences) - 1) if confidences[i + 1] - confidences[i] > 2e-3]
     middle = min(gaps, key=lambda i: abs(i - len(confidences) // 2))
     return (confidences[middle] + confidences[middle + 1]) / 2
+
+
+def test_a_run_submitted_with_archives_is_found_by_its_name(session, trained, predictor,
+                                                            tmp_path):
+    """What `spark-submit --archives run.tar.gz#NAME ... --executor-model-dir NAME` does
+    (docs/export.md): nothing shipped by intentkit, the executors find NAME among Spark's files."""
+    name = "intentkit-test-archived-run"
+    assert not (Path.cwd() / name).exists()
+    intentkit_spark.pack_run(trained["out"], tmp_path / "run.tar.gz")
+    session.sparkContext.addArchive(f"{tmp_path / 'run.tar.gz'}#{name}")
+    df = session.createDataFrame([(1, TEXTS[0])], "id long, text string")
+    [row] = intentkit_spark.label_column(df, "text", name, ship=False).collect()
+    assert row["intent"] == predictor.predict(TEXTS[0])["intent"]
 
 
 def write_messages(path):

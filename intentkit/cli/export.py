@@ -2,9 +2,8 @@
 import json
 import logging
 
-from .. import artifacts
 from ..errors import ConfigError
-from .common import existing_file, existing_model_dir, require_extra
+from .common import add_model_dir, existing_file, existing_model_dir, require_extra
 
 log = logging.getLogger("intentkit")
 FORMATS = ("onnx", "web")
@@ -26,8 +25,7 @@ def add_parser(subcommands, name):
         "--format web adds a static page that classifies as you type (ONNX Runtime Web). "
         "docs/export.md says what is exported and what it costs.", epilog=EXAMPLES)
     parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("-m", "--model-dir", default=artifacts.DEFAULT_DIR, metavar="DIR",
-                        help=f"directory of a published run (default: {artifacts.DEFAULT_DIR})")
+    add_model_dir(parser)
     parser.add_argument("-o", "--out", required=True, metavar="DIR",
                         help="the export's directory (new, empty, or an earlier export)")
     choice = parser.add_mutually_exclusive_group()

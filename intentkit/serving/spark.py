@@ -124,6 +124,12 @@ def _labeller(text_column, run_dir, manifest_sha256, archive, answering):
         if archive is not None:
             from pyspark import SparkFiles
             directory = SparkFiles.get(archive)
+        elif not Path(directory).is_absolute() and not Path(directory).exists():
+            # `spark-submit --archives run.tar.gz#run`: YARN and Kubernetes unpack it as `run`
+            # in the executor's directory, local and standalone masters among SparkFiles.
+            from pyspark import SparkFiles
+            if Path(SparkFiles.get(directory)).exists():
+                directory = SparkFiles.get(directory)
         predictor = executor_predictor(directory, manifest_sha256, answering.use_ensemble,
                                        answering.runtime)
         for frame in batches:
