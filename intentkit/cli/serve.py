@@ -78,6 +78,9 @@ def add_parser(subcommands, name):
                         f"(default: {DEFAULT_SHUTDOWN_TIMEOUT_S})")
     parser.add_argument("--read-timeout", type=float, default=None, metavar="S",
                         help="longest wait for a part of a request body (default: 30)")
+    parser.add_argument("--header-timeout", type=float, default=None, metavar="S",
+                        help="a request's head (its line and headers) must arrive within this, "
+                        "else the connection is closed (default: 10)")
     return parser
 
 
@@ -98,10 +101,14 @@ def run(args):
     if not (math.isfinite(args.shutdown_timeout) and args.shutdown_timeout >= 0):
         raise ConfigError(f"--shutdown-timeout must be 0 or more seconds, not "
                           f"{args.shutdown_timeout}")
+    if args.header_timeout is not None and not (math.isfinite(args.header_timeout)
+                                                 and args.header_timeout > 0):
+        raise ConfigError(f"--header-timeout must be above 0 seconds, not {args.header_timeout}")
     check_port_free(args.host, args.port)
     import uvicorn
 
     from ..serving.app import ServeSettings
+    from ..serving.http_protocol import DEFAULT_HEAD_TIMEOUT_S, protocol_factory
     limits = {name: getattr(args, name) for name in (
         "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst",
         "max_in_flight") if getattr(args, name) is not None}
@@ -120,7 +127,8 @@ def run(args):
                # local client could pose as a new address per request.
                "proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or "",
                "timeout_graceful_shutdown": args.shutdown_timeout,
-               "timeout_keep_alive": DEFAULT_KEEP_ALIVE_S}
+               "timeout_keep_alive": DEFAULT_KEEP_ALIVE_S,
+               "http": protocol_factory(args.header_timeout or DEFAULT_HEAD_TIMEOUT_S)}
     if args.workers == 1:
         import_tensorflow_for(args.runtime, args.verbose)
         uvicorn.run(settings.create_app(), **options)
