@@ -51,7 +51,7 @@ SINGLE, ENSEMBLE = "single", "ensemble"
 SINGLE_MEMBER = "cnn_bilstm"
 RUNS_DIR = ".runs"  # every published run, plus the `current` link
 CURRENT_RUN = "current"
-RUNS_KEPT = 2  # the current run and the one before it
+RUNS_KEPT = 10  # runs kept by default (intentkit.versions.prune: the live one always)
 # Every entry a run publishes into its output directory (Run.write and the pipeline's writers).
 PUBLISHED_NAMES = (MODEL_FILE, PREPROCESSOR_FILE, ENSEMBLE_DIR, HISTORY_PLOT, REPORT_DIR,
                    CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE)
@@ -296,22 +296,31 @@ def sealed(manifest):
     return {**manifest, "manifest_sha256": _manifest_checksum(manifest)}
 
 
-def publish(staging, out_dir):
+def publish(staging, out_dir, keep=RUNS_KEPT):
     """Make the staged run the current model with one atomic rename.
 
     Each run is kept in `out_dir/.runs/<id>/`; `.runs/current` is a symbolic link to one of
     them, replaced by a single rename, and the names the product promises
     (`advanced_model_improved.h5`, `enhanced_preprocessor.pickle`, `ensemble_models/`, ...)
     are fixed links into `.runs/current/`. A reader, or a run killed at any moment, sees the
-    old set or the new set, never a mix. Where symbolic links are unavailable (Windows without
+    old set or the new set, never a mix. The run's id (intentkit.versions.new_run_id) is its
+    directory's name and its manifest's `run_id`; the `keep` newest runs stay, and any the
+    live run, the rollback target or a serving process still needs. Where symbolic links are unavailable (Windows without
     the privilege), the files are moved in one by one instead, pickle and manifest last.
     """
     staging, out_dir = Path(staging), Path(out_dir)
     refuse_foreign_entries(out_dir)  # again: something may have appeared during training
+    from . import versions  # versions builds on this module
     runs = out_dir / RUNS_DIR
     runs.mkdir(exist_ok=True)
-    run = runs / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f-")
-                  + staging.name.removeprefix(STAGING_PREFIX))
+    manifest = _verified_manifest(staging / MANIFEST_FILE)
+    run_id = versions.new_run_id(manifest, staging.name.removeprefix(STAGING_PREFIX))
+    if os.path.lexists(runs / run_id):  # the same data and config in the same microsecond
+        run_id += "_" + staging.name.removeprefix(STAGING_PREFIX)
+    if manifest is not None:  # the run's id, recorded in its manifest
+        (staging / MANIFEST_FILE).write_text(json.dumps(sealed({**manifest, "run_id": run_id}),
+                                                        indent=2))
+    run = runs / run_id
     os.replace(staging, run)
     run.chmod(0o755)  # mkdtemp made it private; the model must be readable by the serving user
     try:
@@ -325,11 +334,8 @@ def publish(staging, out_dir):
         target = Path(RUNS_DIR) / CURRENT_RUN / entry.name
         if not (link.is_symlink() and Path(os.readlink(link)) == target):
             _point(link, target)  # once per name: later runs only move `current`
-    current = os.readlink(runs / CURRENT_RUN)
-    kept = sorted(p.name for p in runs.iterdir() if _is_run_directory(p))
-    for old in kept[:-RUNS_KEPT]:
-        if old != current:
-            shutil.rmtree(runs / old, ignore_errors=True)
+    versions.record_published(out_dir, run.name)
+    versions.prune(out_dir, keep)
 
 
 def _point(link, target):

@@ -45,6 +45,8 @@ class TrainConfig:
     data: str = _option(f"{DEFAULT_DIR}/final.json",
                         "intents file to train on: .json, .csv/.tsv (text,intent) or Rasa .yml")
     out: str = _option(DEFAULT_DIR, "directory that receives the model, pickle, plots and report")
+    keep: int = _option(10, "published runs kept in OUT/.runs (the newest; the live run, the "
+                        "one a rollback returns to and runs an A/B test serves are never removed)")
     seed: int = _option(42, "seeds the split, augmentation and weight initialisation")
     val_size: float = _option(0.15, "fraction of patterns held out for validation")
     test_size: float = _option(0.15, "fraction of patterns held out for the final test")
@@ -118,7 +120,7 @@ class TrainConfig:
                      "ensemble_epochs", "head_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, or 0 for auto")
-        for name in ("tuning_max_rows",):
+        for name in ("tuning_max_rows", "keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
 
