@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -106,13 +106,17 @@ class Predictor:
         How the models run; "numpy" needs no TensorFlow import (same answers, checked in tests).
     cache_size : int
         How many recent messages' answers to keep (MessageCache); 0: none.
+    cache_factory : callable or None
+        scope -> a cache with MessageCache's interface, for a cache outside this process
+        (intentkit.serving.cache_redis); the scope names the model version, so versions never share.
     """
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
                  preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
                  use_ensemble: bool | None = None, ensemble_dir: str | os.PathLike | None = None,
                  fallback_intent: str = artifacts.DEFAULT_FALLBACK_INTENT, runtime: str = "keras",
-                 cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+                 cache_size: int = DEFAULT_CACHE_SIZE,
+                 cache_factory: Callable[[str], Any] | None = None) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         # A published run is read through links into `.runs/current`, which a retrain switches
@@ -151,7 +155,13 @@ class Predictor:
         self._forward = (_numpy_forward(members) if runtime == "numpy"
                          else _compiled_forward(members, run.preprocessor.max_sequence_length_))
         self._forward(self._features([""], [[]]))  # warm up now
-        self.cache = MessageCache(cache_size)
+        self.cache = (MessageCache(cache_size) if cache_factory is None
+                      else cache_factory(self.version_scope(run)))
+
+    def version_scope(self, run):
+        """What identifies this model's answers: its run and the model type answering."""
+        version = self.run_info["run"] or run.manifest["manifest_sha256"][:16]
+        return f"{version}:{self.model_type}"
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike = artifacts.DEFAULT_DIR,
@@ -314,14 +324,14 @@ _cache_lock = threading.Lock()
 
 
 def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache_size,
-                     attempts=3):
+                     cache_factory=None, attempts=3):
     """A Predictor whose files all come from one run: reading them can straddle the instant a
     retrain switches runs, and a second read then sees the new set whole. Only a mismatch
     between files is retried; a file that is simply missing or damaged fails at once."""
     for attempt in range(attempts):
         try:
             return Predictor(model_path, preprocessor_path, use_ensemble, runtime=runtime,
-                             cache_size=cache_size)
+                             cache_size=cache_size, cache_factory=cache_factory)
         except ArtifactMismatch:
             if attempt == attempts - 1:
                 raise
@@ -330,15 +340,17 @@ def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache
 def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
                   preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
                   use_ensemble: bool | None = None, runtime: str = "keras",
-                  cache_size: int = DEFAULT_CACHE_SIZE) -> Predictor:
+                  cache_size: int = DEFAULT_CACHE_SIZE,
+                  cache_factory: Callable[[str], Any] | None = None) -> Predictor:
     """The cached Predictor for these files, reloaded only when one of them changed on disk
     (with an empty message cache: answers of the old model are not served after a reload).
+    `cache_factory`: see Predictor (one per process and settings, e.g. per Redis URL).
 
     While a retrain is replacing the files, the new set can be incomplete for a moment; the
     model already loaded then keeps answering until the new set loads cleanly.
     """
     key = (os.path.abspath(model_path), os.path.abspath(preprocessor_path), use_ensemble, runtime,
-           cache_size)
+           cache_size, cache_factory)
     predictor = _cache.get(key)
     if predictor is None or predictor.is_stale():
         with _cache_lock:
@@ -346,7 +358,7 @@ def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
             if predictor is None or predictor.is_stale():
                 try:
                     _cache[key] = _load_consistent(model_path, preprocessor_path, use_ensemble,
-                                                   runtime, cache_size)
+                                                   runtime, cache_size, cache_factory)
                 except (ArtifactError, OSError) as error:
                     # OSError: a file vanished while being read (an older run being removed).
                     if predictor is None:
