@@ -5,13 +5,12 @@ import time
 
 import numpy as np
 import pytest
+from redis_server import RedisServer
 
 from intentkit import artifacts
-from intentkit.serving.cache_redis import RedisMessageCache, client_for, redis_cache_factory
 from intentkit.errors import ConfigError
+from intentkit.serving.cache_redis import RedisMessageCache, client_for, redis_cache_factory
 from intentkit.serving.predictor import Predictor
-
-from redis_server import RedisServer
 
 pytest.importorskip("redis")
 

@@ -9,13 +9,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_artifacts import stage
 
-from intentkit import artifacts, versions
+from intentkit import artifacts
+from intentkit.artifacts import runs as versions
 from intentkit.cli import main
 from intentkit.errors import ArtifactError
-from intentkit.predict import get_predictor
-
-from test_artifacts import stage
+from intentkit.serving.predictor import get_predictor
 
 RUN_ID = re.compile(r"\d{8}T\d{12}-[0-9a-f]{8}")
 

@@ -51,7 +51,7 @@ SINGLE, ENSEMBLE = "single", "ensemble"
 SINGLE_MEMBER = "cnn_bilstm"
 RUNS_DIR = ".runs"  # every published run, plus the `current` link
 CURRENT_RUN = "current"
-RUNS_KEPT = 10  # runs kept by default (intentkit.versions.prune: the live one always)
+RUNS_KEPT = 10  # runs kept by default (artifacts.runs.prune: the live one always)
 # Every entry a run publishes into its output directory (Run.write and the pipeline's writers).
 PUBLISHED_NAMES = (MODEL_FILE, PREPROCESSOR_FILE, ENSEMBLE_DIR, HISTORY_PLOT, REPORT_DIR,
                    CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE)
@@ -303,18 +303,17 @@ def publish(staging, out_dir, keep=RUNS_KEPT):
     them, replaced by a single rename, and the names the product promises
     (`advanced_model_improved.h5`, `enhanced_preprocessor.pickle`, `ensemble_models/`, ...)
     are fixed links into `.runs/current/`. A reader, or a run killed at any moment, sees the
-    old set or the new set, never a mix. The run's id (intentkit.versions.new_run_id) is its
-    directory's name and its manifest's `run_id`; the `keep` newest runs stay, and any the
-    live run, the rollback target or a serving process still needs. Where symbolic links are unavailable (Windows without
+    old set or the new set, never a mix. The run's id (new_run_id) is its directory's name and
+    its manifest's `run_id`; the `keep` newest runs stay, and any that the live run, the rollback
+    target or a serving process still needs. Where symbolic links are unavailable (Windows without
     the privilege), the files are moved in one by one instead, pickle and manifest last.
     """
     staging, out_dir = Path(staging), Path(out_dir)
     refuse_foreign_entries(out_dir)  # again: something may have appeared during training
-    from . import versions  # versions builds on this module
     runs = out_dir / RUNS_DIR
     runs.mkdir(exist_ok=True)
     manifest = _verified_manifest(staging / MANIFEST_FILE)
-    run_id = versions.new_run_id(manifest, staging.name.removeprefix(STAGING_PREFIX))
+    run_id = new_run_id(manifest, staging.name.removeprefix(STAGING_PREFIX))
     if os.path.lexists(runs / run_id):  # the same data and config in the same microsecond
         run_id += "_" + staging.name.removeprefix(STAGING_PREFIX)
     if manifest is not None:  # the run's id, recorded in its manifest
@@ -334,8 +333,8 @@ def publish(staging, out_dir, keep=RUNS_KEPT):
         target = Path(RUNS_DIR) / CURRENT_RUN / entry.name
         if not (link.is_symlink() and Path(os.readlink(link)) == target):
             _point(link, target)  # once per name: later runs only move `current`
-    versions.record_published(out_dir, run.name)
-    versions.prune(out_dir, keep)
+    record_published(out_dir, run.name)
+    prune(out_dir, keep)
 
 
 def _point(link, target):
@@ -368,6 +367,163 @@ def _move_entries(run, out_dir):
         else:
             os.replace(entry, target)
     shutil.rmtree(run, ignore_errors=True)
+
+
+# --- versions: run ids, the history of the live run, pins, retention -------------------------
+# (intentkit.runs builds the commands on these: list, show, promote, rollback)
+
+HISTORY_FILE = "history.jsonl"  # in .runs/: each change of the live run
+PINS_DIR = ".pins"  # in .runs/: lock files of serving processes using a run
+
+
+def runs_dir(out_dir):
+    return Path(out_dir) / RUNS_DIR
+
+
+def new_run_id(manifest, fallback_suffix):
+    """`<UTC time to the microsecond>-<8 hex digits>`: the hash of the data's and the training
+    configuration's checksums (the same data and config give the same suffix), or
+    `fallback_suffix` for a run whose manifest records neither."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    data = (manifest or {}).get("data") or {}
+    config = ((manifest or {}).get("files") or {}).get(CONFIG_FILE)
+    if isinstance(data, dict) and (data.get("sha256") or config):
+        digest = hashlib.sha256(f"{data.get('sha256')}:{config}".encode()).hexdigest()[:8]
+        return f"{stamp}-{digest}"
+    return f"{stamp}-{fallback_suffix}"
+
+
+def current_run(out_dir):
+    """The live run's id, or None (nothing published in the `.runs/` layout)."""
+    link = runs_dir(out_dir) / CURRENT_RUN
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def run_ids(out_dir):
+    """Every published run's id, oldest first (ids start with their time)."""
+    runs = runs_dir(out_dir)
+    if not runs.is_dir():
+        return []
+    return sorted(p.name for p in runs.iterdir() if _is_run_directory(p))
+
+
+@contextlib.contextmanager
+def _history_lock(out_dir):
+    """One process at a time changes the live run (an exclusive flock on the history file)."""
+    path = runs_dir(out_dir) / HISTORY_FILE
+    with open(path, "a+", encoding="utf-8") as handle:
+        with contextlib.suppress(ImportError):
+            import fcntl
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield handle
+
+
+def _append_history(handle, run_id, action):
+    handle.write(json.dumps({"time": now(), "run": run_id, "action": action}) + "\n")
+    handle.flush()
+
+
+def history(out_dir):
+    """Every recorded change of the live run, oldest first: {"time", "run", "action"}."""
+    path = runs_dir(out_dir) / HISTORY_FILE
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and isinstance(entry.get("run"), str):
+                entries.append(entry)
+    return entries
+
+
+def _live_stack(out_dir):
+    """The runs that were live, the live one last: publish and promote push, rollback pops."""
+    stack = []
+    for entry in history(out_dir):
+        if entry.get("action") == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != entry["run"]:
+                stack.append(entry["run"])
+        else:
+            stack.append(entry["run"])
+    current = current_run(out_dir)
+    if current is not None and (not stack or stack[-1] != current):
+        stack.append(current)  # changed outside intentkit: the link is the truth
+    return stack
+
+
+def rollback_target(out_dir):
+    """The run a rollback makes live: the last one live before the current, still on disk;
+    without a history, the newest run older than the current. None if there is none."""
+    current, existing = current_run(out_dir), set(run_ids(out_dir))
+    for run_id in reversed(_live_stack(out_dir)[:-1]):
+        if run_id != current and run_id in existing:
+            return run_id
+    older = [run_id for run_id in sorted(existing) if current and run_id < current]
+    return older[-1] if older else None
+
+
+def record_published(out_dir, run_id):
+    """Note in the history that a training run published `run_id` as the live run."""
+    with _history_lock(out_dir) as handle:
+        _append_history(handle, run_id, "publish")
+
+
+def pin(out_dir, run_id):
+    """Keep run `run_id` from being removed while the returned handle is open (or the process
+    lives); None where the model directory is not writable (retention then cannot see it)."""
+    pins = runs_dir(out_dir) / PINS_DIR
+    try:
+        pins.mkdir(exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f"{run_id}.", suffix=".lock", dir=pins)
+        os.close(handle)
+    except OSError:
+        return None
+    lock = _lock(name)
+    if lock is None:
+        Path(name).unlink(missing_ok=True)
+    return lock
+
+
+def pinned_runs(out_dir):
+    """The runs a living process has pinned; stale pins (their process died) are removed."""
+    pins = runs_dir(out_dir) / PINS_DIR
+    pinned = set()
+    if not pins.is_dir():
+        return pinned
+    for path in pins.glob("*.lock"):
+        handle = _lock(path)
+        if handle is None:
+            pinned.add(path.name.split(".", 1)[0])
+        else:
+            with handle:
+                path.unlink(missing_ok=True)
+    return pinned
+
+
+def protected_runs(out_dir):
+    """Runs retention never removes: the live one, the rollback target, pinned ones."""
+    return {run for run in (current_run(out_dir), rollback_target(out_dir)) if run} \
+        | pinned_runs(out_dir)
+
+
+def prune(out_dir, keep=RUNS_KEPT):
+    """Remove the runs beyond the `keep` newest, except protected ones; returns the removed ids.
+    A worker that already loaded a removed run keeps answering from memory."""
+    if keep < 1:
+        raise ArtifactError(f"--keep must be at least 1, not {keep}")
+    ids = run_ids(out_dir)
+    protected = protected_runs(out_dir)
+    removed = [run_id for run_id in ids[:-keep] if run_id not in protected]
+    for run_id in removed:
+        # Renamed away first: a reader sees the whole run or no run, never a half-removed one.
+        runs = runs_dir(out_dir)
+        retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=runs))
+        os.replace(runs / run_id, retired / run_id)
+        shutil.rmtree(retired, ignore_errors=True)
+    return removed
 
 
 # What the preprocessor pickle may hold: our preprocessor, builtins' containers and NumPy values.

@@ -35,7 +35,7 @@ def _percent(value):
 
 
 def run(args):
-    from .. import versions
+    from ..artifacts import runs as versions
     out = args.model_dir
     if args.action == "list":
         rows = versions.list_runs(out)

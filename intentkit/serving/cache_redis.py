@@ -1,8 +1,8 @@
 """The message cache in Redis, shared by every worker and replica (`--cache-url redis://...`).
 
-Same interface as intentkit.serving.predictor.MessageCache (get_many / put_many / hits / misses): each
-entry is (has_words, probabilities), stored under a key scoped by the model's version, so a new
-model never answers from an old one's cache. Entries expire after `ttl` seconds, and at most
+Same interface as intentkit.serving.predictor.MessageCache (get_many / put_many / hits /
+misses): each entry is (has_words, probabilities), stored under a key scoped by the model's
+version, so a new model never answers from an old one's cache. Entries expire after `ttl` seconds, and at most
 `size` are kept per version (an index sorted by insertion time; the oldest go first). Redis is an
 optimisation, never a dependency of an answer: any Redis error or a reply slower than `timeout`
 makes the call a miss (a warning, at most one per WARN_EVERY seconds), and Redis is then left
