@@ -2,8 +2,9 @@
 
 Same interface as intentkit.serving.predictor.MessageCache (get_many / put_many / hits /
 misses): each entry is (has_words, probabilities), stored under a key scoped by the model's
-version, so a new model never answers from an old one's cache. Entries expire after `ttl` seconds, and at most
-`size` are kept per version (an index sorted by insertion time; the oldest go first). Redis is an
+version, so a new model never answers from an old one's cache. Entries expire after `ttl`
+seconds, and at most `size` are kept per version (an index sorted by insertion time; the oldest
+go first). Redis is an
 optimisation, never a dependency of an answer: any Redis error or a reply slower than `timeout`
 makes the call a miss (a warning, at most one per WARN_EVERY seconds), and Redis is then left
 alone for BACKOFF seconds, so that a stopped server costs no request more than one timeout.
