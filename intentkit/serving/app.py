@@ -2,12 +2,17 @@
 
 `intentkit serve --model-dir DIR [--feedback F] --port 8000` (or `python -m intentkit.serve`)
 serves:
+Every path is also served under /v1/ (/v1/predict, ...: the versioned API, whose OpenAPI schema
+is /v1/openapi.json); the unversioned paths stay as aliases.
   GET  /               a page to try messages and send corrections
+  GET  /metrics        Prometheus metrics (intentkit.serving.observability)
   GET  /health         status, model version (run, time), number of intents, runtime
   GET  /intents        the model's intents (for a correction menu)
   POST /predict        {"text": str, "top_k": int} -> the Predictor's result
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
   POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
+Requests may carry a `user` or `session`: with an A/B test (intentkit.serving.variants) it picks
+the variant; every answer carries `model_version` and `variant`.
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
 be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service".
 
@@ -25,18 +30,22 @@ import math
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 
+from .. import artifacts
 from ..data.feedback import FeedbackFileFull, record_feedback
 from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ArtifactError, ConfigError
+from .cache_redis import DEFAULT_TTL, redis_cache_factory
+from .observability import Metrics, RequestLog
 from .predictor import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_MODEL_PATH,
@@ -44,6 +53,7 @@ from .predictor import (
     DEFAULT_TOP_K,
     get_predictor,
 )
+from .variants import CURRENT, DEFAULT_VARIANT, MAX_NAME_CHARS, Router, Variant
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +166,16 @@ class ServeSettings:
     docs: bool = False
     limits: dict = dataclasses.field(default_factory=dict)
     verbose: bool = False
+    # Versions, A/B test, shared cache, metrics and request logs (create_app's keyword
+    # arguments of those names; paths absolute).
+    lifecycle: dict = dataclasses.field(default_factory=dict)
 
     def create_app(self):
         """The app of these settings; ConfigError for a bad option or token."""
         return create_app(self.model_path, self.preprocessor_path, self.use_ensemble,
                           self.feedback_path, runtime=self.runtime,
                           token=read_token(self.token_file), docs=self.docs,
-                          cache_size=self.cache_size, **self.limits)
+                          cache_size=self.cache_size, **self.limits, **self.lifecycle)
 
     def to_environment(self, environ=os.environ):
         """Put these settings where worker processes, started after, find them. Paths are made
@@ -194,13 +207,20 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
                max_batch=DEFAULT_MAX_BATCH, runtime="keras", *, token=None,
                max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
                feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
-               docs=False, cache_size=DEFAULT_CACHE_SIZE):
-    """The FastAPI application serving one model (reloaded when its files change on disk).
+               docs=False, cache_size=DEFAULT_CACHE_SIZE, variants=(), cache_url=None,
+               cache_ttl=DEFAULT_TTL, request_log=None, log_texts=False, metrics=True,
+               metrics_dir=None, ab_salt="intentkit-ab"):
+    """The FastAPI application serving one model (reloaded when its files change on disk), or
+    several at once in an A/B test.
 
     `token`: the bearer token POST /feedback requires (None: none). `max_feedback_bytes`: the
     feedback file's size cap. `feedback_rate`, `feedback_burst`: each client's feedback token
     bucket. `docs`: serve /docs and /redoc, which load their scripts from a CDN. `cache_size`: how
-    many recent messages' answers the Predictor keeps.
+    many recent messages' answers the Predictor keeps. `variants`: (name, run id or "current",
+    share) of each variant of an A/B test, runs of the model's directory (none: the one model).
+    `cache_url`: redis://... for a message cache shared by workers (`cache_ttl` seconds).
+    `request_log`: a file of JSON lines, one per request (texts only with `log_texts`).
+    `metrics`: serve /metrics (`metrics_dir`: prometheus-client's multiprocess directory).
     """
     if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
         raise ConfigError(f"--max-text-chars must be between 1 and {MAX_PATTERN_CHARS}, "
@@ -227,47 +247,120 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         # a top_k, "yes" is not a boolean), as the README promises.
         model_config = ConfigDict(extra="forbid", strict=True)
 
-    class PredictRequest(Strict):
+    Key = Annotated[str, Field(min_length=1, max_length=200)]
+    Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+
+    class Routed(Strict):
+        # Who is asking (any stable id): the same user always meets the same A/B variant.
+        user: Key | None = None
+        session: Key | None = None
+
+    class PredictRequest(Routed):
         text: Text
         top_k: TopK = DEFAULT_TOP_K
 
-    class BatchRequest(Strict):
+    class BatchRequest(Routed):
         texts: Annotated[list[Text], Field(min_length=1, max_length=max_batch)]
         top_k: TopK = DEFAULT_TOP_K
 
-    class FeedbackRequest(Strict):
+    class FeedbackRequest(Routed):
         text: Text
         predicted: Intent
         correct: Intent
         # Still accepted, so that clients sending `false` keep working, and `true` is told why.
         confirmed: bool = False
+        variant: Name | None = None  # as the answer said; else the user's, or the only one
+        model_version: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
-    load_error = None  # why the model last failed to load, so that each reason is logged once
+    model_dir = os.path.dirname(model_path)
+    served = [Variant(*variant) for variant in variants] or [Variant(DEFAULT_VARIANT, "", 1.0)]
+    router = Router(served, ab_salt)
+    paths = {variant.name: variant.paths(model_dir)[:2] if variant.run else
+             (model_path, preprocessor_path) for variant in served}
+    cache_factory = redis_cache_factory(cache_url, cache_size, cache_ttl) if cache_url else None
+    observed = Metrics(metrics_dir) if metrics else None
+    requests_log = RequestLog(request_log, log_texts) if request_log else None
+    load_errors = {}  # why a variant's model last failed to load, so that each is logged once
+    reported = weakref.WeakKeyDictionary()  # cache -> its (hits, misses) already counted
+    reported_lock = threading.Lock()
 
-    def predictor():
-        nonlocal load_error
+    def predictor(variant=served[0].name):
         try:
-            model = get_predictor(model_path, preprocessor_path, use_ensemble, runtime,
-                                  cache_size)
+            model = get_predictor(*paths[variant], use_ensemble, runtime, cache_size,
+                                  cache_factory)
         except (ArtifactError, OSError) as error:
             # The reason names server paths: the log gets it, the client a generic line.
-            if str(error) != load_error:
-                load_error = str(error)
+            if str(error) != load_errors.get(variant):
+                load_errors[variant] = str(error)
                 log.error("model not available: %s (the service answers 503 until it loads)",
                           error)
             raise HTTPException(503, "no model is loaded; see the server log") from None
-        load_error = None
+        load_errors.pop(variant, None)
         return model
+
+    def answer(request, http_request, texts):
+        """The routed variant's answers, labelled with their variant and model version."""
+        variant = router.choose(request.user or request.session)
+        model = predictor(variant.name)
+        results = model.predict_batch(texts, top_k=request.top_k)
+        version = model.run_info["run"]
+        for result in results:
+            result["model_version"], result["variant"] = version, variant.name
+        http_request.state.served = (variant.name, version, results, texts, request.user
+                                     or request.session)
+        if observed is not None:
+            cache = model.cache
+            with reported_lock:
+                hits, misses = reported.get(cache, (0, 0))
+                reported[cache] = (cache.hits, cache.misses)
+            observed.count_cache(variant.name, version, cache.hits - hits, cache.misses - misses)
+        return results
+
+    pins = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        # A variant's run stays on disk while this process serves it (retention skips it).
+        pins.extend(artifacts.pin(model_dir, v.run) for v in served if v.run not in ("", CURRENT))
         # Load now, so that the first request does not wait for it; a failure is logged.
-        with contextlib.suppress(HTTPException):
-            predictor()
+        for variant in served:
+            with contextlib.suppress(HTTPException):
+                predictor(variant.name)
         yield
+        for handle in pins:
+            if handle is not None:
+                handle.close()
 
     app = FastAPI(title="intentkit", lifespan=lifespan, docs_url="/docs" if docs else None,
-                  redoc_url="/redoc" if docs else None)
+                  redoc_url="/redoc" if docs else None, openapi_url="/v1/openapi.json")
+
+    def route(method, path, **options):
+        """The endpoint at /v1/PATH, and at PATH (today's clients) outside the schema."""
+        def register(function):
+            app.add_api_route("/v1" + path, function, methods=[method], **options)
+            app.add_api_route(path, function, methods=[method], include_in_schema=False,
+                              **options)
+            return function
+        return register
+
+    endpoints = {"/health", "/intents", "/predict", "/predict/batch", "/feedback", "/metrics"}
+
+    @app.middleware("http")
+    async def observe(request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        seconds = time.perf_counter() - started
+        path = request.url.path.removeprefix("/v1")
+        endpoint = path if path in endpoints else "other"
+        variant, version, results, texts, user = getattr(request.state, "served",
+                                                         (None, None, (), (), None))
+        if observed is not None and endpoint != "/metrics":
+            observed.observe(endpoint, response.status_code, seconds, variant or "", version,
+                             results)
+        if requests_log is not None and endpoint != "/metrics":
+            requests_log.write(endpoint, response.status_code, seconds, variant, version,
+                               results, texts, user)
+        return response
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
                        advice=f"send at most {max_batch} texts of {max_text_chars:,} characters")
 
@@ -303,39 +396,61 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     def page():
         return FileResponse(STATIC_DIR / "index.html")
 
-    @app.get("/health")
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_alias():
+        return app.openapi()
+
+    @route("GET", "/metrics", include_in_schema=observed is not None)
+    def metrics_page():
+        if observed is None:
+            raise HTTPException(404, "metrics are off (--no-metrics)")
+        body, content_type = observed.exposition()
+        return Response(body, media_type=content_type)
+
+    @route("GET", "/health")
     def health():
         model = predictor()
-        return {"status": "ok", "model": {**model.run_info, "type": model.model_type},
+        body = {"status": "ok", "model": {**model.run_info, "type": model.model_type},
                 "labels": len(model.labels), "runtime": model.runtime,
                 "feedback": feedback_path is not None, "pid": os.getpid()}
+        if variants:
+            body["variants"] = {v.name: {"run": v.run, "share": v.share} for v in served}
+        return body
 
-    @app.get("/intents")
+    @route("GET", "/intents")
     def intents():
         model = predictor()
         return {"intents": sorted(model.labels), "fallback_intent": model.fallback_intent}
 
-    @app.post("/predict")
-    def predict(request: PredictRequest):
-        return predictor().predict(request.text, top_k=request.top_k)
+    @route("POST", "/predict")
+    def predict(request: PredictRequest, http_request: Request):
+        return answer(request, http_request, [request.text])[0]
 
-    @app.post("/predict/batch")
-    def predict_batch(request: BatchRequest):
-        return {"results": predictor().predict_batch(request.texts, top_k=request.top_k)}
+    @route("POST", "/predict/batch")
+    def predict_batch(request: BatchRequest, http_request: Request):
+        return {"results": answer(request, http_request, request.texts)}
 
     # admit_feedback runs before the body is validated: a refused client is refused, whatever
     # it sends.
-    @app.post("/feedback", status_code=201, dependencies=[Depends(admit_feedback)])
+    @route("POST", "/feedback", status_code=201, dependencies=[Depends(admit_feedback)])
     def feedback(request: FeedbackRequest):
         if request.confirmed:
             # Anyone who reaches the port can send a row: training must not trust it unseen.
             raise HTTPException(422, "confirmed: rows sent over HTTP are recorded unconfirmed; "
                                      "a person confirms them in the feedback file")
-        model = predictor()
+        if request.variant is not None and request.variant not in router.by_name:
+            raise HTTPException(422, f"variant: {request.variant!r} is not served here "
+                                     f"(variants: {', '.join(router.by_name)})")
+        key = request.user or request.session
+        variant = (request.variant or (router.choose(key).name if key is not None else None)
+                   or (served[0].name if len(served) == 1 else None))
+        model = predictor(variant or served[0].name)
+        version = request.model_version or (model.run_info["run"] if variant else None)
         try:
             row = record_feedback(feedback_path, request.text, request.predicted,
-                                  request.correct, model.labels, model.run_info["run"],
-                                  confirmed=False, max_file_bytes=max_feedback_bytes)
+                                  request.correct, model.labels, version,
+                                  confirmed=False, max_file_bytes=max_feedback_bytes,
+                                  variant=variant)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         except FeedbackFileFull as error:
