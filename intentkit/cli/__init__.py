@@ -5,12 +5,12 @@ the same commands under the project's historical names.
 """
 import argparse
 
-from . import check, cv, evaluate, import_data, predict, review, runs, serve, train
+from . import ab, check, cv, evaluate, import_data, predict, review, runs, serve, train
 from .common import run_command, setup_logging
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "serve": serve,
             "import": import_data, "check": check, "cv": cv,
-            "review": review, "runs": runs}
+            "review": review, "runs": runs, "ab": ab}
 
 
 class _Subcommands:

@@ -2,11 +2,11 @@
 
 A row is `{"time", "text", "predicted", "correct", "confirmed", "model", "model_version",
 "variant"}` ("model" and "model_version" both name the run; "variant" the A/B variant that
-answered). Only confirmed rows are used for training (a chatbot can record end-user
-corrections as unconfirmed, for a person to review and flip to true; the HTTP service records
-every row so). Folding happens after the split and touches the training split only: a row whose text is a validation or test pattern is
-skipped, since training on it would leak into the held-out evaluation (the split is seeded, so
-the same data and seed give the same test split).
+answered). Only confirmed rows are used for training (a chatbot can record end-user corrections as
+unconfirmed, for a person to review and flip to true; the HTTP service records every row so).
+Folding happens after the split and touches the training split only: a row whose text is a
+validation or test pattern is skipped, since training on it would leak into the held-out evaluation
+(the split is seeded, so the same data and seed give the same test split).
 """
 import json
 import logging

@@ -338,8 +338,8 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         """The endpoint at /v1/PATH, and at PATH (today's clients) outside the schema."""
         def register(function):
             app.add_api_route("/v1" + path, function, methods=[method], **options)
-            app.add_api_route(path, function, methods=[method], include_in_schema=False,
-                              **options)
+            app.add_api_route(path, function, methods=[method],
+                              **{**options, "include_in_schema": False})
             return function
         return register
 
