@@ -165,12 +165,16 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike = artifacts.DEFAULT_DIR,
-                 **options: Any) -> "Predictor":
+                 version: str | None = None, **options: Any) -> "Predictor":
         """The Predictor of the run published in `model_dir` (what `intentkit train --out` or
-        `python jobs.py` wrote), verified on load; `options` as for the constructor.
+        `python jobs.py` wrote), verified on load; `version`: one of its runs by id (default:
+        the live one); `options` as for the constructor.
 
         >>> Predictor.from_dir("filesTech").predict("how much does a data engineer make")"""
         model_dir = Path(model_dir)
+        if version is not None:  # a run id of `intentkit runs list`, or "current"
+            from ..artifacts import runs
+            model_dir = runs.run_directory(model_dir, version)
         if not model_dir.is_dir():
             raise ArtifactError(f"{model_dir}: no such directory; give the directory a run was "
                                 "published to (`intentkit train --out DIR`).")
