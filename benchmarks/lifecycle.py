@@ -127,6 +127,7 @@ def promote_under_load(out, first, second):
         for thread in threads:
             thread.join()
     return {"requests": len(answers), "failed": sum(not ok for _, _, ok, _ in answers),
+            "failures": [a["error"] for _, _, ok, a in answers if not ok][:3],
             "unlabelled": sum(ok and not a.get("model_version") for _, _, ok, a in answers),
             "switch_seconds": {"promote": round(switches[0], 3),
                                "rollback": round(switches[1], 3)}}
@@ -204,7 +205,8 @@ def redis_cache(out, directory):
     return {"hit_lookup_ms_p50": round(1000 * timings[len(timings) // 2], 3),
             "hit_lookup_ms_p90": round(1000 * timings[int(len(timings) * 0.9)], 3),
             "requests_during_redis_stop": len(answers),
-            "failed_with_redis_stopped": sum(not ok for _, _, ok, _ in answers)}
+            "failed_with_redis_stopped": sum(not ok for _, _, ok, _ in answers),
+            "failures": [a["error"] for _, _, ok, a in answers if not ok][:3]}
 
 
 def main():

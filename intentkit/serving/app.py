@@ -101,6 +101,30 @@ class BodyLimit:
         return await self.app(scope, counted_receive, send)
 
 
+class Observed:
+    """ASGI middleware: each HTTP request's status and time, handed to `record(scope, status,
+    seconds)` (pure ASGI: the body stream, and BodyLimit's 413 inside it, pass untouched)."""
+
+    def __init__(self, app, record):
+        self.app, self.record = app, record
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        scope.setdefault("state", {})
+        started, status = time.perf_counter(), 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.record(scope, status, time.perf_counter() - started)
+
+
 class RateLimit:
     """A token bucket per client: `rate` requests a second on average, `burst` at once."""
 
@@ -345,22 +369,21 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
 
     endpoints = {"/health", "/intents", "/predict", "/predict/batch", "/feedback", "/metrics"}
 
-    @app.middleware("http")
-    async def observe(request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        seconds = time.perf_counter() - started
-        path = request.url.path.removeprefix("/v1")
+    def record(scope, status, seconds):
+        """Metrics and the request log of one request (what `answer` left in its state)."""
+        path = scope["path"].removeprefix("/v1")
         endpoint = path if path in endpoints else "other"
-        variant, version, results, texts, user = getattr(request.state, "served",
-                                                         (None, None, (), (), None))
-        if observed is not None and endpoint != "/metrics":
-            observed.observe(endpoint, response.status_code, seconds, variant or "", version,
-                             results)
-        if requests_log is not None and endpoint != "/metrics":
-            requests_log.write(endpoint, response.status_code, seconds, variant, version,
-                               results, texts, user)
-        return response
+        if endpoint == "/metrics":
+            return
+        variant, version, results, texts, user = scope["state"].get(
+            "served", (None, None, (), (), None))
+        if observed is not None:
+            observed.observe(endpoint, status, seconds, variant or "", version, results)
+        if requests_log is not None:
+            requests_log.write(endpoint, status, seconds, variant, version, results, texts, user)
+
+    if observed is not None or requests_log is not None:
+        app.add_middleware(Observed, record=record)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
                        advice=f"send at most {max_batch} texts of {max_text_chars:,} characters")
 
