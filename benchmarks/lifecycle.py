@@ -138,7 +138,7 @@ def ab_share(out, first, second, requests):
     with serve(out, "--variant", f"live={first}", "--variant", f"new={second}",
                "--traffic", "new=0.1") as url:
         seen = {}
-        failed = 0
+        failed, failures = 0, []
         lock = threading.Lock()
         counter = iter(range(requests))
 
@@ -148,9 +148,10 @@ def ab_share(out, first, second, requests):
                 try:
                     variant = post(url + "/v1/predict",
                                    {"text": TEXTS[n % 4], "user": f"user-{n % users}"})["variant"]
-                except Exception:  # noqa: BLE001 (counted)
+                except Exception as error:  # noqa: BLE001 (counted)
                     with lock:
                         failed += 1
+                        failures.append(repr(error))
                     continue
                 with lock:
                     seen.setdefault(n % users, []).append(variant)
@@ -163,7 +164,7 @@ def ab_share(out, first, second, requests):
     sticky = sum(len(set(variants)) == 1 for variants in seen.values()) / len(seen)
     return {"requests": requests, "failed": failed,
             "new_share": round(answered.count("new") / len(answered), 4),
-            "stickiness": sticky}
+            "stickiness": sticky, "failures": failures[:3]}
 
 
 def redis_cache(out, directory):
