@@ -1,0 +1,151 @@
+"""Versions of a published model: run ids, `intentkit runs list|show|promote|rollback|prune`,
+retention that never removes the live, the rollback target or a pinned run."""
+import hashlib
+import json
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from test_artifacts import stage
+
+from intentkit import artifacts
+from intentkit.artifacts import runs as versions
+from intentkit.cli import main
+from intentkit.errors import ArtifactError
+from intentkit.serving.predictor import get_predictor
+
+RUN_ID = re.compile(r"\d{8}T\d{12}-[0-9a-f]{8}")
+
+
+def republish(out, threshold):
+    """Publish the live run again as a new run whose fallback threshold is `threshold` (0: never
+    the fallback, 1.01: always): the same models, another answer, another run id."""
+    current = (out / artifacts.RUNS_DIR / artifacts.CURRENT_RUN).resolve()
+    staging = Path(tempfile.mkdtemp(prefix=artifacts.STAGING_PREFIX, dir=out))
+    for entry in current.iterdir():
+        (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, staging / entry.name)
+    pickle_path = staging / artifacts.PREPROCESSOR_FILE
+    bundle = pickle.loads(pickle_path.read_bytes())
+    bundle["fallback_thresholds"] = dict.fromkeys(bundle["fallback_thresholds"], threshold)
+    bundle["fallback_margin"] = 0.0
+    pickle_path.write_bytes(pickle.dumps(bundle))
+    manifest = json.loads((staging / artifacts.MANIFEST_FILE).read_text())
+    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
+        pickle_path.read_bytes()).hexdigest()
+    (staging / artifacts.MANIFEST_FILE).write_text(json.dumps(artifacts.sealed(manifest)))
+    artifacts.publish(staging, out)
+    return versions.current_run(out)
+
+
+@pytest.fixture
+def model(trained, tmp_path):
+    """A copy of the trained model with two more runs: `never` (threshold 0, never the
+    fallback) then `always` (threshold 1.01, always the fallback), the live one."""
+    out = tmp_path / "model"
+    shutil.copytree(trained["out"], out, symlinks=True)
+    first = versions.current_run(out)
+    never = republish(out, 0.0)
+    always = republish(out, 1.01)
+    return {"out": out, "first": first, "never": never, "always": always}
+
+
+def answers_fallback(out):
+    predictor = get_predictor(str(out / artifacts.MODEL_FILE),
+                              str(out / artifacts.PREPROCESSOR_FILE), runtime="numpy")
+    return predictor.predict("what does a data scientist earn")["fallback"], \
+        predictor.run_info["run"]
+
+
+def test_a_run_id_is_its_time_and_a_hash_of_data_and_config_recorded_in_its_manifest(model):
+    out = model["out"]
+    for run_id in (model["never"], model["always"]):
+        assert RUN_ID.fullmatch(run_id), run_id
+        manifest = versions.manifest_of(out, run_id)
+        assert manifest["run_id"] == run_id
+    # Same data and config: the same hash, another time.
+    assert model["never"].split("-")[1] == model["always"].split("-")[1]
+    assert model["never"] < model["always"]
+
+
+def test_promote_and_rollback_switch_the_live_run_and_a_loaded_predictor_follows(model,
+                                                                                 capsys):
+    out = model["out"]
+    assert answers_fallback(out) == (True, model["always"])
+    assert main(["runs", "rollback", "-m", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"live: {model['never']}"
+    assert answers_fallback(out) == (False, model["never"])
+    assert main(["runs", "promote", "-m", str(out), model["always"]]) == 0
+    assert answers_fallback(out) == (True, model["always"])
+    # Rollback goes back along the history: to `never`, then to the first run.
+    assert main(["runs", "rollback", "-m", str(out)]) == 0
+    assert versions.current_run(out) == model["never"]
+    assert main(["runs", "rollback", "-m", str(out)]) == 0
+    assert versions.current_run(out) == model["first"]
+    assert [e["action"] for e in versions.history(out)][-4:] == ["rollback", "promote",
+                                                                 "rollback", "rollback"]
+
+
+def test_runs_list_and_show(model, capsys):
+    out = model["out"]
+    assert main(["runs", "list", "-m", str(out), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["id"] for row in rows] == [model["first"], model["never"], model["always"]]
+    assert [row["live"] for row in rows] == [False, False, True]
+    assert all(0 <= row["test_accuracy"] <= 1 and row["default_model"] for row in rows)
+    assert main(["runs", "list", "-m", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert f"* {model['always']}" in table
+    assert main(["runs", "show", "-m", str(out), model["never"], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == model["never"] and shown["labels"]
+
+
+def error_lines(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_an_unknown_run_id_is_one_line_and_exit_2_and_nothing_changes(model, caplog):
+    out = model["out"]
+    assert main(["runs", "promote", "-m", str(out), "20990101T000000000000-deadbeef"]) == 2
+    [error] = error_lines(caplog)
+    assert "no run '20990101T000000000000-deadbeef'" in error and len(error.splitlines()) == 1
+    assert versions.current_run(out) == model["always"]
+
+
+def test_a_run_failing_verification_is_never_made_live(model, caplog):
+    out = model["out"]
+    damaged = out / artifacts.RUNS_DIR / model["never"] / artifacts.MODEL_FILE
+    damaged.write_bytes(damaged.read_bytes()[:-10])
+    assert main(["runs", "promote", "-m", str(out), model["never"]]) == 2
+    [error] = error_lines(caplog)
+    assert f"run {model['never']} fails verification" in error
+    assert len(error.splitlines()) == 1
+    assert versions.current_run(out) == model["always"]
+
+
+def test_retention_keeps_the_newest_the_live_the_rollback_target_and_pinned_runs(tmp_path):
+    ids = []
+    for tag in "abcdef":
+        artifacts.publish(stage(tmp_path, tag), tmp_path, keep=100)
+        ids.append(versions.current_run(tmp_path))
+    handle = versions.pin(tmp_path, ids[0])  # a serving process answers from run a
+    assert versions.prune(tmp_path, keep=2) == ids[1:4]
+    assert versions.run_ids(tmp_path) == [ids[0], ids[4], ids[5]]
+    handle.close()  # the process stopped: its pin is stale
+    assert versions.pinned_runs(tmp_path) == set()
+    assert versions.prune(tmp_path, keep=1) == [ids[0]]
+    # The live run (f) and the one a rollback returns to (e) stay even with --keep 1.
+    assert versions.run_ids(tmp_path) == [ids[4], ids[5]]
+    with pytest.raises(ArtifactError, match="--keep must be at least 1"):
+        versions.prune(tmp_path, keep=0)
+
+
+def test_a_promoted_older_run_is_kept_and_rollback_returns_to_the_one_before(model):
+    out = model["out"]
+    versions.promote(out, model["first"])
+    assert versions.rollback_target(out) == model["always"]
+    assert set(versions.prune(out, keep=1)) == {model["never"]}
+    assert versions.run_ids(out) == [model["first"], model["always"]]
