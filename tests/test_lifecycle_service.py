@@ -3,6 +3,8 @@ labelled with variant and model version, /v1 paths and aliases, the client, /met
 logs without texts, `intentkit ab report|promote`, and bad A/B options (one line, exit 2)."""
 import json
 import shutil
+import threading
+import time
 import urllib.request
 from collections import Counter
 
@@ -106,11 +108,23 @@ def test_a_share_of_ten_percent_routes_ten_percent_and_hashing_is_stable():
      "no --variant c"),
     (["--variant", "a=current", "--variant", "b=20990101T000000000000-deadbeef"],
      "no run '20990101T000000000000-deadbeef'"),
+    (["--variant", "a=current", "--variant", "b=DAMAGED"], "fails verification"),
+    (["--cache-url", "http://127.0.0.1:6379"], "--cache-url 'http://127.0.0.1:6379'"),
 ])
-def test_bad_ab_options_are_one_line_and_exit_2(trained, arguments, message, caplog):
-    assert main(["serve", "--model-dir", str(trained["out"]), *arguments]) == 2
+def test_bad_ab_options_are_one_line_and_exit_2(trained, tmp_path, arguments, message, caplog):
+    out = tmp_path / "model"
+    shutil.copytree(trained["out"], out, symlinks=True)
+    damaged = republish(out, 0.5)
+    model_file = out / artifacts.RUNS_DIR / damaged / artifacts.MODEL_FILE
+    model_file.write_bytes(model_file.read_bytes()[:-10])
+    runs.rollback(out)
+    live = runs.current_run(out)
+    arguments = [argument.replace("DAMAGED", damaged) for argument in arguments]
+    assert main(["serve", "--model-dir", str(out), *arguments]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and message in errors[0], errors
+    assert len(errors[0].splitlines()) == 1
+    assert runs.current_run(out) == live  # nothing changed
 
 
 def test_ab_report_and_promote_the_winner(ab_service, capsys):
@@ -134,3 +148,44 @@ def test_ab_report_and_promote_the_winner(ab_service, capsys):
     assert main(["ab", "promote", "--feedback-in", str(feedback), "-m", str(ab_service["out"]),
                  "--control", "new"]) == 0
     assert runs.current_run(ab_service["out"]) == ab_service["first"]
+
+
+def test_promote_and_rollback_under_load_fail_no_request_and_label_every_answer(trained,
+                                                                              tmp_path):
+    """8 clients ask without pause (as many as the admission limit) while the live run is
+    promoted then rolled back: no request fails (no 503 either), every answer names the run
+    that produced it, and each switch shows within 2 s."""
+    out = tmp_path / "model"
+    shutil.copytree(trained["out"], out, symlinks=True)
+    first = runs.current_run(out)
+    new = republish(out, 1.01)
+    runs.promote(out, first)
+    app = create_app(str(out / artifacts.MODEL_FILE), str(out / artifacts.PREPROCESSOR_FILE),
+                     runtime="numpy", max_in_flight=8)
+    answers, stop = [], threading.Event()
+
+    def ask(client):
+        while not stop.is_set():
+            status, body = call(url + "/v1/predict", "POST", {"text": f"hello {client}"})
+            answers.append((time.monotonic(), status, body))
+    with serving(app) as url:
+        threads = [threading.Thread(target=ask, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        switched = []
+        time.sleep(1)
+        for action, expected in ((lambda: runs.promote(out, new), new),
+                                 (lambda: runs.rollback(out), first)):
+            action()
+            switched.append((time.monotonic(), expected))
+            time.sleep(3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert len(answers) > 50
+    assert [(status, body) for _, status, body in answers if status != 200] == []
+    assert {body["model_version"] for _, _, body in answers} == {first, new}
+    for at, expected in switched:
+        # From 2 s after a switch to the next one, every answer comes from its run.
+        later = [body["model_version"] for when, _, body in answers if at + 2 < when < at + 2.9]
+        assert later and set(later) == {expected}, (expected, Counter(later))

@@ -15,7 +15,7 @@ from intentkit import artifacts
 from intentkit.artifacts import runs as versions
 from intentkit.cli import main
 from intentkit.errors import ArtifactError
-from intentkit.serving.predictor import get_predictor
+from intentkit.serving.predictor import Predictor, get_predictor
 
 RUN_ID = re.compile(r"\d{8}T\d{12}-[0-9a-f]{8}")
 
@@ -149,3 +149,58 @@ def test_a_promoted_older_run_is_kept_and_rollback_returns_to_the_one_before(mod
     assert versions.rollback_target(out) == model["always"]
     assert set(versions.prune(out, keep=1)) == {model["never"]}
     assert versions.run_ids(out) == [model["first"], model["always"]]
+
+
+def test_from_dir_opens_a_named_version(model):
+    out = model["out"]
+    never = Predictor.from_dir(out, version=model["never"], runtime="numpy")
+    assert never.run_info["run"] == model["never"]
+    assert not never.predict("what does a data scientist earn")["fallback"]
+    live = Predictor.from_dir(out, version="current", runtime="numpy")
+    assert live.run_info["run"] == model["always"]
+    with pytest.raises(ArtifactError, match="no run '20990101T000000000000-deadbeef'"):
+        Predictor.from_dir(out, version="20990101T000000000000-deadbeef")
+
+
+def test_prune_removes_only_run_directories_that_are_provably_ours(tmp_path, caplog):
+    ids = []
+    for tag in "abcd":
+        artifacts.publish(stage(tmp_path, tag), tmp_path, keep=100)
+        ids.append(versions.current_run(tmp_path))
+    runs_dir = tmp_path / artifacts.RUNS_DIR
+    (runs_dir / ids[0] / "notes.txt").write_text("mine")  # a file added to an old run
+    lookalike = runs_dir / "20000101T000000000000-0000abcd"  # a run's name, no manifest
+    lookalike.mkdir()
+    (lookalike / "photo.jpg").write_bytes(b"cat")
+    (runs_dir / "20000101T000000000001-0000abcd").symlink_to(runs_dir / ids[1])
+    (runs_dir / artifacts.PINS_DIR).mkdir()
+    (runs_dir / artifacts.PINS_DIR / "mine.lock").write_text("not a pin")
+    assert main(["runs", "prune", "-m", str(tmp_path), "--keep", "1"]) == 0
+    # b is gone; a holds a file that is not its own; c is the rollback target, d is live.
+    assert versions.run_ids(tmp_path) == [ids[0], ids[2], ids[3]]
+    assert (runs_dir / ids[0] / "notes.txt").read_text() == "mine"
+    assert (lookalike / "photo.jpg").read_bytes() == b"cat"
+    assert (runs_dir / "20000101T000000000001-0000abcd").is_symlink()
+    assert (runs_dir / artifacts.PINS_DIR / "mine.lock").read_text() == "not a pin"
+    assert any("holds files its manifest does not list" in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["runs", "prune", "--keep", "0"], "--keep: must be at least 1"),
+    (["runs", "rollback"], "no earlier run to roll back to"),
+    (["runs", "show", "20990101T000000000000-deadbeef"], "no run '20990101T000000000000-dead"),
+])
+def test_bad_runs_commands_are_one_line_and_exit_2(tmp_path, arguments, message, capsys,
+                                                   caplog):
+    artifacts.publish(stage(tmp_path, "a"), tmp_path)
+    live = versions.current_run(tmp_path)
+    try:
+        code = main([*arguments[:2], "-m", str(tmp_path), *arguments[2:]])
+    except SystemExit as exit_:  # argparse's own errors exit by themselves
+        code = exit_.code
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    said = errors or capsys.readouterr().err.strip().splitlines()[-1:]
+    assert len(said) == 1 and message in said[0], said
+    assert versions.current_run(tmp_path) == live

@@ -1,7 +1,7 @@
 """The message cache in Redis, shared by every worker and replica (`--cache-url redis://...`).
 
 Same interface as intentkit.serving.predictor.MessageCache (get_many / put_many / hits /
-misses): each entry is (has_words, probabilities), stored under a key scoped by the model's
+misses): each entry is a predictor.Answer, stored under a key scoped by the model's
 version, so a new model never answers from an old one's cache. Entries expire after `ttl`
 seconds, and at most `size` are kept per version (an index sorted by insertion time; the oldest
 go first). Redis is an
@@ -10,6 +10,7 @@ makes the call a miss (a warning, at most one per WARN_EVERY seconds), and Redis
 alone for BACKOFF seconds, so that a stopped server costs no request more than one timeout.
 """
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
+from .predictor import Answer
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,14 @@ def client_for(url, timeout=DEFAULT_TIMEOUT):
         return _clients[key]
 
 
-def _encode(entry):
-    has_words, probabilities = entry
-    dtype = probabilities.dtype.str.encode()
-    return bytes([int(has_words), len(dtype)]) + dtype + probabilities.tobytes()
+def _encode(answer):
+    """An Answer as bytes: a JSON line of its scalar fields and the dtype, then the
+    probabilities' raw bytes."""
+    header = {"has_words": bool(answer.has_words), "words": int(answer.words),
+              "known_words": int(answer.known_words), "language": answer.language,
+              "language_confidence": float(answer.language_confidence),
+              "dtype": answer.probabilities.dtype.str}
+    return json.dumps(header).encode() + b"\n" + answer.probabilities.tobytes()
 
 
 # What _encode writes: probabilities are float32 or float64, little- or big-endian.
@@ -64,16 +70,22 @@ _DTYPES = {np.dtype(kind).newbyteorder(order).str for kind in ("f4", "f8") for o
 
 
 def _decode(raw):
-    """The entry _encode wrote, or None for any other value (a shared Redis is not trusted to
+    """The Answer _encode wrote, or None for any other value (a shared Redis is not trusted to
     hold only ours: a foreign value is a miss, never an error or an object array)."""
     try:
-        dtype_length = raw[1]
-        dtype = raw[2:2 + dtype_length].decode()
-        if raw[0] not in (0, 1) or dtype not in _DTYPES:
+        line, _, data = raw.partition(b"\n")
+        header = json.loads(line)
+        if header["dtype"] not in _DTYPES:
             return None
-        return bool(raw[0]), np.frombuffer(raw[2 + dtype_length:], dtype=dtype).copy()
-    except (IndexError, TypeError, ValueError, UnicodeDecodeError):
+        language = header["language"]
+        answer = Answer(bool(header["has_words"]),
+                        np.frombuffer(data, dtype=header["dtype"]).copy(),
+                        int(header["words"]), int(header["known_words"]),
+                        language if isinstance(language, str) else None,
+                        float(header["language_confidence"]))
+    except (AttributeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
         return None
+    return answer
 
 
 class RedisMessageCache:

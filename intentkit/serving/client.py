@@ -1,12 +1,14 @@
 """A small Python client of the service's /v1 API (standard library only).
 
-    from intentkit.serving.client import Client
+    from intentkit import Client
     client = Client("http://127.0.0.1:8000", token="...")
     client.predict("hi", user="user-42")  # {"intent", ..., "model_version", "variant"}
 
-Each call has a timeout; connection failures and 502/503/504 (and 429, after its Retry-After)
-are retried `retries` times with a growing pause. Any other 4xx is raised at once as
-ClientError with the service's one-line detail.
+Each call has a timeout; connection failures and 502/503/504 (and 429) are retried `retries`
+times with a growing pause, at least the Retry-After the service asked for. A feedback row is
+sent again only when it certainly was not recorded (a refused connection, 429, 503): after a
+timeout it may have been, and a second row would count twice. Any other 4xx is raised at once
+as ClientError with the service's one-line detail.
 """
 import json
 import time
@@ -16,6 +18,8 @@ import urllib.request
 from ..errors import IntentkitError
 
 RETRIED_STATUSES = {429, 502, 503, 504}
+# Statuses that say the request was refused before it did anything: safe to send again.
+REFUSED_STATUSES = {429, 503}
 
 
 class ClientError(IntentkitError):
@@ -32,7 +36,8 @@ class Client:
         self.url, self.token = url.rstrip("/"), token
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
 
-    def _call(self, method, path, body=None):
+    def _call(self, method, path, body=None, repeatable=True):
+        """The decoded answer; `repeatable` False: retried only when nothing was done."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -46,14 +51,16 @@ class Client:
                     return json.loads(response.read())
             except urllib.error.HTTPError as error:
                 detail = _detail(error)
-                if error.code not in RETRIED_STATUSES or attempt == self.retries:
+                retried = RETRIED_STATUSES if repeatable else REFUSED_STATUSES
+                if error.code not in retried or attempt == self.retries:
                     raise ClientError(f"{method} {path}: {error.code} {detail}", error.code) \
                         from None
                 retry_after = error.headers.get("Retry-After", "")
                 if retry_after.isdigit():
                     pause = max(pause, float(retry_after))
             except (urllib.error.URLError, OSError) as error:
-                if attempt == self.retries:
+                refused = isinstance(getattr(error, "reason", error), ConnectionRefusedError)
+                if attempt == self.retries or not (repeatable or refused):
                     raise ClientError(f"{method} {path}: cannot reach {self.url} "
                                       f"({getattr(error, 'reason', error)})") from None
             time.sleep(pause)
@@ -73,7 +80,7 @@ class Client:
         for name, value in (("variant", variant), ("model_version", model_version)):
             if value is not None:
                 body[name] = value
-        return self._call("POST", "/feedback", body)["recorded"]
+        return self._call("POST", "/feedback", body, repeatable=False)["recorded"]
 
     def health(self) -> dict:
         return self._call("GET", "/health")

@@ -77,7 +77,7 @@ def model_type_of(use_ensemble):
 class MessageCache:
     """A bounded, thread-safe LRU of answers keyed by the exact message text.
 
-    Each entry is (has_words, probabilities), what an answer is built from, so calls with other
+    Each entry is an Answer, what a result is built from, so calls with other
     top_k, threshold or margin share it. A Predictor owns one: a reloaded model is a new
     Predictor, hence an empty cache. `size` 0 turns it off."""
 
