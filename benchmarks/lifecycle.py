@@ -48,6 +48,8 @@ def republish(out, threshold):
     path.write_bytes(pickle.dumps(bundle))
     manifest = json.loads((staging / artifacts.MANIFEST_FILE).read_text())
     manifest["files"][artifacts.PREPROCESSOR_FILE] = artifacts.sha256(path)
+    manifest["sizes"][artifacts.PREPROCESSOR_FILE] = path.stat().st_size
+    manifest.pop("run_id", None)  # publish names the new run
     (staging / artifacts.MANIFEST_FILE).write_text(json.dumps(artifacts.sealed(manifest)))
     artifacts.publish(staging, out)
     return runs.current_run(out)

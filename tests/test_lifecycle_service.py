@@ -9,12 +9,12 @@ import urllib.request
 from collections import Counter
 
 import pytest
-from live_server import call, require, serving
+from live_server import call, exchange, require, serving
 
 require("fastapi")
 require("uvicorn")
 
-from test_versions import republish
+from conftest import republish
 
 from intentkit import artifacts
 from intentkit.artifacts import runs
@@ -24,14 +24,21 @@ from intentkit.serving.client import Client, ClientError
 from intentkit.serving.variants import Router, bucket, parse_variants
 
 
-@pytest.fixture
-def ab_service(trained, tmp_path):
-    """live=the trained run (90 %), new=a run that always answers the fallback (10 %)."""
+def two_runs(trained, tmp_path):
+    """A copy of the trained model with a second run that always answers the fallback; the
+    trained run live. (out, the trained run's id, the second's)."""
     out = tmp_path / "model"
     shutil.copytree(trained["out"], out, symlinks=True)
     first = runs.current_run(out)
     new = republish(out, 1.01)
     runs.promote(out, first)
+    return out, first, new
+
+
+@pytest.fixture
+def ab_service(trained, tmp_path):
+    """live=the trained run (90 %), new=a run that always answers the fallback (10 %)."""
+    out, first, new = two_runs(trained, tmp_path)
     app = create_app(str(out / artifacts.MODEL_FILE), str(out / artifacts.PREPROCESSOR_FILE),
                      feedback_path=str(tmp_path / "feedback.jsonl"), runtime="numpy",
                      variants=[["live", "current", 0.9], ["new", new, 0.1]],
@@ -72,6 +79,9 @@ def test_v1_paths_aliases_schema_metrics_and_request_log(ab_service):
     url = ab_service["url"]
     assert call(url + "/v1/predict", "POST", {"text": "hi", "user": "a"})[0] == 200
     assert call(url + "/predict", "POST", {"text": "hi", "session": "b"})[0] == 200
+    status, body, headers = exchange(url + "/v1/model/parse", "POST", {"text": "hi", "user": "a"})
+    assert status == 200 and "variant" not in body  # Rasa's shape; the labels in headers
+    assert headers["X-Variant"] in ("live", "new") and headers["X-Model-Version"]
     schema = call(url + "/v1/openapi.json")[1]
     assert {"/v1/predict", "/v1/predict/batch", "/v1/feedback", "/v1/health"} <= set(
         schema["paths"])
@@ -155,11 +165,7 @@ def test_promote_and_rollback_under_load_fail_no_request_and_label_every_answer(
     """8 clients ask without pause (as many as the admission limit) while the live run is
     promoted then rolled back: no request fails (no 503 either), every answer names the run
     that produced it, and each switch shows within 2 s."""
-    out = tmp_path / "model"
-    shutil.copytree(trained["out"], out, symlinks=True)
-    first = runs.current_run(out)
-    new = republish(out, 1.01)
-    runs.promote(out, first)
+    out, first, new = two_runs(trained, tmp_path)
     app = create_app(str(out / artifacts.MODEL_FILE), str(out / artifacts.PREPROCESSOR_FILE),
                      runtime="numpy", max_in_flight=8)
     answers, stop = [], threading.Event()

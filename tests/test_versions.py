@@ -1,14 +1,11 @@
 """Versions of a published model: run ids, `intentkit runs list|show|promote|rollback|prune`,
 retention that never removes the live, the rollback target or a pinned run."""
-import hashlib
 import json
-import pickle
 import re
 import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
+from conftest import republish
 from test_artifacts import stage
 
 from intentkit import artifacts
@@ -18,26 +15,6 @@ from intentkit.errors import ArtifactError
 from intentkit.serving.predictor import Predictor, get_predictor
 
 RUN_ID = re.compile(r"\d{8}T\d{12}-[0-9a-f]{8}")
-
-
-def republish(out, threshold):
-    """Publish the live run again as a new run whose fallback threshold is `threshold` (0: never
-    the fallback, 1.01: always): the same models, another answer, another run id."""
-    current = (out / artifacts.RUNS_DIR / artifacts.CURRENT_RUN).resolve()
-    staging = Path(tempfile.mkdtemp(prefix=artifacts.STAGING_PREFIX, dir=out))
-    for entry in current.iterdir():
-        (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, staging / entry.name)
-    pickle_path = staging / artifacts.PREPROCESSOR_FILE
-    bundle = pickle.loads(pickle_path.read_bytes())
-    bundle["fallback_thresholds"] = dict.fromkeys(bundle["fallback_thresholds"], threshold)
-    bundle["fallback_margin"] = 0.0
-    pickle_path.write_bytes(pickle.dumps(bundle))
-    manifest = json.loads((staging / artifacts.MANIFEST_FILE).read_text())
-    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
-        pickle_path.read_bytes()).hexdigest()
-    (staging / artifacts.MANIFEST_FILE).write_text(json.dumps(artifacts.sealed(manifest)))
-    artifacts.publish(staging, out)
-    return versions.current_run(out)
 
 
 @pytest.fixture

@@ -571,7 +571,9 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     async def health():
         # On the event loop, from the model already loaded: never queued behind predictions.
         # Only before any model loaded does it load one, in a thread.
-        model = loaded.get(served[0].name) or await run_in_threadpool(predictor)
+        model = loaded.get(served[0].name)
+        if model is None:
+            model = await run_in_threadpool(predictor)
         body = {"status": "ok", "model": {**model.run_info, "type": model.model_type},
                 "labels": len(model.labels), "runtime": model.runtime,
                 "feedback": feedback_path is not None, "pid": os.getpid()}
@@ -602,20 +604,25 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     # that sends its next request the moment it has its answer must find its slot free again.
     admitted = [Depends(admit_prediction, scope="function")]
 
+    async def answer_one(request, http_request, compute):
+        """`compute(model)`, the result of request.text, from a prediction thread (`answer`)."""
+        [result] = await in_prediction_thread(lambda: answer(
+            request, http_request, [request.text], lambda model: [compute(model)]))
+        return result
+
     @route("POST", "/model/parse", dependencies=admitted)
     async def parse(request: ParseRequest, http_request: Request):
-        [result] = await in_prediction_thread(lambda: answer(
-            request, http_request, [request.text],
-            lambda model: [model.predict(request.text, top_k=10)]))
-        return {**rasa_parse_result(request.text, result, request.message_id),
-                "model_version": result["model_version"], "variant": result["variant"]}
+        result = await answer_one(request, http_request,
+                                  lambda model: model.predict(request.text, top_k=10))
+        # Rasa's exact shape in the body (a drop-in); the version and variant in headers.
+        return JSONResponse(rasa_parse_result(request.text, result, request.message_id),
+                            headers={"X-Model-Version": result["model_version"] or "",
+                                     "X-Variant": result["variant"]})
 
     @route("POST", "/predict", dependencies=admitted)
     async def predict(request: PredictRequest, http_request: Request):
-        [result] = await in_prediction_thread(lambda: answer(
-            request, http_request, [request.text],
-            lambda model: [model.predict(request.text, top_k=request.top_k)]))
-        return result
+        return await answer_one(request, http_request,
+                                lambda model: model.predict(request.text, top_k=request.top_k))
 
     @route("POST", "/predict/batch", dependencies=admitted)
     async def predict_batch(request: BatchRequest, http_request: Request):
@@ -626,10 +633,8 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     @route("POST", "/explain", dependencies=admitted)
     async def explain(request: PredictRequest, http_request: Request):
         """The /predict result with its "explanation" (intentkit.serving.explain)."""
-        [result] = await in_prediction_thread(lambda: answer(
-            request, http_request, [request.text],
-            lambda model: [model.explain(request.text, top_k=request.top_k)]))
-        return result
+        return await answer_one(request, http_request,
+                                lambda model: model.explain(request.text, top_k=request.top_k))
 
     # admit_feedback runs before the body is validated: a refused client is refused, whatever
     # it sends.
