@@ -195,3 +195,15 @@ def test_promote_and_rollback_under_load_fail_no_request_and_label_every_answer(
         # From 2 s after a switch to the next one, every answer comes from its run.
         later = [body["model_version"] for when, _, body in answers if at + 2 < when < at + 2.9]
         assert later and set(later) == {expected}, (expected, Counter(later))
+
+
+def test_a_worker_takes_requests_only_once_wordnet_is_loaded(trained):
+    """WordNet loads in the background for seconds (12 s on a busy machine): requests of a
+    worker that reported ready before it waited that long, and clients timed out."""
+    from intentkit.text import wordnet
+    wordnet.cache_clear()  # as in a fresh worker process
+    app = create_app(trained["model"], trained["preprocessor"], runtime="numpy")
+    with serving(app) as url:
+        assert wordnet._load_wordnet.cache_info().currsize == 1
+        status, body = call(url + "/v1/predict", "POST", {"text": "checking my resumes"})
+    assert status == 200 and body["intent"]

@@ -61,6 +61,7 @@ from .. import artifacts
 from ..data.feedback import FeedbackFileFull, record_feedback
 from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ArtifactError, ConfigError
+from ..text import wordnet
 from . import review
 from .cache_redis import DEFAULT_TTL, redis_cache_factory
 from .observability import Metrics, RequestLog
@@ -477,6 +478,12 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         for variant in served:
             with contextlib.suppress(HTTPException):
                 predictor(variant.name)
+        if any(model.preprocessor.uses_lemmas_ for model in loaded.values()):
+            # Ready means ready: WordNet (lemmas of words unseen in training) loads in the
+            # background for seconds, 12 s and more on a busy machine, and the first requests
+            # needing it waited that long (clients timed out). The worker takes connections
+            # only once it is loaded.
+            await run_in_threadpool(wordnet.wordnet)
         yield
         for handle in pins:
             if handle is not None:
