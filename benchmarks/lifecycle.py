@@ -1,4 +1,4 @@
-"""Lifecycle targets on loopback (docs/lifecycle.md), JSON into docs/benchmarks/lifecycle.json.
+"""Lifecycle targets on loopback (docs/lifecycle.md), JSON into docs/benchmarks/lifecycle-DATE.json.
 
     python benchmarks/lifecycle.py --model-dir models/bot [--requests 10000]
 
@@ -234,7 +234,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--out", default="docs/benchmarks/lifecycle.json")
+    parser.add_argument("--out", default=time.strftime("docs/benchmarks/lifecycle-%Y-%m-%d.json",
+                                                       time.gmtime()))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="intentkit-lifecycle-") as scratch:
         out = Path(scratch) / "model"
