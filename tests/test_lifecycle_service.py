@@ -201,7 +201,7 @@ def test_a_worker_takes_requests_only_once_wordnet_is_loaded(trained):
     """WordNet loads in the background for seconds (12 s on a busy machine): requests of a
     worker that reported ready before it waited that long, and clients timed out."""
     from intentkit.text import wordnet
-    wordnet.cache_clear()  # as in a fresh worker process
+    wordnet.wordnet.cache_clear()  # as in a fresh worker process
     app = create_app(trained["model"], trained["preprocessor"], runtime="numpy")
     with serving(app) as url:
         assert wordnet._load_wordnet.cache_info().currsize == 1
