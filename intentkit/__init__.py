@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-__all__ = ["IntentkitError", "Predictor", "TrainConfig", "__version__", "train"]
+__all__ = ["Client", "IntentkitError", "Predictor", "TrainConfig", "__version__", "train"]
 
 _HOMES = {"Predictor": "intentkit.serving.predictor", "train": "intentkit.training.pipeline",
-          "TrainConfig": "intentkit.training.config", "IntentkitError": "intentkit.errors"}
+          "TrainConfig": "intentkit.training.config", "IntentkitError": "intentkit.errors",
+          "Client": "intentkit.serving.client"}
 
 if TYPE_CHECKING:
     from .errors import IntentkitError
+    from .serving.client import Client
     from .serving.predictor import Predictor
     from .training.config import TrainConfig
     from .training.pipeline import train

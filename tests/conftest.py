@@ -1,11 +1,16 @@
 """Shared fixtures: a small, clearly separable intents file and one trained model per session."""
+import hashlib
 import json
+import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from intentkit import artifacts
 from intentkit.runtime import import_tensorflow_quietly
 
 import_tensorflow_quietly()
@@ -109,3 +114,25 @@ def trained(tmp_path_factory):
             "feedback": feedback, "feedback_test_text": feedback_test_text,
             "model": out / "advanced_model_improved.h5",
             "preprocessor": out / "enhanced_preprocessor.pickle"}
+
+
+def republish(out, threshold):
+    """Publish the live run again as a new run whose fallback threshold is `threshold` (0: never
+    the fallback, 1.01: always): the same models, another answer, another run id."""
+    current = (out / artifacts.RUNS_DIR / artifacts.CURRENT_RUN).resolve()
+    staging = Path(tempfile.mkdtemp(prefix=artifacts.STAGING_PREFIX, dir=out))
+    for entry in current.iterdir():
+        (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, staging / entry.name)
+    pickle_path = staging / artifacts.PREPROCESSOR_FILE
+    bundle = pickle.loads(pickle_path.read_bytes())
+    bundle["fallback_thresholds"] = dict.fromkeys(bundle["fallback_thresholds"], threshold)
+    bundle["fallback_margin"] = 0.0
+    pickle_path.write_bytes(pickle.dumps(bundle))
+    manifest = json.loads((staging / artifacts.MANIFEST_FILE).read_text())
+    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
+        pickle_path.read_bytes()).hexdigest()
+    manifest["sizes"][artifacts.PREPROCESSOR_FILE] = pickle_path.stat().st_size
+    manifest.pop("run_id", None)  # publish names the new run
+    (staging / artifacts.MANIFEST_FILE).write_text(json.dumps(artifacts.sealed(manifest)))
+    artifacts.publish(staging, out)
+    return artifacts.current_run(out)

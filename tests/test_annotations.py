@@ -120,6 +120,25 @@ def test_entities_section_lookup_list_file_regex_synonyms(tmp_path):
         == "Berlin"
 
 
+def test_a_lookup_file_in_a_subfolder_is_read_beside_the_data_file_whatever_the_cwd(
+        tmp_path, monkeypatch):
+    """A lookup path is relative to the intents file, not to the working directory; and a long
+    list works (its matcher is built from escaped values, beyond the length limit of a user's
+    regex)."""
+    data_dir, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data_dir / "lookups").mkdir(parents=True)
+    elsewhere.mkdir()
+    cities = [f"Town{number}" for number in range(3000)] + ["Berlin", "New York"]
+    (data_dir / "lookups" / "cities.txt").write_text("\n".join(cities) + "\n")
+    path = _intents(data_dir, {"entities": {"location": {"lookup": "lookups/cities.txt"}}})
+    monkeypatch.chdir(elsewhere)
+    types = load_intents(path).entity_types
+    assert len(types.types["location"].lookup) == 3002
+    found = types.find("from town2999 to new york, not Town30000")
+    assert [(e["value"], e["start"], e["end"]) for e in found] == [("town2999", 5, 13),
+                                                                  ("new york", 17, 25)]
+
+
 @pytest.mark.parametrize("section, says", [
     ({"location": {"lookup": "missing.txt"}}, "cannot be read"),
     ({"location": {"lookup": "binary.txt"}}, "not text"),

@@ -6,7 +6,7 @@ import pytest
 from conftest import QUICK_ARGS, SMALL_INTENTS, run_script
 
 import intentkit
-from intentkit import IntentkitError, Predictor, TrainConfig, train
+from intentkit import Client, IntentkitError, Predictor, TrainConfig, train
 from intentkit.errors import ArtifactError, DataError
 
 MESSAGES = ["what does a data scientist earn", "hello there", "review my cv", "bye for now"]
@@ -14,7 +14,7 @@ MESSAGES = ["what does a data scientist earn", "hello there", "review my cv", "b
 
 def test_the_public_names_are_the_documented_ones():
     assert set(intentkit.__all__) == {"Predictor", "train", "TrainConfig", "IntentkitError",
-                                      "__version__"}
+                                      "Client", "__version__"}
     assert issubclass(ArtifactError, IntentkitError) and issubclass(DataError, IntentkitError)
     with pytest.raises(AttributeError):
         intentkit.__getattr__("Trainer")
@@ -22,7 +22,9 @@ def test_the_public_names_are_the_documented_ones():
 
 @pytest.mark.parametrize("function", [Predictor.__init__, Predictor.from_dir, Predictor.predict,
                                       Predictor.predict_batch, Predictor.predict_stream,
-                                      Predictor.predict_proba, train])
+                                      Predictor.predict_proba, train, Client.__init__,
+                                      Client.predict, Client.predict_batch, Client.feedback,
+                                      Client.health])
 def test_public_functions_are_fully_annotated(function):
     signature = inspect.signature(function)
     missing = [name for name, parameter in signature.parameters.items()

@@ -50,6 +50,21 @@ def test_each_word_effect_is_what_removing_it_does(predictor):
     assert result["confidence"] == pytest.approx(answered["confidence"], abs=1e-6)
 
 
+def test_a_huge_message_is_explained_from_the_part_the_models_read(predictor, monkeypatch):
+    """A 2 MB message: every variant is a copy of the part the members read, not of the whole
+    message (65 copies of it before), and the explanation is the one of that part."""
+    huge = MESSAGE + " and more" * 250_000
+    lengths = []
+    embed = predictor.encoder.embed
+    monkeypatch.setattr(predictor.encoder, "embed",
+                        lambda texts, *a, **k: lengths.extend(map(len, texts)) or embed(texts))
+    result = predictor.explain(huge)
+    assert lengths and max(lengths) <= predictor.encoder.tokenizer.chars_read
+    read = huge[:max(lengths)]
+    assert result["explanation"] == predictor.explain(read)["explanation"]
+    assert result["intent"] == predictor.predict(huge)["intent"]
+
+
 def test_word_spans_and_removal():
     assert word_spans("don't pay me, 401k?") == [(0, 5), (6, 9), (10, 12), (14, 18)]
     assert without("don't pay me", (6, 9)) == "don't  me"

@@ -1,6 +1,7 @@
 """Issue 31, the service under heavy but legal traffic: /health never waits for predictions,
-admission is bounded (503 + Retry-After), stalled bodies time out, Host is checked, a 422 stays
-small, X-Forwarded-For counts only from configured proxies, SIGTERM ends within its timeout."""
+admission is bounded (503 + Retry-After), stalled bodies and request heads time out, Host is
+checked, a 422 stays small, X-Forwarded-For counts only from configured proxies, SIGTERM ends
+within its timeout."""
 import concurrent.futures
 import http.client
 import json
@@ -22,6 +23,7 @@ from intentkit.errors import ConfigError
 from intentkit.models import numpy_runtime
 from intentkit.serving import review
 from intentkit.serving.app import create_app
+from intentkit.serving.http_protocol import HeadDeadlineProtocol, protocol_factory
 from intentkit.serving.predictor import Predictor
 
 MAX_IN_FLIGHT = 2
@@ -140,7 +142,7 @@ def command_service(trained, tmp_path):
     process = subprocess.Popen(
         [intentkit_command(), "serve", "--model-dir", str(trained["out"]), "--runtime", "numpy",
          "--port", str(port), "--feedback", str(tmp_path / "feedback.jsonl"),
-         "--shutdown-timeout", "1", "--max-in-flight", "4"],
+         "--shutdown-timeout", "1", "--max-in-flight", "4", "--header-timeout", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -180,3 +182,66 @@ def test_sigterm_ends_the_service_within_its_shutdown_timeout(command_service):
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
         assert time.monotonic() - started < 20
+
+
+def closed_by_server_within(connection, seconds):
+    """Seconds until the server closed `connection` (recv returns b""), or None if it stayed
+    open for `seconds`."""
+    connection.settimeout(seconds)
+    started = time.monotonic()
+    try:
+        while connection.recv(4096):
+            pass  # a response to an earlier, complete request
+    except TimeoutError:
+        return None
+    return time.monotonic() - started
+
+
+def open_connection(url):
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"],
+                         ids=["nothing", "half a head"])
+def test_a_request_head_that_does_not_arrive_in_time_closes_the_connection(
+        command_service, sent):
+    _, url = command_service
+    with open_connection(url) as connection:
+        connection.sendall(sent)
+        closed_after = closed_by_server_within(connection, 8)
+    assert closed_after is not None and closed_after < 5  # --header-timeout 1
+
+
+def test_a_trickled_head_after_a_keep_alive_request_is_cut_off_too(command_service):
+    _, url = command_service
+    with open_connection(url) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        closed = False
+        for _ in range(8):  # one header byte every 0.5 s: each byte resets no deadline
+            try:
+                connection.sendall(b"X")
+            except OSError:
+                closed = True
+                break
+            connection.settimeout(0.5)
+            try:
+                if connection.recv(4096) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+        assert closed and time.monotonic() - started < 4
+
+
+def test_a_prompt_request_is_answered_as_before(command_service):
+    _, url = command_service
+    assert call(url + "/health")[0] == 200
+
+
+def test_the_protocol_factory_survives_pickling_for_worker_processes():
+    import pickle
+    factory = pickle.loads(pickle.dumps(protocol_factory(2.5)))
+    assert factory.func is HeadDeadlineProtocol and factory.keywords == {"head_timeout_s": 2.5}

@@ -2,28 +2,22 @@
 port, and a run published while they answer is picked up by both without a failed request."""
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
-import pickle
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from conftest import intentkit_command
+from conftest import intentkit_command, republish
 from live_server import call, require
 
 require("fastapi")
 require("uvicorn")
 
-from intentkit import artifacts
 from intentkit.cli import main
 from intentkit.errors import ConfigError
 from intentkit.serving.app import SETTINGS_VARIABLE, ServeSettings
@@ -31,30 +25,6 @@ from intentkit.serving.app import SETTINGS_VARIABLE, ServeSettings
 pytestmark = pytest.mark.slow  # trains models (minutes)
 
 TEXTS = ["what does a data scientist earn", "hello there friend", "check my resume please"]
-
-
-def publish_with_threshold(out, threshold):
-    """Publish the current run again as a new run whose fallback threshold is `threshold`
-    (0: never the fallback, 1.01: always): the same models, another answer, another run id."""
-    current = (out / artifacts.RUNS_DIR / artifacts.CURRENT_RUN).resolve()
-    staging = Path(tempfile.mkdtemp(prefix=artifacts.STAGING_PREFIX, dir=out))
-    for entry in current.iterdir():  # copies, not links: a run owns its files
-        if entry.is_dir():
-            shutil.copytree(entry, staging / entry.name)
-        else:
-            shutil.copy2(entry, staging / entry.name)
-    pickle_path = staging / artifacts.PREPROCESSOR_FILE
-    bundle = pickle.loads(pickle_path.read_bytes())
-    bundle["fallback_thresholds"] = dict.fromkeys(bundle["fallback_thresholds"], threshold)
-    bundle["fallback_margin"] = 0.0
-    pickle_path.write_bytes(pickle.dumps(bundle))
-    manifest = json.loads((staging / artifacts.MANIFEST_FILE).read_text())
-    manifest["files"][artifacts.PREPROCESSOR_FILE] = hashlib.sha256(
-        pickle_path.read_bytes()).hexdigest()
-    manifest["manifest_sha256"] = artifacts._manifest_checksum(manifest)
-    (staging / artifacts.MANIFEST_FILE).write_text(json.dumps(manifest))
-    artifacts.publish(staging, out)
-    return (out / artifacts.RUNS_DIR / artifacts.CURRENT_RUN).resolve().name
 
 
 def free_port():
@@ -112,7 +82,7 @@ def health_until(url, done, seconds=60):
 def test_two_workers_answer_and_both_pick_up_a_published_run(trained, tmp_path):
     out = tmp_path / "model"
     shutil.copytree(trained["out"], out, symlinks=True)
-    first_run = publish_with_threshold(out, 0.0)
+    first_run = republish(out, 0.0)
     with serve_workers(out, tmp_path) as (url, process):
         seen = health_until(url, lambda answers: len({pid for pid, _ in answers}) >= 2)
         pids = {pid for pid, _ in seen}
@@ -141,7 +111,7 @@ def test_two_workers_answer_and_both_pick_up_a_published_run(trained, tmp_path):
         try:
             time.sleep(1)
             published = time.monotonic()
-            second_run = publish_with_threshold(out, 1.01)
+            second_run = republish(out, 1.01)
             seen = health_until(url, lambda answers: {pid for pid, run in answers
                                                       if run == second_run} >= pids)
             switched = time.monotonic()  # both workers have answered from the new run

@@ -55,7 +55,7 @@ SINGLE, ENSEMBLE = "single", "ensemble"
 SINGLE_MEMBER = "cnn_bilstm"
 RUNS_DIR = ".runs"  # every published run, plus the `current` link
 CURRENT_RUN = "current"
-RUNS_KEPT = 2  # the current run and the one before it
+RUNS_KEPT = 10  # runs kept by default (artifacts.runs.prune: the live one always)
 # Every entry a run publishes into its output directory (Run.write and the pipeline's writers).
 PUBLISHED_NAMES = (MODEL_FILE, PREPROCESSOR_FILE, ENSEMBLE_DIR, HISTORY_PLOT, REPORT_DIR,
                    CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE, TRAINING_PATTERNS_FILE)
@@ -332,21 +332,25 @@ def sealed(manifest):
     return {**manifest, "manifest_sha256": _manifest_checksum(manifest)}
 
 
-def publish(staging, out_dir):
+def publish(staging, out_dir, keep=RUNS_KEPT):
     """Make the staged run the current model with one atomic rename.
 
     Each run is kept in `out_dir/.runs/<id>/`; `.runs/current` is a symbolic link to one of
     them, replaced by a single rename, and the names the product promises
     (`advanced_model_improved.h5`, `enhanced_preprocessor.pickle`, `ensemble_models/`, ...)
     are fixed links into `.runs/current/`. A reader, or a run killed at any moment, sees the
-    old set or the new set, never a mix. Where symbolic links are unavailable (Windows without
+    old set or the new set, never a mix. The run's id (new_run_id) is its directory's name and
+    its manifest's `run_id`; the `keep` newest runs stay, and any that the live run, the rollback
+    target or a serving process still needs. Where symbolic links are unavailable (Windows without
     the privilege), the files are moved in one by one instead, pickle and manifest last.
     """
     staging, out_dir = Path(staging), Path(out_dir)
+    if keep < 1:
+        raise ArtifactError(f"--keep must be at least 1, not {keep}")
     runs = out_dir / RUNS_DIR
     runs.mkdir(exist_ok=True)
     with _publish_lock(runs):
-        _publish_locked(staging, out_dir, runs)
+        _publish_locked(staging, out_dir, runs, keep)
 
 
 PUBLISH_LOCK = ".publish.lock"
@@ -354,9 +358,10 @@ PUBLISH_LOCK = ".publish.lock"
 
 @contextlib.contextmanager
 def _publish_lock(runs):
-    """One publisher at a time in an output directory (an flock on `.runs/.publish.lock`, waited
-    for): without it, one publisher's clean-up could remove the run another had just made
-    current. Readers take no lock: each switch is still one rename."""
+    """One change of an output directory's runs at a time (an flock on `.runs/.publish.lock`,
+    waited for): publish, promote, rollback and prune. Without it, one publisher's clean-up
+    could remove the run another had just made current, or a promote race a publish. Readers
+    take no lock: each switch is still one rename."""
     try:
         import fcntl
     except ImportError:  # not POSIX: publishers are not serialised
@@ -367,10 +372,9 @@ def _publish_lock(runs):
         yield
 
 
-def _publish_locked(staging, out_dir, runs):
+def _publish_locked(staging, out_dir, runs, keep):
     refuse_foreign_entries(out_dir)  # again: something may have appeared during training
-    run = runs / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f-")
-                  + staging.name.removeprefix(STAGING_PREFIX))
+    run = runs / _name_run(staging, runs)
     os.replace(staging, run)
     run.chmod(0o755)  # mkdtemp made it private; the model must be readable by the serving user
     try:
@@ -384,11 +388,8 @@ def _publish_locked(staging, out_dir, runs):
         target = Path(RUNS_DIR) / CURRENT_RUN / entry.name
         if not (link.is_symlink() and Path(os.readlink(link)) == target):
             _point(link, target)  # once per name: later runs only move `current`
-    current = os.readlink(runs / CURRENT_RUN)
-    kept = sorted(p.name for p in runs.iterdir() if _is_run_directory(p))
-    for old in kept[:-RUNS_KEPT]:
-        if old != current:
-            shutil.rmtree(runs / old, ignore_errors=True)
+    record_published(out_dir, run.name)
+    _prune_locked(out_dir, keep)
 
 
 def _point(link, target):
@@ -421,6 +422,207 @@ def _move_entries(run, out_dir):
         else:
             os.replace(entry, target)
     shutil.rmtree(run, ignore_errors=True)
+
+
+# --- versions: run ids, the history of the live run, pins, retention -------------------------
+# (intentkit.artifacts.runs builds the commands on these: list, show, promote, rollback, prune)
+
+HISTORY_FILE = "history.jsonl"  # in .runs/: each change of the live run
+PINS_DIR = ".pins"  # in .runs/: lock files of serving processes using a run
+# A pin's file name: the run's id, mkstemp's random part, ".lock" (nothing else there is removed).
+_PIN_NAME = re.compile(rf"({_RUN_ID.pattern})\.[A-Za-z0-9_]+\.lock")
+
+
+def runs_dir(out_dir):
+    return Path(out_dir) / RUNS_DIR
+
+
+def new_run_id(manifest, fallback_suffix):
+    """`<UTC time to the microsecond>-<8 hex digits>`: the hash of the data's and the training
+    configuration's checksums (the same data and config give the same suffix), or
+    `fallback_suffix` for a run whose manifest records neither."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    data = (manifest or {}).get("data") or {}
+    config = ((manifest or {}).get("files") or {}).get(CONFIG_FILE)
+    if isinstance(data, dict) and (data.get("sha256") or config):
+        digest = hashlib.sha256(f"{data.get('sha256')}:{config}".encode()).hexdigest()[:8]
+        return f"{stamp}-{digest}"
+    return f"{stamp}-{fallback_suffix}"
+
+
+def _name_run(staging, runs):
+    """The staged run's id (new_run_id), recorded in its manifest as `run_id` (resealed)."""
+    suffix = staging.name.removeprefix(STAGING_PREFIX)
+    manifest = _verified_manifest(staging / MANIFEST_FILE)
+    run_id = new_run_id(manifest, suffix)
+    if os.path.lexists(runs / run_id):  # the same data and config in the same microsecond
+        run_id += "_" + suffix
+    if manifest is not None:
+        (staging / MANIFEST_FILE).write_text(json.dumps(sealed({**manifest, "run_id": run_id}),
+                                                        indent=2))
+    return run_id
+
+
+def current_run(out_dir):
+    """The live run's id, or None (nothing published in the `.runs/` layout)."""
+    link = runs_dir(out_dir) / CURRENT_RUN
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def run_ids(out_dir):
+    """Every published run's id (provably ours: _is_run_directory), oldest first (ids start
+    with their time)."""
+    runs = runs_dir(out_dir)
+    if not runs.is_dir():
+        return []
+    return sorted(p.name for p in runs.iterdir() if _is_run_directory(p))
+
+
+@contextlib.contextmanager
+def changing_runs(out_dir):
+    """Hold the output directory's publish lock: promote, rollback and prune change the live
+    run or remove runs only inside it, never while a publish (or another of them) runs."""
+    runs = runs_dir(out_dir)
+    if not runs.is_dir():
+        raise ArtifactError(f"{out_dir}: no published runs here (no {RUNS_DIR}/); train with "
+                            f"--out {out_dir} first.")
+    with _publish_lock(runs):
+        yield
+
+
+def append_history(out_dir, run_id, action):
+    """Note a change of the live run (publish, promote, rollback); the caller holds the lock."""
+    with open(runs_dir(out_dir) / HISTORY_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"time": now(), "run": run_id, "action": action}) + "\n")
+
+
+def history(out_dir):
+    """Every recorded change of the live run, oldest first: {"time", "run", "action"}."""
+    path = runs_dir(out_dir) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and isinstance(entry.get("run"), str):
+                entries.append(entry)
+    return entries
+
+
+def _live_stack(out_dir):
+    """The runs that were live, the live one last: publish and promote push, rollback pops."""
+    stack = []
+    for entry in history(out_dir):
+        if entry.get("action") == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != entry["run"]:
+                stack.append(entry["run"])
+        else:
+            stack.append(entry["run"])
+    current = current_run(out_dir)
+    if current is not None and (not stack or stack[-1] != current):
+        stack.append(current)  # changed outside intentkit: the link is the truth
+    return stack
+
+
+def rollback_target(out_dir):
+    """The run a rollback makes live: the last one live before the current, still on disk;
+    without a history, the newest run older than the current. None if there is none."""
+    current, existing = current_run(out_dir), set(run_ids(out_dir))
+    for run_id in reversed(_live_stack(out_dir)[:-1]):
+        if run_id != current and run_id in existing:
+            return run_id
+    older = [run_id for run_id in sorted(existing) if current and run_id < current]
+    return older[-1] if older else None
+
+
+def record_published(out_dir, run_id):
+    """Note in the history that a training run published `run_id` as the live run."""
+    append_history(out_dir, run_id, "publish")
+
+
+def pin(out_dir, run_id):
+    """Keep run `run_id` from being removed while the returned handle is open (or the process
+    lives); None where the model directory is not writable (retention then cannot see it)."""
+    pins = runs_dir(out_dir) / PINS_DIR
+    try:
+        pins.mkdir(exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f"{run_id}.", suffix=".lock", dir=pins)
+        os.close(handle)
+    except OSError:
+        return None
+    lock = _lock(name)
+    if lock is None:
+        Path(name).unlink(missing_ok=True)
+    return lock
+
+
+def pinned_runs(out_dir):
+    """The runs a living process has pinned; stale pins (their process died) are removed, and
+    only files named as pin() names them."""
+    pins = runs_dir(out_dir) / PINS_DIR
+    pinned = set()
+    if pins.is_symlink() or not pins.is_dir():
+        return pinned
+    for path in pins.iterdir():
+        name = _PIN_NAME.fullmatch(path.name)
+        if name is None or path.is_symlink() or not path.is_file():
+            continue
+        handle = _lock(path)
+        if handle is None:
+            pinned.add(name.group(1))
+        else:
+            with handle:
+                path.unlink(missing_ok=True)
+    return pinned
+
+
+def protected_runs(out_dir):
+    """Runs retention never removes: the live one, the rollback target, pinned ones."""
+    return {run for run in (current_run(out_dir), rollback_target(out_dir)) if run} \
+        | pinned_runs(out_dir)
+
+
+def _only_ours(directory):
+    """Whether run directory `directory` holds nothing but what its manifest lists (and the
+    manifest): a file someone added to an old run keeps that run from being removed."""
+    manifest = _verified_manifest(directory / MANIFEST_FILE)
+    if manifest is None:
+        return False
+    listed = set(manifest["files"]) | {MANIFEST_FILE}
+    return all(not path.is_symlink() and (path.is_dir() or
+                                          str(path.relative_to(directory)) in listed)
+               for path in directory.rglob("*"))
+
+
+def prune(out_dir, keep=RUNS_KEPT):
+    """Remove the runs beyond the `keep` newest, except protected ones and runs holding files
+    that are not theirs; returns the removed ids. Takes the publish lock."""
+    with changing_runs(out_dir):
+        return _prune_locked(out_dir, keep)
+
+
+def _prune_locked(out_dir, keep):
+    if keep < 1:
+        raise ArtifactError(f"--keep must be at least 1, not {keep}")
+    runs = runs_dir(out_dir)
+    protected = protected_runs(out_dir)
+    removed = []
+    for run_id in run_ids(out_dir)[:-keep]:
+        if run_id in protected:
+            continue
+        if not _only_ours(runs / run_id):
+            log.warning("kept run %s: it holds files its manifest does not list", run_id)
+            continue
+        # Renamed away first: a reader sees the whole run or no run, never a half-removed one.
+        # A worker that already loaded it keeps answering from memory.
+        retired = Path(tempfile.mkdtemp(prefix=".retired-", dir=runs))
+        os.replace(runs / run_id, retired / run_id)
+        shutil.rmtree(retired, ignore_errors=True)
+        removed.append(run_id)
+    return removed
 
 
 # What the preprocessor pickle may hold: our preprocessor, builtins' containers and NumPy values.

@@ -7,12 +7,25 @@ concept, the deprecated spellings) are in docs/cli.md.
 import argparse
 
 from .. import __version__
-from . import check, cv, evaluate, explain, export, import_data, predict, review, serve, train
+from . import (
+    ab,
+    check,
+    cv,
+    evaluate,
+    explain,
+    export,
+    import_data,
+    predict,
+    review,
+    runs,
+    serve,
+    train,
+)
 from .common import HelpFormatter, run_command, setup_logging
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "serve": serve,
             "import": import_data, "check": check, "cv": cv,
-            "review": review, "explain": explain, "export": export}
+            "review": review, "explain": explain, "runs": runs, "ab": ab, "export": export}
 
 EXAMPLES = """\
 examples:

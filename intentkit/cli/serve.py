@@ -1,8 +1,11 @@
 """`intentkit serve` (= `python -m intentkit.serve`): the HTTP service and its page."""
+import dataclasses
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 import threading
 
 from ..errors import ConfigError
@@ -24,6 +27,8 @@ examples:
   intentkit serve -m models/bot
   intentkit serve -m models/bot --port 8080 --feedback-out corrections.jsonl
   intentkit serve -m models/bot --host 0.0.0.0 --workers 2 --token-file token.txt
+  intentkit serve -m models/bot --variant live=current --variant new=RUN_ID --traffic new=0.1
+  intentkit serve -m models/bot --workers 2 --cache-url redis://127.0.0.1:6379/0
 
 Then open http://127.0.0.1:8000/ to try it; a bot wired to Rasa calls POST /model/parse."""
 
@@ -40,6 +45,7 @@ def add_parser(subcommands, name):
     parser.add_argument("--feedback-out", metavar="FILE", help="JSON-lines file that POST "
                         "/feedback appends to (default: feedback off)")
     deprecated(parser, "--feedback", "--feedback-out", "feedback_out", metavar="FILE")
+    add_lifecycle_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 listens on all networks")
     parser.add_argument("--port", type=int, default=8000, help="the TCP port to listen on")
     parser.add_argument("--workers", type=positive, default=1, metavar="N",
@@ -78,7 +84,62 @@ def add_parser(subcommands, name):
                         f"(default: {DEFAULT_SHUTDOWN_TIMEOUT_S})")
     parser.add_argument("--read-timeout", type=float, default=None, metavar="S",
                         help="longest wait for a part of a request body (default: 30)")
+    parser.add_argument("--header-timeout", type=float, default=None, metavar="S",
+                        help="a request's head (its line and headers) must arrive within this, "
+                        "else the connection is closed (default: 10)")
     return parser
+
+
+def add_lifecycle_arguments(parser):
+    """A/B variants, the shared cache, metrics and request logs (docs/lifecycle.md)."""
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=RUN_ID",
+                        help="serve run RUN_ID of the model directory (`current`: the live run) "
+                        "as variant NAME of an A/B test; give two or more")
+    parser.add_argument("--traffic", action="append", default=[], metavar="NAME=SHARE",
+                        help="share of the requests variant NAME gets (0 to 1); variants without "
+                        "one split the rest equally")
+    parser.add_argument("--ab-salt", default="intentkit-ab", metavar="TEXT",
+                        help="changes which users meet which variant (a new experiment)")
+    parser.add_argument("--cache-url", default=None, metavar="URL",
+                        help="redis://HOST:PORT/DB: the message cache in Redis, shared by every "
+                        "worker and replica (extra `redis`); --cache-size bounds it per model")
+    parser.add_argument("--cache-ttl", type=positive, default=None, metavar="SECONDS",
+                        help="how long a cached answer lives in Redis (default: 3600)")
+    parser.add_argument("--request-log", default=None, metavar="FILE",
+                        help="one JSON line per request (endpoint, status, latency, variant, "
+                        "model version, intents), without the messages")
+    parser.add_argument("--log-texts", action="store_true",
+                        help="put the messages in the request log too (personal data)")
+    parser.add_argument("--no-metrics", dest="metrics", action="store_false",
+                        help="no /metrics (default: Prometheus metrics at /metrics)")
+
+
+def lifecycle_options(args, model_dir):
+    """create_app's keyword arguments of the lifecycle options, checked: malformed variants or
+    shares, unknown run ids and runs failing verification are one-line errors here, before the
+    service starts."""
+    from ..artifacts import runs
+    from ..serving.variants import CURRENT, parse_variants
+    options = {"metrics": args.metrics}
+    if args.variant or args.traffic:
+        variants = parse_variants(args.variant, args.traffic)
+        for variant in variants:
+            if variant.run != CURRENT:
+                runs.verify_run(model_dir, variant.run)
+        options["variants"] = [[v.name, v.run, v.share] for v in variants]
+        options["ab_salt"] = args.ab_salt
+    if args.cache_url:
+        require_extra("redis", "redis", "serve --cache-url")
+        from ..serving.cache_redis import client_for
+        client_for(args.cache_url)  # a malformed URL is one line now; a stopped Redis is not
+        options["cache_url"] = args.cache_url
+    if args.cache_ttl:
+        options["cache_ttl"] = args.cache_ttl
+    if args.request_log:
+        writable_parent(args.request_log, "--request-log")
+        options["request_log"] = os.path.abspath(args.request_log)
+        options["log_texts"] = args.log_texts
+    return options
 
 
 def _names(text):
@@ -98,10 +159,17 @@ def run(args):
     if not (math.isfinite(args.shutdown_timeout) and args.shutdown_timeout >= 0):
         raise ConfigError(f"--shutdown-timeout must be 0 or more seconds, not "
                           f"{args.shutdown_timeout}")
+    if args.header_timeout is not None and not (math.isfinite(args.header_timeout)
+                                                 and args.header_timeout > 0):
+        raise ConfigError(f"--header-timeout must be above 0 seconds, not {args.header_timeout}")
+    if args.metrics:
+        require_extra("prometheus_client", "serve", "serve")
+    lifecycle = lifecycle_options(args, os.path.dirname(model_path))
     check_port_free(args.host, args.port)
     import uvicorn
 
     from ..serving.app import ServeSettings
+    from ..serving.http_protocol import DEFAULT_HEAD_TIMEOUT_S, protocol_factory
     limits = {name: getattr(args, name) for name in (
         "max_text_chars", "max_batch", "max_feedback_bytes", "feedback_rate", "feedback_burst",
         "max_in_flight") if getattr(args, name) is not None}
@@ -112,7 +180,8 @@ def run(args):
     settings = ServeSettings(model_path, preprocessor_path, use_ensemble=args.use_ensemble,
                              runtime=args.runtime, cache_size=args.cache_size,
                              feedback_path=args.feedback_out, token_file=args.token_file,
-                             docs=args.docs, limits=limits, verbose=args.verbose)
+                             docs=args.docs, limits=limits, verbose=args.verbose,
+                             lifecycle=lifecycle)
     proxies = _names(args.forwarded_allow_ips)
     options = {"host": args.host, "port": args.port,
                "log_level": "debug" if args.verbose else "info",
@@ -120,7 +189,8 @@ def run(args):
                # local client could pose as a new address per request.
                "proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or "",
                "timeout_graceful_shutdown": args.shutdown_timeout,
-               "timeout_keep_alive": DEFAULT_KEEP_ALIVE_S}
+               "timeout_keep_alive": DEFAULT_KEEP_ALIVE_S,
+               "http": protocol_factory(args.header_timeout or DEFAULT_HEAD_TIMEOUT_S)}
     if args.workers == 1:
         import_tensorflow_for(args.runtime, args.verbose)
         uvicorn.run(settings.create_app(), **options)
@@ -129,8 +199,20 @@ def run(args):
     # Options and token are checked here, once, before any worker starts; each worker then
     # builds its own app (and loads its own model) from the same settings.
     settings.create_app()
+    metrics_dir = None
+    if args.metrics:
+        # prometheus-client's multiprocess mode: each worker writes its values there (it reads
+        # the variable when the worker imports it), any worker answers their sum.
+        metrics_dir = tempfile.mkdtemp(prefix="intentkit-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        settings = dataclasses.replace(settings, lifecycle={**settings.lifecycle,
+                                                            "metrics_dir": metrics_dir})
     settings.to_environment()
-    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=args.workers, **options)
+    try:
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=args.workers, **options)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -225,17 +225,21 @@ def compile_regex(pattern, where, case_sensitive=True):
     if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_REGEX_CHARS:
         raise DataError(f"{where}: a regex must be a non-empty string of at most "
                         f"{MAX_REGEX_CHARS} characters, not {shorten(pattern)}.")
-    re2 = _re2()
-    options = re2.Options()
-    options.log_errors = False
-    options.case_sensitive = case_sensitive
     try:
-        return re2.compile(pattern, options)
-    except re2.error as error:
+        return _compile_re2(pattern, case_sensitive)
+    except _re2().error as error:
         message = error.args[0].decode() if error.args and isinstance(error.args[0], bytes) \
             else str(error)
         raise DataError(f"{where}: the regex {shorten(pattern)} does not compile ({message}); "
                         "RE2 syntax, without backreferences or lookaround.") from None
+
+
+def _compile_re2(pattern, case_sensitive=True):
+    re2 = _re2()
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = case_sensitive
+    return re2.compile(pattern, options)
 
 
 def _phrase_regex(phrases):
@@ -293,12 +297,13 @@ class EntityTypes:
                 for source in entity_type.regexes:
                     matchers.append((name, "regex", compile_regex(source, name)))
                 if entity_type.lookup:
-                    # Chunks keep each RE2 program under its memory limit on long lists.
+                    # Chunks keep each RE2 program under its memory limit on long lists. The
+                    # pattern is built here from escaped values, so the length limit of a
+                    # user's regex (compile_regex) does not apply to it.
                     values = sorted(set(entity_type.lookup), key=len, reverse=True)
                     for chunk in range(0, len(values), 2000):
-                        matchers.append((name, "lookup", compile_regex(
-                            _phrase_regex(values[chunk:chunk + 2000]), name,
-                            case_sensitive=False)))
+                        matchers.append((name, "lookup", _compile_re2(
+                            _phrase_regex(values[chunk:chunk + 2000]), case_sensitive=False)))
             self._matchers = matchers
         return self._matchers
 

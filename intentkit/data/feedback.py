@@ -1,11 +1,12 @@
 """Corrected predictions: recorded as JSON lines, folded into the next run's training split.
 
-A row is `{"time", "text", "predicted", "correct", "confirmed", "model"}`. Only confirmed rows
-are used for training (a chatbot can record end-user corrections as unconfirmed, for a person to
-review and flip to true; the HTTP service records every row so). Folding happens after the
-split and touches the training split only: a row whose text is a validation or test pattern is
-skipped, since training on it would leak into the held-out evaluation (the split is seeded, so
-the same data and seed give the same test split).
+A row is `{"time", "text", "predicted", "correct", "confirmed", "model", "model_version",
+"variant"}` ("model" and "model_version" both name the run; "variant" the A/B variant that
+answered). Only confirmed rows are used for training (a chatbot can record end-user corrections as
+unconfirmed, for a person to review and flip to true; the HTTP service records every row so).
+Folding happens after the split and touches the training split only: a row whose text is a
+validation or test pattern is skipped, since training on it would leak into the held-out evaluation
+(the split is seeded, so the same data and seed give the same test split).
 """
 import logging
 import os
@@ -53,7 +54,7 @@ def check_text(text, what="text"):
 
 
 def record_feedback(path, text, predicted, correct, labels=None, model_version=None,
-                    confirmed=True, max_file_bytes=None):
+                    confirmed=True, max_file_bytes=None, variant=None):
     """Append one correction to the JSON-lines file `path` and return the row.
 
     `labels`, when given, are the model's intents: `correct` must be one of them. The line is
@@ -74,7 +75,7 @@ def record_feedback(path, text, predicted, correct, labels=None, model_version=N
         raise TypeError(f"confirmed must be true or false, not {confirmed!r}")
     row = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "text": text,
            "predicted": predicted, "correct": correct, "confirmed": confirmed,
-           "model": model_version}
+           "model": model_version, "model_version": model_version, "variant": variant}
     line = (json_line(row) + "\n").encode("utf-8")
     # The size check and the write together, so that neither threads nor processes pass the cap.
     with _write_lock:

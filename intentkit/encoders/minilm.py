@@ -121,9 +121,14 @@ class WordPieceTokenizer:
         """The word-piece ids of a text, without [CLS]/[SEP] and untruncated."""
         return [i for word in self._basic_tokens(text) for i in self._word_pieces(word)]
 
+    @property
+    def chars_read(self):
+        """How many leading characters of a text `encode` reads: the rest cannot change it."""
+        return self.max_tokens * CHARS_PER_PIECE
+
     def encode(self, text):
         """[CLS] word pieces [SEP], truncated to max_tokens (as sentence-transformers does)."""
-        text = text[:self.max_tokens * CHARS_PER_PIECE]
+        text = text[:self.chars_read]
         return [self.cls, *self.pieces(text)[:self.max_tokens - 2], self.sep]
 
 

@@ -14,6 +14,11 @@ serves:
   POST /predict/batch  {"texts": [str, ...], "top_k": int} -> {"results": [...]}
   POST /explain        {"text": str, "top_k": int} -> the result with its "explanation"
   POST /feedback       {"text", "predicted", "correct"} -> 201 and the recorded row, unconfirmed
+  GET  /metrics        Prometheus metrics (intentkit.serving.observability)
+Every path but / is also served under /v1/ (/v1/predict, ...: the versioned API, whose OpenAPI
+schema is /v1/openapi.json); the unversioned paths stay as aliases. Requests may carry a `user`
+or `session`: in an A/B test (intentkit.serving.variants) it picks the variant, the same one
+for the same user; every answer carries `model_version` and `variant` (docs/lifecycle.md).
 Bad requests get a 4xx with a one-line "detail" (422 for any malformed body); a model that cannot
 be loaded gives 503, its reason in the log. Exposing it: README, "Deploying the service"; limits
 and threat model: docs/security.md.
@@ -39,22 +44,27 @@ import math
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from .. import artifacts
 from ..data.feedback import FeedbackFileFull, record_feedback
 from ..data.intents import MAX_PATTERN_CHARS
 from ..errors import ArtifactError, ConfigError
+from ..text import wordnet
 from . import review
+from .cache_redis import DEFAULT_TTL, redis_cache_factory
+from .observability import Metrics, RequestLog
 from .predictor import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_MODEL_PATH,
@@ -63,6 +73,7 @@ from .predictor import (
     DEFAULT_TOP_K,
     get_predictor,
 )
+from .variants import CURRENT, DEFAULT_VARIANT, MAX_NAME_CHARS, Router, Variant
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +138,30 @@ class BodyLimit:
                                          f"{self.max_bytes:,} bytes; {self.advice}")
             return message
         return await self.app(scope, counted_receive, send)
+
+
+class Observed:
+    """ASGI middleware: each HTTP request's status and time, handed to `record(scope, status,
+    seconds)` (pure ASGI: the body stream, and BodyLimit's 413 inside it, pass untouched)."""
+
+    def __init__(self, app, record):
+        self.app, self.record = app, record
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        scope.setdefault("state", {})
+        started, status = time.perf_counter(), 500
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.record(scope, status, time.perf_counter() - started)
 
 
 class RateLimit:
@@ -198,13 +233,16 @@ class ServeSettings:
     docs: bool = False
     limits: dict = dataclasses.field(default_factory=dict)
     verbose: bool = False
+    # Versions, A/B test, shared cache, metrics and request logs (create_app's keyword
+    # arguments of those names; paths absolute).
+    lifecycle: dict = dataclasses.field(default_factory=dict)
 
     def create_app(self):
         """The app of these settings; ConfigError for a bad option or token."""
         return create_app(self.model_path, self.preprocessor_path, self.use_ensemble,
                           self.feedback_path, runtime=self.runtime,
                           token=read_token(self.token_file), docs=self.docs,
-                          cache_size=self.cache_size, **self.limits)
+                          cache_size=self.cache_size, **self.limits, **self.lifecycle)
 
     def to_environment(self, environ=os.environ):
         """Put these settings where worker processes, started after, find them. Paths are made
@@ -273,8 +311,11 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
                max_feedback_bytes=DEFAULT_MAX_FEEDBACK_BYTES,
                feedback_rate=DEFAULT_FEEDBACK_RATE, feedback_burst=DEFAULT_FEEDBACK_BURST,
                docs=False, cache_size=DEFAULT_CACHE_SIZE, max_in_flight=DEFAULT_MAX_IN_FLIGHT,
-               allowed_hosts=(), read_timeout_s=DEFAULT_READ_TIMEOUT_S):
-    """The FastAPI application serving one model (reloaded when its files change on disk).
+               allowed_hosts=(), read_timeout_s=DEFAULT_READ_TIMEOUT_S, variants=(),
+               cache_url=None, cache_ttl=DEFAULT_TTL, request_log=None, log_texts=False,
+               metrics=True, metrics_dir=None, ab_salt="intentkit-ab"):
+    """The FastAPI application serving one model (reloaded when its files change on disk), or
+    several at once in an A/B test.
 
     `token`: the bearer token POST /feedback requires (None: none). `max_feedback_bytes`: the
     feedback file's size cap. `feedback_rate`, `feedback_burst`: each client's feedback token
@@ -282,7 +323,12 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     many recent messages' answers the Predictor keeps. `max_in_flight`: prediction requests
     answered at once (the next gets 503 + Retry-After). `allowed_hosts`: Host names answered
     besides LOCAL_HOSTS ("*.example.com" patterns; "*": any). `read_timeout_s`: the longest
-    wait for a part of a request body.
+    wait for a part of a request body. `variants`: (name, run id or "current", share) of each
+    variant of an A/B test, runs of the model's directory (none: the one model). `cache_url`:
+    redis://... for a message cache shared by workers (`cache_ttl` seconds). `request_log`: a
+    file of JSON lines, one per request (texts only with `log_texts`). `metrics`: serve /metrics
+    (`metrics_dir`: prometheus-client's multiprocess directory). `ab_salt`: which users meet
+    which variant.
     """
     if not 1 <= max_text_chars <= MAX_PATTERN_CHARS:
         raise ConfigError(f"--max-text-chars must be between 1 and {MAX_PATTERN_CHARS}, "
@@ -316,30 +362,53 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         # a top_k, "yes" is not a boolean), as the README promises.
         model_config = ConfigDict(extra="forbid", strict=True)
 
-    class PredictRequest(Strict):
+    UserKey = Annotated[str, Field(min_length=1, max_length=200)]
+    VariantName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+
+    class Routed(Strict):
+        # Who is asking (any stable id): the same user always meets the same A/B variant.
+        user: UserKey | None = None
+        session: UserKey | None = None
+
+    class PredictRequest(Routed):
         text: Text
         top_k: TopK = DEFAULT_TOP_K
 
     class ParseRequest(BaseModel):
         # Rasa's request: "text", and an optional "message_id" (echoed back, as Rasa does);
-        # other keys Rasa clients send are ignored, like Rasa ignores them.
+        # other keys Rasa clients send are ignored, like Rasa ignores them. `user`/`session`
+        # route an A/B test as on the other endpoints.
         model_config = ConfigDict(strict=True)
         text: Text
         message_id: Annotated[str, Field(max_length=MAX_INTENT_CHARS)] | None = None
+        user: UserKey | None = None
+        session: UserKey | None = None
 
-    class BatchRequest(Strict):
+    class BatchRequest(Routed):
         texts: Annotated[list[Text], Field(min_length=1, max_length=max_batch)]
         top_k: TopK = DEFAULT_TOP_K
 
-    class FeedbackRequest(Strict):
+    class FeedbackRequest(Routed):
         text: Text
         predicted: Intent
         correct: Intent
         # Still accepted, so that clients sending `false` keep working, and `true` is told why.
         confirmed: bool = False
+        variant: VariantName | None = None  # as the answer said; else the user's, or the only one
+        model_version: Annotated[str, Field(min_length=1, max_length=100)] | None = None
 
-    load_error = None  # why the model last failed to load, so that each reason is logged once
-    loaded = None  # the Predictor that answered last: what /health reports without waiting
+    model_dir = os.path.dirname(model_path)
+    served = [Variant(*variant) for variant in variants] or [Variant(DEFAULT_VARIANT, "", 1.0)]
+    router = Router(served, ab_salt)
+    paths = {variant.name: variant.paths(model_dir)[:2] if variant.run else
+             (model_path, preprocessor_path) for variant in served}
+    cache_factory = redis_cache_factory(cache_url, cache_size, cache_ttl) if cache_url else None
+    observed = Metrics(metrics_dir) if metrics else None
+    requests_log = RequestLog(request_log, log_texts) if request_log else None
+    load_errors = {}  # why a variant's model last failed to load, so that each is logged once
+    loaded = {}  # variant -> the Predictor that answered last: what /health reports at once
+    reported = weakref.WeakKeyDictionary()  # cache -> its (hits, misses) already counted
+    reported_lock = threading.Lock()
     in_flight = 0  # prediction requests being answered (only the event loop changes it)
     prediction_threads = None  # anyio.CapacityLimiter, made on the event loop at first use
 
@@ -352,21 +421,40 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         return await anyio.to_thread.run_sync(answer, limiter=prediction_threads,
                                               abandon_on_cancel=True)
 
-    def predictor():
-        nonlocal load_error, loaded
+    def predictor(variant=served[0].name):
         try:
-            model = get_predictor(model_path, preprocessor_path, use_ensemble, runtime,
-                                  cache_size)
+            model = get_predictor(*paths[variant], use_ensemble, runtime, cache_size,
+                                  cache_factory)
         except (ArtifactError, OSError) as error:
             # The reason names server paths: the log gets it, the client a generic line.
-            if str(error) != load_error:
-                load_error = str(error)
+            if str(error) != load_errors.get(variant):
+                load_errors[variant] = str(error)
                 log.error("model not available: %s (the service answers 503 until it loads)",
                           error)
             raise HTTPException(503, "no model is loaded; see the server log") from None
-        load_error = None
-        loaded = model
+        load_errors.pop(variant, None)
+        loaded[variant] = model
         return model
+
+    def answer(request, http_request, texts, compute):
+        """`compute(model)`'s results from the variant the request is routed to, each labelled
+        with the variant and the model version; left in the request's state for the metrics
+        and the request log."""
+        variant = router.choose(request.user or request.session)
+        model = predictor(variant.name)
+        results = compute(model)
+        version = model.run_info["run"]
+        for result in results:
+            result["model_version"], result["variant"] = version, variant.name
+        http_request.state.served = (variant.name, version, results, texts,
+                                     request.user or request.session)
+        if observed is not None:
+            cache = model.cache
+            with reported_lock:
+                hits, misses = reported.get(cache, (0, 0))
+                reported[cache] = (cache.hits, cache.misses)
+            observed.count_cache(variant.name, version, cache.hits - hits, cache.misses - misses)
+        return results
 
     async def admit_prediction():
         """Bounded admission, on the event loop before a thread is taken: at most
@@ -384,13 +472,53 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        # A variant's run stays on disk while this process serves it (retention skips it).
+        pins = [artifacts.pin(model_dir, v.run) for v in served if v.run not in ("", CURRENT)]
         # Load now, so that the first request does not wait for it; a failure is logged.
-        with contextlib.suppress(HTTPException):
-            predictor()
+        for variant in served:
+            with contextlib.suppress(HTTPException):
+                predictor(variant.name)
+        if any(model.preprocessor.uses_lemmas_ for model in loaded.values()):
+            # Ready means ready: WordNet (lemmas of words unseen in training) loads in the
+            # background for seconds, 12 s and more on a busy machine, and the first requests
+            # needing it waited that long (clients timed out). The worker takes connections
+            # only once it is loaded.
+            await run_in_threadpool(wordnet.wordnet)
         yield
+        for handle in pins:
+            if handle is not None:
+                handle.close()
 
     app = FastAPI(title="intentkit", lifespan=lifespan, docs_url="/docs" if docs else None,
-                  redoc_url="/redoc" if docs else None)
+                  redoc_url="/redoc" if docs else None, openapi_url="/v1/openapi.json")
+
+    def route(method, path, **options):
+        """The endpoint at /v1/PATH, and at PATH (today's clients) outside the schema."""
+        def register(function):
+            app.add_api_route("/v1" + path, function, methods=[method], **options)
+            app.add_api_route(path, function, methods=[method],
+                              **{**options, "include_in_schema": False})
+            return function
+        return register
+
+    endpoints = {"/health", "/intents", "/examples", "/predict", "/predict/batch", "/explain",
+                 "/model/parse", "/feedback", "/metrics"}
+
+    def record(scope, status, seconds):
+        """Metrics and the request log of one request (what `answer` left in its state)."""
+        path = scope["path"].removeprefix("/v1")
+        endpoint = path if path in endpoints else "other"
+        if endpoint == "/metrics":
+            return
+        variant, version, results, texts, user = scope["state"].get(
+            "served", (None, None, (), (), None))
+        if observed is not None:
+            observed.observe(endpoint, status, seconds, variant or "", version, results)
+        if requests_log is not None:
+            requests_log.write(endpoint, status, seconds, variant, version, results, texts, user)
+
+    if observed is not None or requests_log is not None:
+        app.add_middleware(Observed, record=record)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
                        advice=f"send at most {max_batch} texts of {max_text_chars:,} characters",
                        read_timeout_s=read_timeout_s)
@@ -435,22 +563,41 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
     def page():
         return FileResponse(STATIC_DIR / "index.html")
 
-    @app.get("/health")
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_alias():
+        return app.openapi()
+
+    @route("GET", "/metrics", include_in_schema=observed is not None)
+    def metrics_page():
+        if observed is None:
+            raise HTTPException(404, "metrics are off (--no-metrics)")
+        body, content_type = observed.exposition()
+        return Response(body, media_type=content_type)
+
+    @route("GET", "/health")
     async def health():
         # On the event loop, from the model already loaded: never queued behind predictions.
         # Only before any model loaded does it load one, in a thread.
-        model = loaded if loaded is not None else await run_in_threadpool(predictor)
-        return {"status": "ok", "model": {**model.run_info, "type": model.model_type},
+        model = loaded.get(served[0].name)
+        if model is None:
+            model = await run_in_threadpool(predictor)
+        body = {"status": "ok", "model": {**model.run_info, "type": model.model_type},
                 "labels": len(model.labels), "runtime": model.runtime,
                 "feedback": feedback_path is not None, "pid": os.getpid()}
+        if variants:
+            body["variants"] = {
+                v.name: {"run": v.run, "share": v.share,
+                         "model_version": loaded[v.name].run_info["run"] if v.name in loaded
+                         else None} for v in served}
+        return body
 
-    @app.get("/intents")
+    @route("GET", "/intents")
     def intents():
         model = predictor()
         return {"intents": sorted(model.labels), "fallback_intent": model.fallback_intent,
                 "threshold": model.threshold, "margin": model.margin}
 
-    @app.get("/examples")
+    @route("GET", "/examples")
     def examples():
         """Training patterns of the model, one per intent first (runs published before they
         were recorded have none)."""
@@ -460,40 +607,63 @@ def create_app(model_path=DEFAULT_MODEL_PATH, preprocessor_path=DEFAULT_PREPROCE
         return {"examples": [texts[turn] for turn in range(rounds) for texts in by_intent
                              if turn < len(texts)][:MAX_EXAMPLES]}
 
-    @app.post("/model/parse", dependencies=[Depends(admit_prediction)])
-    async def parse(request: ParseRequest):
-        result = await in_prediction_thread(lambda: predictor().predict(request.text, top_k=10))
-        return rasa_parse_result(request.text, result, request.message_id)
+    # Admission ends when the answer is ready, before it is sent ("function" scope): a client
+    # that sends its next request the moment it has its answer must find its slot free again.
+    admitted = [Depends(admit_prediction, scope="function")]
 
-    @app.post("/predict", dependencies=[Depends(admit_prediction)])
-    async def predict(request: PredictRequest):
-        return await in_prediction_thread(
-            lambda: predictor().predict(request.text, top_k=request.top_k))
+    async def answer_one(request, http_request, compute):
+        """`compute(model)`, the result of request.text, from a prediction thread (`answer`)."""
+        [result] = await in_prediction_thread(lambda: answer(
+            request, http_request, [request.text], lambda model: [compute(model)]))
+        return result
 
-    @app.post("/predict/batch", dependencies=[Depends(admit_prediction)])
-    async def predict_batch(request: BatchRequest):
-        return {"results": await in_prediction_thread(
-            lambda: predictor().predict_batch(request.texts, top_k=request.top_k))}
+    @route("POST", "/model/parse", dependencies=admitted)
+    async def parse(request: ParseRequest, http_request: Request):
+        result = await answer_one(request, http_request,
+                                  lambda model: model.predict(request.text, top_k=10))
+        # Rasa's exact shape in the body (a drop-in); the version and variant in headers.
+        return JSONResponse(rasa_parse_result(request.text, result, request.message_id),
+                            headers={"X-Model-Version": result["model_version"] or "",
+                                     "X-Variant": result["variant"]})
 
-    @app.post("/explain", dependencies=[Depends(admit_prediction)])
-    async def explain(request: PredictRequest):
+    @route("POST", "/predict", dependencies=admitted)
+    async def predict(request: PredictRequest, http_request: Request):
+        return await answer_one(request, http_request,
+                                lambda model: model.predict(request.text, top_k=request.top_k))
+
+    @route("POST", "/predict/batch", dependencies=admitted)
+    async def predict_batch(request: BatchRequest, http_request: Request):
+        return {"results": await in_prediction_thread(lambda: answer(
+            request, http_request, request.texts,
+            lambda model: model.predict_batch(request.texts, top_k=request.top_k)))}
+
+    @route("POST", "/explain", dependencies=admitted)
+    async def explain(request: PredictRequest, http_request: Request):
         """The /predict result with its "explanation" (intentkit.serving.explain)."""
-        return await in_prediction_thread(
-            lambda: predictor().explain(request.text, top_k=request.top_k))
+        return await answer_one(request, http_request,
+                                lambda model: model.explain(request.text, top_k=request.top_k))
 
     # admit_feedback runs before the body is validated: a refused client is refused, whatever
     # it sends.
-    @app.post("/feedback", status_code=201, dependencies=[Depends(admit_feedback)])
+    @route("POST", "/feedback", status_code=201, dependencies=[Depends(admit_feedback)])
     def feedback(request: FeedbackRequest):
         if request.confirmed:
             # Anyone who reaches the port can send a row: training must not trust it unseen.
             raise HTTPException(422, "confirmed: rows sent over HTTP are recorded unconfirmed; "
                                      "a person confirms them in the feedback file")
-        model = predictor()
+        if request.variant is not None and request.variant not in router.by_name:
+            raise HTTPException(422, f"variant: {request.variant!r} is not served here "
+                                     f"(variants: {', '.join(router.by_name)})")
+        key = request.user or request.session
+        variant = (request.variant or (router.choose(key).name if key is not None else None)
+                   or (served[0].name if len(served) == 1 else None))
+        model = predictor(variant or served[0].name)
+        version = request.model_version or (model.run_info["run"] if variant else None)
         try:
             row = record_feedback(feedback_path, request.text, request.predicted,
-                                  request.correct, model.labels, model.run_info["run"],
-                                  confirmed=False, max_file_bytes=max_feedback_bytes)
+                                  request.correct, model.labels, version,
+                                  confirmed=False, max_file_bytes=max_feedback_bytes,
+                                  variant=variant)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         except FeedbackFileFull as error:

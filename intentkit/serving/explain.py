@@ -92,9 +92,12 @@ class Explainer:
             raise TypeError(f"text is {type(text).__name__}, not a string")
         threshold = predictor.threshold if threshold is None else threshold
         margin = predictor.margin if margin is None else margin
-        spans = word_spans(text)
-        texts = [text, *(without(text, span) for span in spans)]
-        tokenized = [predictor.preprocessor.tokenize(t) for t in texts]
+        # The variants are copies of the message: of the part the members read, so a megabyte
+        # message costs what a short one does (issue 31) and gets the same answer.
+        read = _read_part(predictor, text)
+        spans = word_spans(read)
+        texts = [read, *(without(read, span) for span in spans)]
+        tokenized = predictor._tokenize(texts)
         features = predictor._features(texts, tokenized)
         # One forward call: the message and each of its variants without one word.
         probabilities = predictor._forward(features)
@@ -123,6 +126,15 @@ class Explainer:
         embedding = (served[0] if served is not None and self.predictor.encoder is self._encoder
                      else self._encoder.embed([text])[0])
         return self.nearest(embedding, count)
+
+
+def _read_part(predictor, text):
+    """The start of `text` holding all that any member reads (TextPreprocessor.cut, the sentence
+    encoder's tokenizer): answering it answers the whole text."""
+    length = len(predictor.preprocessor.cut(text))
+    if predictor.encoder is not None:
+        length = max(length, predictor.encoder.tokenizer.chars_read)
+    return text[:length]
 
 
 def _fallback(result, predictor, threshold, margin):

@@ -14,7 +14,7 @@ import os
 import random
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -77,7 +77,7 @@ def model_type_of(use_ensemble):
 class MessageCache:
     """A bounded, thread-safe LRU of answers keyed by the exact message text.
 
-    Each entry is (has_words, probabilities), what an answer is built from, so calls with other
+    Each entry is an Answer, what a result is built from, so calls with other
     top_k, threshold or margin share it. A Predictor owns one: a reloaded model is a new
     Predictor, hence an empty cache. `size` 0 turns it off."""
 
@@ -171,6 +171,10 @@ class Predictor:
     language_guard : bool
         Send messages confidently in another language than the run's to the fallback (needs
         the run's recorded language and the `language` extra; see intentkit.text.language).
+    cache_factory : callable or None
+        scope -> a cache with MessageCache's interface, for a cache outside this process
+        (intentkit.serving.cache_redis); the scope names the model version, so versions never
+        share answers.
     """
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
@@ -179,7 +183,8 @@ class Predictor:
                  fallback_intent: str = artifacts.DEFAULT_FALLBACK_INTENT,
                  runtime: str = DEFAULT_RUNTIME, cache_size: int = DEFAULT_CACHE_SIZE,
                  response_choice: str = "random", response_seed: int | None = None,
-                 language_guard: bool = True) -> None:
+                 language_guard: bool = True,
+                 cache_factory: Callable[[str], Any] | None = None) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         # A published run is read through links into `.runs/current`, which a retrain switches
@@ -237,17 +242,27 @@ class Predictor:
             members = [(artifacts.load_model(m.path), m.weight, m.input) for m in counted]
             self._forward = _compiled_forward(members, run.preprocessor.max_sequence_length_)
         self._forward(self._features([""], [[]]))  # warm up now
-        self.cache = MessageCache(cache_size)
+        self.cache = (MessageCache(cache_size) if cache_factory is None
+                      else cache_factory(self.version_scope(run)))
         review.configured()  # a bad review-queue setting is an error now, not per message
+
+    def version_scope(self, run):
+        """What identifies this model's answers: its run and the model type answering."""
+        version = self.run_info["run"] or run.manifest["manifest_sha256"][:16]
+        return f"{version}:{self.model_type}"
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike = artifacts.DEFAULT_DIR,
-                 **options: Any) -> "Predictor":
+                 version: str | None = None, **options: Any) -> "Predictor":
         """The Predictor of the run published in `model_dir` (what `intentkit train --out` or
-        `python jobs.py` wrote), verified on load; `options` as for the constructor.
+        `python jobs.py` wrote), verified on load; `version`: one of its runs by id (default:
+        the live one); `options` as for the constructor.
 
         >>> Predictor.from_dir("filesTech").predict("how much does a data engineer make")"""
         model_dir = Path(model_dir)
+        if version is not None:  # a run id of `intentkit runs list`, or "current"
+            from ..artifacts import runs
+            model_dir = runs.run_directory(model_dir, version)
         if not model_dir.is_dir():
             raise ArtifactError(f"{model_dir}: no such directory; give the directory a run was "
                                 "published to (`intentkit train --out DIR`).")
@@ -469,7 +484,7 @@ _cache_lock = threading.Lock()
 
 
 def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache_size,
-                     attempts=3):
+                     cache_factory=None, attempts=3):
     """A Predictor whose files all come from one run: reading them can straddle the instant a
     retrain switches runs, and a second read then sees the new set whole. Retried: a mismatch
     between files, and any failure while the paths came to lead to another run (the run being
@@ -479,7 +494,7 @@ def _load_consistent(model_path, preprocessor_path, use_ensemble, runtime, cache
         leads_to = _leads_to(model_path, preprocessor_path)
         try:
             return Predictor(model_path, preprocessor_path, use_ensemble, runtime=runtime,
-                             cache_size=cache_size)
+                             cache_size=cache_size, cache_factory=cache_factory)
         except ArtifactMismatch:
             if attempt == attempts - 1:
                 raise
@@ -496,15 +511,17 @@ def _leads_to(*paths):
 def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
                   preprocessor_path: str | os.PathLike = DEFAULT_PREPROCESSOR_PATH,
                   use_ensemble: bool | None = None, runtime: str = DEFAULT_RUNTIME,
-                  cache_size: int = DEFAULT_CACHE_SIZE) -> Predictor:
+                  cache_size: int = DEFAULT_CACHE_SIZE,
+                  cache_factory: Callable[[str], Any] | None = None) -> Predictor:
     """The cached Predictor for these files, reloaded only when one of them changed on disk
     (with an empty message cache: answers of the old model are not served after a reload).
+    `cache_factory`: see Predictor (one per process and settings, e.g. per Redis URL).
 
     While a retrain is replacing the files, the new set can be incomplete for a moment; the
     model already loaded then keeps answering until the new set loads cleanly.
     """
     key = (os.path.abspath(model_path), os.path.abspath(preprocessor_path), use_ensemble, runtime,
-           cache_size)
+           cache_size, cache_factory)
     predictor = _cache.get(key)
     if predictor is None or predictor.is_stale():
         with _cache_lock:
@@ -512,7 +529,7 @@ def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
             if predictor is None or predictor.is_stale():
                 try:
                     _cache[key] = _load_consistent(model_path, preprocessor_path, use_ensemble,
-                                                   runtime, cache_size)
+                                                   runtime, cache_size, cache_factory)
                 except (ArtifactError, OSError) as error:
                     # OSError: a file vanished while being read (an older run being removed).
                     if predictor is None:

@@ -8,7 +8,7 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from ..artifacts import DEFAULT_DIR
+from ..artifacts import DEFAULT_DIR, RUNS_KEPT
 from ..data.intents import ON_CONFLICT
 from ..errors import ConfigError
 
@@ -49,6 +49,7 @@ RANGES = {
     "augmentation_factor": (lambda v: v >= 0, "at least 0 (0 = off)"),
     "augmentation_max_rows": (lambda v: v >= 0, "at least 0"),
     "tuning_max_rows": (lambda v: v >= 1, "at least 1"),
+    "keep": (lambda v: v >= 1, "at least 1"),
     "tuning_patience": (lambda v: v >= 1, "at least 1"),
     "label_smoothing": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
     "encoder_time_budget": (lambda v: v >= 0, "at least 0 seconds"),
@@ -79,6 +80,9 @@ class TrainConfig:
     data: str = _option("", "intents file to train on: .json, .csv/.tsv (text,intent) or "
                         "Rasa .yml (required)")
     out: str = _option(DEFAULT_DIR, "directory that receives the model, pickle, plots and report")
+    keep: int = _option(RUNS_KEPT, "published runs kept in OUT/.runs (the newest; the live run, "
+                        "the one a rollback returns to and runs an A/B test serves are never "
+                        "removed)")
     seed: int = _option(42, "seeds the split, augmentation and weight initialisation")
     val_size: float = _option(0.15, "fraction of patterns held out for validation")
     test_size: float = _option(0.15, "fraction of patterns held out for the final test")

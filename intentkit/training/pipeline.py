@@ -521,7 +521,7 @@ def _train(config):
             write_run(staging, prepared, fitted, scores, config,
                       round(time.perf_counter() - started, 1), init_from)
             interrupts.stop_if_interrupted()
-            artifacts.publish(staging, config.out)
+            artifacts.publish(staging, config.out, keep=config.keep)
     log.info("saved model, preprocessor and report to %s (%.0f s)", config.out,
              time.perf_counter() - started)
     return scores.metrics
