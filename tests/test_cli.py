@@ -9,7 +9,8 @@ from conftest import ROOT, intentkit_command, run_script
 from intentkit import cli
 from intentkit.errors import DataError
 
-SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import", "check", "cv", "review")
+SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import", "check", "cv", "review",
+               "export")
 
 
 def test_help_lists_every_subcommand_and_the_scripts_are_the_same_commands():

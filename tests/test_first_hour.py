@@ -26,7 +26,8 @@ from intentkit.serving.predictor import (
 )
 from intentkit.training.config import TrainConfig
 
-SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import", "check", "cv", "review")
+SUBCOMMANDS = ("train", "evaluate", "predict", "serve", "import", "check", "cv", "review",
+               "export")
 
 
 def intents_document(intents, **extra):
@@ -128,7 +129,9 @@ def test_the_convention_names_in_every_command(capsys):
                              "serve": ("-m DIR, --model-dir DIR", "--feedback-out"),
                              "review": ("--feedback-out",),
                              "import": ("--data", "-o FILE, --out FILE"),
-                             "check": ("--data",)}.items():
+                             "check": ("--data",),
+                             "export": ("-m DIR, --model-dir DIR", "-o DIR, --out DIR",
+                                        "--data")}.items():
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         text = capsys.readouterr().out

@@ -24,7 +24,8 @@ def add_parser(subcommands, name):
         "fallback, export.json), verified with ONNX Runtime and the `tokenizers` library; "
         "--format web adds a static page that classifies as you type (ONNX Runtime Web). "
         "docs/export.md says what is exported and what it costs.", epilog=EXAMPLES)
-    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--format", choices=FORMATS, required=True,
+                        help="onnx: the ONNX files; web: those and the static page")
     add_model_dir(parser)
     parser.add_argument("-o", "--out", required=True, metavar="DIR",
                         help="the export's directory (new, empty, or an earlier export)")

@@ -22,7 +22,8 @@ examples:
   intentkit predict -m models/bot "where is my order"
   intentkit predict -m models/bot --file messages.txt -o answers.jsonl
   intentkit predict -m models/bot "wher is my ordr" --correct track_order --feedback-out fb.jsonl
-  intentkit predict -m models/bot            (a shell: type messages)"""
+  intentkit predict -m models/bot            (a shell: type messages)
+  intentkit predict -m models/bot --spark --file chats.parquet -o labelled.parquet"""
 
 # Off a terminal, progress is a log line: one every so many seconds, not one per chunk.
 LOG_EVERY_S = 30
