@@ -28,7 +28,7 @@ from .. import artifacts
 from ..artifacts.model_card import write_model_card
 from ..data.annotations import learned_synonyms
 from ..data.intents import load_annotated_examples
-from ..evaluation.entities import entity_scores, micro_f1, whole_message_accuracy
+from ..evaluation.entities import add_entity_report, micro_f1
 from ..models.entity_tagger import CrfTagger
 from ..serving.entities import EntityExtractor
 
@@ -98,13 +98,55 @@ def choose_labeller(rows, entity_types):
     return best, candidates
 
 
-def predicted_intents(prepared, scores):
-    """The run's default model's intent for each test row, a matching rule's over it."""
+def served_intents(prepared, scores):
+    """(intent, confidence) of each test row as the run answers: its default model's top
+    intent, a matching rule's over it (confidence 1)."""
     tags = prepared.intents.tags
-    ids = scores.test_results[scores.default_model].argmax(axis=1)
+    probabilities = scores.test_results[scores.default_model]
     rules = prepared.intents.rules
-    return [rules.match(text) or tags[i]
-            for text, i in zip(prepared.split.test_texts, np.asarray(ids))]
+    out = []
+    for text, row in zip(prepared.split.test_texts, probabilities):
+        rule = rules.match(text)
+        best = int(np.argmax(row))
+        out.append((rule, 1.0) if rule else (tags[best], float(row[best])))
+    return out
+
+
+@dataclass
+class Trained:
+    """The entity part of a run or a fold: its labeller and synonyms, and its test scores."""
+    labeller: object  # CrfTagger or None
+    synonyms: dict
+    candidates: list
+    rows: EntityRows
+    metrics: dict  # evaluation.entities.add_entity_report's
+
+
+def fit_and_score(prepared, scores, config, report_dir):
+    """Train the labeller of a split's training rows, answer its test rows like serving does,
+    and add the entity scores to the split's report (metrics.json, summary.md, errors.csv)."""
+    intents = prepared.intents
+    rows = entity_rows(intents, prepared.split, config)
+    labeller, candidates = choose_labeller(rows, intents.entity_types)
+    synonyms = learned_synonyms(rows.train_texts, rows.train_spans)
+    predicted = EntityExtractor(labeller, intents.entity_types, synonyms).extract(
+        rows.test_texts)
+    answered = served_intents(prepared, scores)
+    metrics = add_entity_report(report_dir, rows.test_texts, prepared.split.test_labels,
+                                [intent for intent, _ in answered],
+                                [confidence for _, confidence in answered], rows.test_spans,
+                                predicted)
+    log.info("TEST entities: micro-F1 %.4f (%d entities), whole-message accuracy %.4f",
+             metrics["micro"]["f1"], metrics["micro"]["support"],
+             metrics["whole_message_accuracy"])
+    return Trained(labeller, synonyms, candidates, rows, metrics)
+
+
+def score_fold(prepared, scores, config, report_dir):
+    """A cross-validation fold's entity metrics (None for data without entities)."""
+    if not has_entities(prepared.intents):
+        return None
+    return fit_and_score(prepared, scores, config, report_dir).metrics
 
 
 def write_entity_files(staging, labeller, intents, synonyms):
@@ -136,35 +178,24 @@ def rewrite_manifest(staging, entities):
 
 def add_to_run(staging, prepared, scores, config):
     """Train and measure the entity extractor of a run and add its files to the staged run
-    (manifest and model card included); nothing for data without entities. Returns the
-    manifest's `entities` details, or None."""
+    (the report, the manifest and the model card included); nothing for data without
+    entities. Returns the manifest's `entities` details, or None."""
     intents = prepared.intents
     if not has_entities(intents):
         return None
     started = time.perf_counter()
-    rows = entity_rows(intents, prepared.split, config)
-    labeller, candidates = choose_labeller(rows, intents.entity_types)
-    synonyms = learned_synonyms(rows.train_texts, rows.train_spans)
-    extractor = EntityExtractor(labeller, intents.entity_types, synonyms)
-    predicted = extractor.extract(rows.test_texts)
-    test_scores = entity_scores(rows.test_spans, predicted)
-    whole = whole_message_accuracy(list(prepared.split.test_labels),
-                                   predicted_intents(prepared, scores), rows.test_spans,
-                                   predicted)
-    write_entity_files(staging, labeller, intents, synonyms)
+    trained = fit_and_score(prepared, scores, config, staging / artifacts.REPORT_DIR)
+    write_entity_files(staging, trained.labeller, intents, trained.synonyms)
+    rows = trained.rows
     entities = {
-        "labeller": labeller.extractor if labeller else None,
-        "chosen_by": "validation entity micro-F1", "candidates": candidates,
+        "labeller": trained.labeller.extractor if trained.labeller else None,
+        "chosen_by": "validation entity micro-F1", "candidates": trained.candidates,
         "types": sorted({span.entity for row in rows.train_spans for span in row}
                         | set(intents.entity_types.types)),
         "annotated_rows": {"train": sum(map(bool, rows.train_spans)),
                            "val": sum(map(bool, rows.val_spans)),
                            "test": sum(map(bool, rows.test_spans))},
-        "rules": len(intents.rules.rules),
-        "test": {"micro": test_scores["micro"], "per_type": test_scores["per_type"],
-                 "whole_message_accuracy": whole},
+        "rules": len(intents.rules.rules), "test": trained.metrics,
         "training_seconds": round(time.perf_counter() - started, 1)}
-    log.info("TEST entities: micro-F1 %.4f (%d entities), whole-message accuracy %.4f",
-             test_scores["micro"]["f1"], test_scores["micro"]["support"], whole)
     rewrite_manifest(staging, entities)
     return entities
