@@ -88,7 +88,7 @@ def run_script(*args, cwd=ROOT, timeout=600, stdin=None):
 
 
 # Fixtures that train a model: every test using one is part of the slow set.
-TRAINING_FIXTURES = {"trained"}
+TRAINING_FIXTURES = {"trained", "entity_run"}
 
 
 def pytest_collection_modifyitems(items):
@@ -136,3 +136,74 @@ def republish(out, threshold):
     (staging / artifacts.MANIFEST_FILE).write_text(json.dumps(artifacts.sealed(manifest)))
     artifacts.publish(staging, out)
     return artifacts.current_run(out)
+
+
+# --- entities (issue 24): a small annotated intents file and one run of it per session ---
+
+JOBS = [
+    "find [python](skill) jobs in [Berlin](location)",
+    "any [rust](skill) openings in [Munich](location)",
+    "show me [java](skill) jobs in [New York](location)",
+    "[kotlin](skill) developer roles in [Paris](location)",
+    "i am looking for [go](skill) work in [London](location)",
+    "list [python](skill) vacancies near [Hamburg](location)",
+    "are there [c++](skill) jobs in [Vienna](location)",
+    "open positions for [java](skill) in [Zürich](location)",
+    "[rust](skill) jobs around [São Paulo](location) please",
+    "search [kotlin](skill) jobs in [NYC]{\"entity\": \"location\", \"value\": \"New York\"}",
+    "need a job writing [python](skill) in [Lisbon](location)",
+    "what [go](skill) jobs are in [Madrid](location)",
+]
+SALARY = [
+    "how much does a [data engineer](job_title) make in [Berlin](location)",
+    "salary of a [nurse](job_title) in [London](location)",
+    "what does a [designer](job_title) earn in [Paris](location)",
+    "average pay for a [data scientist](job_title) in [Munich](location)",
+    "how much do [teachers](job_title) make in [Vienna](location)",
+    "is 120k a good salary for a [data engineer](job_title)",
+    "what is the pay of a [product manager](job_title) in [Madrid](location)",
+    "[nurse](job_title) salary in [Hamburg](location)",
+    "typical income of a [designer](job_title) in [Lisbon](location)",
+    "what do [data scientists](job_title) earn in [New York](location)",
+    "pay for a [product manager](job_title) in [Zürich](location)",
+    "how much money does a [teacher](job_title) make",
+]
+PLAIN = {
+    "greeting": ["hello there", "hi", "hey how are you", "good morning", "hello friend",
+                 "hi there bot", "hey hey", "good evening to you"],
+    "goodbye": ["bye", "goodbye", "see you later", "talk to you soon", "i have to go now",
+                "bye bye", "catch you later", "farewell"],
+}
+ENTITY_SECTION = {
+    "skill": {"lookup": ["python", "rust", "java", "kotlin", "go", "c++"]},
+    "location": {"lookup": ["Berlin", "New York", "NYC"],
+                 "synonyms": {"New York": ["NYC", "nyc"]}},
+    "salary_amount": {"regex": [r"\b\d+k\b"]},
+}
+RULES = [{"phrase": "talk to a human", "intent": "greeting"}]
+
+
+def annotated_document():
+    intents = [{"tag": "jobs", "patterns": JOBS, "responses": ["Here are jobs."]},
+               {"tag": "salary", "patterns": SALARY, "responses": ["Salaries vary."]}]
+    intents += [{"tag": tag, "patterns": patterns, "responses": [f"about {tag}"]}
+                for tag, patterns in PLAIN.items()]
+    return {"intents": intents, "entities": ENTITY_SECTION, "rules": RULES}
+
+
+def quick_config(data, out):
+    """A run of seconds: quick, the single model only."""
+    from intentkit.training.config import TrainConfig
+    return TrainConfig.quick(data=str(data), out=str(out), ensemble=False,
+                             word_vectors="scratch", epochs=30, patience=10, batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def entity_run(tmp_path_factory):
+    """A quick run of ENTITY_DOCUMENT (annotations, an "entities" and a "rules" section)."""
+    from intentkit.training.pipeline import train
+    work = tmp_path_factory.mktemp("entities")
+    data = work / "intents.json"
+    data.write_text(json.dumps(annotated_document(), ensure_ascii=False), encoding="utf-8")
+    train(quick_config(data, work / "model"))
+    return work / "model"

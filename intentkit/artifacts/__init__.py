@@ -44,6 +44,11 @@ MANIFEST_FILE = "manifest.json"
 # The training split's texts, intents and encoder embeddings: the nearest patterns an
 # explanation shows (intentkit.serving.explain). Runs published before it existed have none.
 TRAINING_PATTERNS_FILE = "training_patterns.npz"
+# A run trained on data with entities (annotations, an "entities" or "rules" section): the entity
+# types with their lookups, regexes and synonyms, the intent rules, and which labeller was chosen
+# (intentkit.training.entities); the labeller's CRFsuite model beside it. Runs without have none.
+ENTITIES_FILE = "entities.json"
+ENTITY_LABELLER_FILE = "entity_labeller.crfsuite"
 FORMAT_VERSION = 4
 DEFAULT_FALLBACK_INTENT = "fallback"
 # What an ensemble member reads (its "input" in ensemble.json).
@@ -58,7 +63,8 @@ CURRENT_RUN = "current"
 RUNS_KEPT = 10  # runs kept by default (artifacts.runs.prune: the live one always)
 # Every entry a run publishes into its output directory (Run.write and the pipeline's writers).
 PUBLISHED_NAMES = (MODEL_FILE, PREPROCESSOR_FILE, ENSEMBLE_DIR, HISTORY_PLOT, REPORT_DIR,
-                   CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE, TRAINING_PATTERNS_FILE)
+                   CONFIG_FILE, MODEL_CARD_FILE, MANIFEST_FILE, TRAINING_PATTERNS_FILE,
+                   ENTITIES_FILE, ENTITY_LABELLER_FILE)
 # Without symbolic links, published last in this order (see publish).
 PUBLISH_LAST = (PREPROCESSOR_FILE, MANIFEST_FILE)
 
@@ -723,6 +729,7 @@ class Run:
     training_patterns: TrainingPatterns = None  # writing; opened runs read them on demand
     training_patterns_file: Path = None  # opened: where they are, and their checksum
     training_patterns_sha256: str = None
+    directory: Path = None  # opened: the directory of the run's pickle and manifest
 
     @property
     def label2idx(self):
@@ -812,6 +819,7 @@ class Run:
                       examples=bundle.get("examples") or {},
                       language=bundle.get("language"),
                       training_patterns_sha256=bundle.get("training_patterns_sha256"))
+            run.directory = preprocessor_path.parent
             if run.training_patterns_sha256:
                 run.training_patterns_file = preprocessor_path.parent / TRAINING_PATTERNS_FILE
             wanted = run.default_model if model_type is None else model_type
@@ -847,6 +855,33 @@ class Run:
             return TrainingPatterns.from_bytes(raw)
         except (ValueError, KeyError) as error:
             raise _refused(path, f"unreadable ({error})") from None
+
+    def read_entities(self):
+        """(the entities.json document, the labeller's model bytes or None), each verified
+        against the manifest (checksum and size); None for a run without entities."""
+        files, sizes = self.manifest["files"], self.manifest.get("sizes", {})
+        if ENTITIES_FILE not in files:
+            return None
+
+        def verified(name):
+            path = self.directory / name
+            if name not in files:
+                raise _refused(path, f"not listed in its {MANIFEST_FILE}")
+            raw = _read_bytes(path, self.signatures, sizes.get(name))
+            if hashlib.sha256(raw).hexdigest() != files[name]:
+                raise ArtifactMismatch(f"{path} does not match the {MANIFEST_FILE} beside it: "
+                                       "it was changed or comes from another run. Retrain "
+                                       "with `intentkit train`.")
+            return raw
+        try:
+            document = json.loads(verified(ENTITIES_FILE))
+            labeller = document["labeller"]
+            model = verified(_member_file(labeller["file"], self.directory / ENTITIES_FILE)) \
+                if labeller else None
+        except (ValueError, KeyError, TypeError) as error:
+            raise _refused(self.directory / ENTITIES_FILE,
+                           f"not written by this version of intentkit ({error!r})") from None
+        return document, model
 
     def _open_ensemble(self, directory, expected_sha256, preprocessor_path):
         sizes = self.manifest.get("sizes", {})

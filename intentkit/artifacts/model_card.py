@@ -65,6 +65,7 @@ def render(details):
         "## Test metrics", "",
         markdown_table(("model", "accuracy", "macro-F1", "log-loss", "test patterns"),
                        metrics), "",
+        *entity_lines(details.get("entities")),
         "## Fallback thresholds", "",
         markdown_table(("model", "threshold"), [(name, f"{value:.3f}") for name, value in
                                                 details["fallback_thresholds"].items()]), "",
@@ -73,6 +74,28 @@ def render(details):
         markdown_table(("package", "version"), sorted(versions().items())), "",
         "## Intended use and limitations", "", LIMITATIONS, ""]
     return "\n".join(sections)
+
+
+def entity_lines(entities):
+    """The card's entity section (runs trained with entities; intentkit.training.entities)."""
+    if not entities:
+        return []
+    test = entities["test"]
+    micro = test["micro"]
+    chosen = (f"labeller **{entities['labeller']}**, chosen by {entities['chosen_by']} among "
+              + ", ".join(f"{c['labeller']} c1={c['c1']} c2={c['c2']} "
+                          f"({c['val_micro_f1']:.4f})" for c in entities["candidates"])
+              if entities["labeller"] else "no labeller (no annotated training row)")
+    return ["## Entities", "",
+            f"Types: {', '.join(entities['types']) or 'none'}; {chosen}; lookup tables, regexes "
+            f"and synonyms of the data file beside it; {entities['rules']} intent rule(s).", "",
+            f"Test (exact span and type): micro precision {micro['precision']:.4f}, recall "
+            f"{micro['recall']:.4f}, F1 {micro['f1']:.4f} over {micro['support']} entities; "
+            f"intent and all entities right in {test['whole_message_accuracy']:.4f} of "
+            f"{test['n']} messages.", "",
+            markdown_table(("type", "precision", "recall", "F1", "support"), [
+                (name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
+                 m["support"]) for name, m in test["per_type"].items()]), ""]
 
 
 def conflict_lines(conflicts):

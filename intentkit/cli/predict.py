@@ -232,7 +232,9 @@ def run(args):
                 result = predictor.predict(line, args.top_k, args.threshold, args.margin)
                 ranked = ", ".join(f"{c['intent']} {c['confidence']:.2f}"
                                    for c in result["top_k"])
+                found = ", ".join(f"{e['entity']}={e['value']!r}" for e in result["entities"])
                 print(f"{result['intent']}  ({ranked})"
+                      + (f"\n  entities: {found}" if found else "")
                       + (f"\n  {result['response']}" if result.get("response") else ""))
         except EOFError:
             pass

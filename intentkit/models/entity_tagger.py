@@ -16,6 +16,7 @@ matches and the synonyms.
 """
 import json
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -109,13 +110,19 @@ def _match_types(entity_types):
 
 
 class CrfTagger:
-    """A linear-chain CRF over word features (sklearn-crfsuite, L-BFGS, elastic net)."""
+    """A linear-chain CRF over word features (sklearn-crfsuite, L-BFGS, elastic net).
+
+    Trained, it keeps its CRFsuite model as bytes (`model_bytes`, what a run stores) and tags
+    through one in-memory pycrfsuite Tagger; a Tagger holds the sequence being tagged, so calls
+    take turns on a lock (a message takes well under a millisecond)."""
     extractor = "crf"
 
     def __init__(self, entity_types=None, c1=0.05, c2=0.05, max_iterations=150):
         self.entity_types = entity_types
         self.match_types = _match_types(self.entity_types)
         self.params = dict(c1=c1, c2=c2, max_iterations=max_iterations)
+        self._tagger = None
+        self._lock = threading.Lock()
 
     def _features(self, text, tokens):
         matches = match_features(text, tokens, self.entity_types, self.match_types)
@@ -125,11 +132,29 @@ class CrfTagger:
         import sklearn_crfsuite
         rows = [(text, tokenize(text), row_spans) for text, row_spans in zip(texts, spans)]
         rows = [row for row in rows if row[1]]
-        self.crf = sklearn_crfsuite.CRF(algorithm="lbfgs", all_possible_transitions=True,
-                                        **self.params)
-        self.crf.fit([self._features(text, tokens) for text, tokens, _ in rows],
-                     [bio_tags(tokens, row_spans) for _, tokens, row_spans in rows])
+        crf = sklearn_crfsuite.CRF(algorithm="lbfgs", all_possible_transitions=True,
+                                   **self.params)
+        crf.fit([self._features(text, tokens) for text, tokens, _ in rows],
+                [bio_tags(tokens, row_spans) for _, tokens, row_spans in rows])
+        self._open(Path(crf.modelfile.name).read_bytes())
         return self
+
+    def _open(self, model_bytes):
+        import pycrfsuite
+        tagger = pycrfsuite.Tagger()
+        tagger.open_inmemory(model_bytes)
+        self.model_bytes, self._tagger = model_bytes, tagger
+
+    @classmethod
+    def from_bytes(cls, model_bytes, entity_types=None, params=None):
+        """The tagger whose CRFsuite model is `model_bytes` (its `model_bytes` once trained);
+        `entity_types` those it was trained with. A ValueError if the bytes are no model."""
+        tagger = cls(entity_types, **(params or {}))
+        try:
+            tagger._open(model_bytes)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"not a CRFsuite model ({error})") from None
+        return tagger
 
     def predict(self, texts):
         out = []
@@ -139,10 +164,11 @@ class CrfTagger:
                 out.append([])
                 continue
             features = self._features(text, tokens)
-            tags = self.crf.predict_single(features)
-            marginals = self.crf.predict_marginals_single(features)
-            out.append(decode(text, tokens, tags, [m[t] for m, t in zip(marginals, tags)],
-                              self.extractor))
+            with self._lock:
+                self._tagger.set(features)
+                tags = self._tagger.tag()
+                confidences = [self._tagger.marginal(tag, i) for i, tag in enumerate(tags)]
+            out.append(decode(text, tokens, tags, confidences, self.extractor))
         return out
 
 

@@ -268,7 +268,7 @@ def rasa_parse_result(text, result, message_id=None):
     """A Predictor result in the shape of Rasa's `POST /model/parse` (its OpenAPI ParseResult:
     text, intent {name, confidence}, entities, intent_ranking). The fallback keeps its name
     (Rasa's FallbackClassifier answers `nlu_fallback` the same way) with the top confidence;
-    entities are [] until the entity extractor answers."""
+    entities are the Predictor's (Rasa's keys and character offsets), [] for a run without."""
     parsed = {"text": text,
               "intent": {"name": result["intent"], "confidence": result["confidence"]},
               "entities": list(result.get("entities", [])),

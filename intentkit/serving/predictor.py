@@ -26,6 +26,7 @@ from .. import artifacts
 from ..errors import ArtifactError, ArtifactMismatch
 from ..text import wordnet
 from . import review
+from .entities import load_entities
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class Answer(NamedTuple):
     known_words: int = 0  # ...of them in the model's vocabulary
     language: str | None = None  # ISO 639-1 code, with the language guard on
     language_confidence: float = 0.0
+    entities: tuple = ()  # the message's entities (serving.entities), answer dicts
+    rule: str | None = None  # the intent of the first intent rule matching the message
 
 
 def model_type_of(use_ensemble):
@@ -209,6 +212,8 @@ class Predictor:
         self.run_info = run.run_info  # the model's version
         self.run = run  # read again only to explain (its training patterns, on demand)
         self.language = run.language
+        # The run's entity extractor (None without entities) and intent rules.
+        self.entities, self.rules = load_entities(run)
         self.language_detector = _language_detector(run.language) if language_guard else None
         self._explainer: Any = None  # an Explainer, made by the first explain() call
         # A member whose fitted weight is 0 cannot change an answer: it is neither loaded nor
@@ -346,7 +351,12 @@ class Predictor:
     def predict(self, text: str, top_k: int = DEFAULT_TOP_K, threshold: float | None = None,
                 margin: float | None = None) -> dict[str, Any]:
         """{"intent", "confidence", "all_probabilities", "model_type", "top_k", "fallback",
-        "response"}.
+        "response", "fallback_reason", "language", "entities"}.
+
+        "entities": [{"entity", "value", "start", "end", "confidence", "extractor"}] (Rasa's
+        keys; character offsets into `text`, end exclusive; "value" the synonym's canonical
+        form), [] for a run trained without entities. A message matching an intent rule of the
+        data file ("rules") gets the rule's intent, confidence 1 and "model_type": "rule".
 
         "response" is one of the intent's responses from the intents file (None when it has
         none; for the fallback intent, one of the file's "fallback_responses" if it gave any).
@@ -362,10 +372,13 @@ class Predictor:
         """The Answer of `text`, tokenized as `tokens`, whose probabilities are given."""
         words = [token for token in tokens if any(c.isalnum() for c in token)]
         known = sum(word in self.preprocessor.word_index_ for word in words)
-        language, confidence = (self.language_detector.detect(text)
+        # From the part of the message the models read, like `tokens`: Lingua takes seconds
+        # over 100 KB.
+        language, confidence = (self.language_detector.detect(self.preprocessor.cut(text))
                                 if self.language_detector and words else (None, 0.0))
+        entities = tuple(self.entities.extract([text])[0]) if self.entities else ()
         return Answer(any(token.isalnum() for token in tokens), probabilities, len(words), known,
-                      language, confidence)
+                      language, confidence, entities, self.rules.match(text))
 
     def fallback_reason(self, answer, confidence, runner_up, threshold, margin):
         """Which rule sends the answer to the fallback (FALLBACK_REASONS), or None."""
@@ -403,18 +416,23 @@ class Predictor:
         reason = self.fallback_reason(answer, confidence, runner_up, threshold, margin)
         fallback = reason is not None
         intent = self.fallback_intent if fallback else self.labels[best]
+        model_type = self.model_type
+        if answer.rule is not None:  # an intent rule of the data file overrides the model
+            intent, confidence, fallback, reason, model_type = answer.rule, 1.0, False, None, "rule"
         return {
             "intent": intent,
-            "confidence": confidence if has_words else 0.0,
+            "confidence": confidence if has_words or model_type == "rule" else 0.0,
             "all_probabilities": ({self.labels[i]: float(probabilities[i]) for i in ranked}
                                   if has_words else {}),
-            "model_type": self.model_type,
+            "model_type": model_type,
             "top_k": ([{"intent": self.labels[i], "confidence": float(probabilities[i])}
                        for i in ranked[:top_k]] if has_words else []),
             "fallback": fallback,
             "response": self.responses.pick(intent),
             "fallback_reason": reason,
             "language": answer.language,
+            # Copies: the cached answer's entities stay as extracted whatever a caller does.
+            "entities": [dict(entity) for entity in answer.entities],
         }
 
 
@@ -543,7 +561,7 @@ def get_predictor(model_path: str | os.PathLike = DEFAULT_MODEL_PATH,
 
 def error_result(message):
     return {"intent": "unknown", "confidence": 0.0, "all_probabilities": {},
-            "model_type": "error", "error": message}
+            "model_type": "error", "entities": [], "error": message}
 
 
 def predict_intent_improved(text: str, model_path: str | os.PathLike = DEFAULT_MODEL_PATH,

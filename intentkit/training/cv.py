@@ -27,7 +27,7 @@ from ..data.intents import split_data
 from ..errors import ConfigError, DataError
 from ..evaluation.report import new_figure
 from ..progress import Progress
-from . import interrupts
+from . import entities, interrupts
 from .pipeline import fit_models, load_checked, prepare_split, resolve_auto, score, set_seed
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class FoldResult:
     per_intent_f1: dict  # intent -> F1 of the default answer
     train_per_intent: dict  # intent -> training patterns (before augmentation)
     confusions: Counter  # (true intent, predicted intent) -> test rows, default answer
+    entities: dict = None  # the fold's entity metrics (training.entities); None without
 
 
 # --- folds ----------------------------------------------------------------------------------
@@ -104,8 +105,9 @@ def run_fold(intents, split, config, best_config, report_dir):
         config = resolve_auto(config, len(prepared.dataset.x_train))
         fitted = fit_models(prepared, config, Path(workdir), best_config=best_config)
         scores = score(prepared, fitted, config, report_dir)
+        entity_metrics = entities.score_fold(prepared, scores, config, report_dir)
     keras.backend.clear_session()
-    return fold_result(prepared, scores), fitted.best_config
+    return replace(fold_result(prepared, scores), entities=entity_metrics), fitted.best_config
 
 
 def fold_result(prepared, scores):
@@ -209,7 +211,23 @@ def cv_document(config, intents, results, best):
             "per_fold": [{"fold": number, "rows": r.rows, "default_model": r.default_model,
                           "metrics": r.metrics} for number, r in enumerate(results, 1)],
             "per_intent_f1": per_intent_f1(results),
-            "confused_pairs": confused_pairs(results)}
+            "confused_pairs": confused_pairs(results),
+            "entities": entity_summary(results)}
+
+
+def entity_summary(results):
+    """Entity micro P/R/F1 and whole-message accuracy as mean and sd over the folds, and each
+    type's F1 averaged over the folds that hold it; None for data without entities."""
+    folds = [r.entities for r in results if r.entities]
+    if not folds:
+        return None
+    types = sorted({name for fold in folds for name in fold["per_type"]})
+    return {"micro_" + m: mean_sd([fold["micro"][m] for fold in folds])
+            for m in ("precision", "recall", "f1")} | {
+        "whole_message_accuracy": mean_sd([fold["whole_message_accuracy"] for fold in folds]),
+        "per_type_f1": {name: float(np.mean([fold["per_type"][name]["f1"] for fold in folds
+                                             if name in fold["per_type"]]))
+                        for name in types}}
 
 
 def write_cv(out, document):
@@ -220,6 +238,10 @@ def write_cv(out, document):
     for name, figures in document["summary"].items():
         log.info("CV %-9s accuracy %s  macro-F1 %s", name, plus_minus(figures["accuracy"]),
                  plus_minus(figures["macro_f1"]))
+    if document.get("entities"):
+        log.info("CV entities  micro-F1 %s  whole-message accuracy %s",
+                 plus_minus(document["entities"]["micro_f1"]),
+                 plus_minus(document["entities"]["whole_message_accuracy"]))
     log.info("wrote %s, cv.md and cv.png", out / "cv.json")
 
 
@@ -247,6 +269,15 @@ def cv_markdown(document):
               "| true | predicted | rows |", "|---|---|---|"]
     lines += [f"| {pair['true']} | {pair['predicted']} | {pair['count']} |"
               for pair in document["confused_pairs"]]
+    entity_figures = document.get("entities")
+    if entity_figures:
+        lines += ["", "## Entities (exact span and type; mean +- sd over the folds)", "",
+                  "| micro precision | micro recall | micro F1 | intent and all entities right |",
+                  "|---|---|---|---|",
+                  "| " + " | ".join(plus_minus(entity_figures[m]) for m in (
+                      "micro_precision", "micro_recall", "micro_f1",
+                      "whole_message_accuracy")) + " |", "", "| type | F1 (mean) |", "|---|---|"]
+        lines += [f"| {name} | {f1:.3f} |" for name, f1 in entity_figures["per_type_f1"].items()]
     return "\n".join(lines) + "\n"
 
 

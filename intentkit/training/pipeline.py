@@ -32,7 +32,7 @@ from ..evaluation.metrics import choose_fallback_threshold, reference_baseline
 from ..evaluation.report import plot_history, write_report
 from ..progress import Progress
 from ..text import TextPreprocessor, language
-from . import devices, interrupts
+from . import devices, entities, interrupts
 from .augment import Augmenter, upsample
 from .config import TrainConfig
 from .members import Dataset, continue_members, fit_members, probabilities, tune
@@ -520,6 +520,7 @@ def _train(config):
             scores = score(prepared, fitted, config, staging / artifacts.REPORT_DIR)
             write_run(staging, prepared, fitted, scores, config,
                       round(time.perf_counter() - started, 1), init_from)
+            entities.add_to_run(staging, prepared, scores, config)  # none without entities
             interrupts.stop_if_interrupted()
             artifacts.publish(staging, config.out, keep=config.keep)
     log.info("saved model, preprocessor and report to %s (%.0f s)", config.out,
