@@ -23,9 +23,14 @@ def redis_server(tmp_path):
     server.stop()
 
 
+BERLIN = {"entity": "location", "value": "Berlin", "start": 21, "end": 27, "confidence": 0.97,
+          "extractor": "crf"}
+
+
 def entry(seed):
+    """An answer with every field set: entities and the rule survive the round trip too."""
     return Answer(True, np.random.default_rng(seed).random(4).astype(np.float32), 3, 2, "en",
-                  0.9)
+                  0.9, (BERLIN,), "salary")
 
 
 def test_entries_round_trip_and_are_scoped_by_version(redis_server):

@@ -61,6 +61,7 @@ def _encode(answer):
     header = {"has_words": bool(answer.has_words), "words": int(answer.words),
               "known_words": int(answer.known_words), "language": answer.language,
               "language_confidence": float(answer.language_confidence),
+              "entities": list(answer.entities), "rule": answer.rule,
               "dtype": answer.probabilities.dtype.str}
     return json.dumps(header).encode() + b"\n" + answer.probabilities.tobytes()
 
@@ -77,15 +78,24 @@ def _decode(raw):
         header = json.loads(line)
         if header["dtype"] not in _DTYPES:
             return None
-        language = header["language"]
+        language, rule = header["language"], header["rule"]
         answer = Answer(bool(header["has_words"]),
                         np.frombuffer(data, dtype=header["dtype"]).copy(),
                         int(header["words"]), int(header["known_words"]),
                         language if isinstance(language, str) else None,
-                        float(header["language_confidence"]))
+                        float(header["language_confidence"]),
+                        tuple(_entity(entity) for entity in header["entities"]),
+                        rule if isinstance(rule, str) else None)
     except (AttributeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
         return None
     return answer
+
+
+def _entity(entity):
+    """An entity dict of an answer (serving.entities), with its types checked."""
+    return {"entity": str(entity["entity"]), "value": str(entity["value"]),
+            "start": int(entity["start"]), "end": int(entity["end"]),
+            "confidence": float(entity["confidence"]), "extractor": str(entity["extractor"])}
 
 
 class RedisMessageCache:
