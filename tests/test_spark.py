@@ -60,8 +60,20 @@ def test_a_column_is_labelled_as_the_predictor_does(session, trained, predictor)
         assert [c["intent"] for c in json.loads(got[i]["top_k"])] == [
             c["intent"] for c in answer["top_k"]]
     null_row = got[len(TEXTS)]
-    assert (null_row["intent"], null_row["confidence"], null_row["fallback"]) == (
-        predictor.fallback_intent, 0.0, True)
+    assert (null_row["intent"], null_row["confidence"], null_row["fallback"],
+            null_row["entities"]) == (predictor.fallback_intent, 0.0, True, "[]")
+
+
+def test_entities_are_labelled_as_the_predictor_finds_them(session, entity_run):
+    from intentkit.serving.predictor import Predictor
+    texts = ["find python jobs in Berlin", "how much does a nurse make in NYC", "hello there"]
+    df = session.createDataFrame(list(enumerate(texts)), "id long, text string")
+    got = {row["id"]: json.loads(row["entities"])
+           for row in intentkit_spark.label_column(df, "text", entity_run).collect()}
+    expected = Predictor.from_dir(entity_run, runtime="numpy").predict_batch(texts)
+    assert got[0], "the run finds entities in a job search"
+    for i, answer in enumerate(expected):
+        assert got[i] == answer["entities"], texts[i]
 
 
 def test_non_string_texts_get_the_fallback(session, trained):
@@ -127,7 +139,8 @@ def test_the_command_labels_a_file_and_replaces_only_its_own_output(session, tra
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.parquet"]
     import pandas
     table = pandas.read_parquet(out)
-    assert sorted(table.columns) == ["confidence", "fallback", "intent", "text", "top_k"]
+    assert sorted(table.columns) == ["confidence", "entities", "fallback", "intent", "text",
+                                     "top_k"]
     # --threshold reaches the executors: what the Predictor answers with it.
     expected = predictor.predict_batch(TEXTS, threshold=threshold)
     assert {answer["fallback"] for answer in expected} == {True, False}

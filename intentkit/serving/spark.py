@@ -34,7 +34,7 @@ INSTALL_HINT = ("pip install 'intentkit[spark]' (and Java 17: apt-get install "
                 "openjdk-17-jre-headless)")
 ARCHIVE_NAME = "intentkit-run.tar.gz"
 OUTPUT_COLUMNS = (("intent", "string"), ("confidence", "double"), ("fallback", "boolean"),
-                  ("top_k", "string"))
+                  ("top_k", "string"), ("entities", "string"))
 # What an executor's error starts with, so that the driver can find the one line in the stacks.
 EXECUTOR_ERROR = "intentkit executor: "
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "json", ".json": "json",
@@ -63,7 +63,16 @@ def run_files(model_dir):
         for path in sorted(ensemble.rglob("*")):
             if path.is_file():
                 files[f"{artifacts.ENSEMBLE_DIR}/{path.relative_to(ensemble)}"] = path
+    # The entity extractor's files and the explanations' training patterns, where the run has
+    # them: every other file its manifest lists at the top, but what only people read.
+    for name in run.manifest["files"]:
+        if "/" not in name and name not in files and name not in _NOT_READ_BY_A_PREDICTOR:
+            files[name] = Path(os.path.realpath(model_dir / name))
     return files
+
+
+_NOT_READ_BY_A_PREDICTOR = {artifacts.HISTORY_PLOT, artifacts.MODEL_CARD_FILE,
+                            artifacts.CONFIG_FILE}
 
 
 def pack_run(model_dir, archive):
@@ -104,17 +113,18 @@ def executor_predictor(run_dir, manifest_sha256=None, use_ensemble=None, runtime
 
 
 def label_texts(predictor, texts, top_k=3, threshold=None, margin=None):
-    """(intent, confidence, fallback, top_k JSON) lists of texts; a null or non-string text
-    gets the fallback with confidence 0."""
+    """(intent, confidence, fallback, top_k JSON, entities JSON) lists of texts; a null or
+    non-string text gets the fallback with confidence 0 and no entities."""
     texts = list(texts)
     valid = [i for i, text in enumerate(texts) if isinstance(text, str)]
     answers = dict(zip(valid, predictor.predict_batch([texts[i] for i in valid], top_k,
                                                       threshold, margin)))
     none = {"intent": predictor.fallback_intent, "confidence": 0.0, "fallback": True,
-            "top_k": []}
+            "top_k": [], "entities": []}
     rows = [answers.get(i, none) for i in range(len(texts))]
     return ([r["intent"] for r in rows], [r["confidence"] for r in rows],
-            [r["fallback"] for r in rows], [json.dumps(r["top_k"]) for r in rows])
+            [r["fallback"] for r in rows], [json.dumps(r["top_k"]) for r in rows],
+            [json.dumps(r["entities"], ensure_ascii=False) for r in rows])
 
 
 def _labeller(text_column, run_dir, manifest_sha256, archive, answering):
@@ -135,10 +145,10 @@ def _labeller(text_column, run_dir, manifest_sha256, archive, answering):
         for frame in batches:
             texts = [None if value is None or value != value else value  # NaN is null
                      for value in frame[text_column].tolist()]
-            intent, confidence, fallback, ranked = label_texts(
+            intent, confidence, fallback, ranked, entities = label_texts(
                 predictor, texts, answering.top_k, answering.threshold, answering.margin)
             yield frame.assign(intent=intent, confidence=confidence, fallback=fallback,
-                               top_k=ranked)
+                               top_k=ranked, entities=entities)
     return label
 
 
@@ -152,7 +162,7 @@ class Answering(NamedTuple):
 
 
 def label_column(df, text_column, model_dir, ship=True, answering=Answering()):
-    """`df` with the columns intent, confidence, fallback and top_k (JSON) added for
+    """`df` with the columns intent, confidence, fallback, top_k and entities (both JSON) added for
     `text_column`. `ship`: pack the run in `model_dir` on the driver and send it with the job;
     False: `model_dir` is where every executor already finds the run."""
     _pyspark()
