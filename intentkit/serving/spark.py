@@ -51,28 +51,18 @@ def _pyspark():
 
 def run_files(model_dir):
     """The files of the published run in `model_dir`, resolved through its links, that a
-    Predictor reads: {name inside the archive: real path}."""
+    Predictor reads: {name inside the archive: real path}. Those are what its manifest lists
+    (every file a Predictor opens is verified against it), but what only people read."""
     model_dir = Path(model_dir)
     run = artifacts.open_published(model_dir, "all")  # verified here first
-    files = {name: Path(os.path.realpath(path)) for name, path in (
-        (artifacts.MANIFEST_FILE, model_dir / artifacts.MANIFEST_FILE),
-        (artifacts.MODEL_FILE, model_dir / artifacts.MODEL_FILE),
-        (artifacts.PREPROCESSOR_FILE, model_dir / artifacts.PREPROCESSOR_FILE))}
-    if run.ensemble is not None:
-        ensemble = Path(os.path.realpath(model_dir / artifacts.ENSEMBLE_DIR))
-        for path in sorted(ensemble.rglob("*")):
-            if path.is_file():
-                files[f"{artifacts.ENSEMBLE_DIR}/{path.relative_to(ensemble)}"] = path
-    # The entity extractor's files and the explanations' training patterns, where the run has
-    # them: every other file its manifest lists at the top, but what only people read.
-    for name in run.manifest["files"]:
-        if "/" not in name and name not in files and name not in _NOT_READ_BY_A_PREDICTOR:
-            files[name] = Path(os.path.realpath(model_dir / name))
-    return files
+    names = [artifacts.MANIFEST_FILE, *(
+        name for name in run.manifest["files"]
+        if name.split("/")[0] not in _NOT_READ_BY_A_PREDICTOR)]
+    return {name: Path(os.path.realpath(model_dir / name)) for name in names}
 
 
 _NOT_READ_BY_A_PREDICTOR = {artifacts.HISTORY_PLOT, artifacts.MODEL_CARD_FILE,
-                            artifacts.CONFIG_FILE}
+                            artifacts.CONFIG_FILE, artifacts.REPORT_DIR}
 
 
 def pack_run(model_dir, archive):
