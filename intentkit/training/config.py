@@ -75,6 +75,13 @@ class TrainConfig:
         "frozen", "frozen: the pretrained all-MiniLM-L6-v2 encoder with a trained head | "
         "finetune: the encoder fine-tuned on the training split first (supervised contrastive "
         "+ cosine head, --encoder-time-budget) | scratch: the seed's transformer from scratch")
+    head: str = _option(
+        "linear", "head of the pretrained member over the frozen sentence embeddings: linear "
+        "(logistic regression, C chosen on folds of training + validation on small data) | mlp "
+        "(a dense layer trained with early stopping)")
+    refit: bool = _option(
+        True, "after choosing on the validation split (configuration, epochs, weights, "
+        "thresholds), train the published members again on training + validation rows")
     word_vectors: str = _option(
         "pretrained", "starting word vectors of the CNN-BiLSTM: pretrained (all-MiniLM-L6-v2's "
         "word-piece embeddings, averaged per word, then trained on) | scratch (the seed's: "
@@ -106,6 +113,7 @@ class TrainConfig:
         choices = {"balance": ("upsample", "class_weight", "none"),
                    "ensemble_weights": ("auto", "seed", "fitted"),
                    "transformer": ("frozen", "finetune", "scratch"),
+                   "head": ("linear", "mlp"),
                    "word_vectors": ("pretrained", "scratch")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
