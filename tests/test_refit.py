@@ -44,6 +44,7 @@ def rows_of(matrix):
     return {np.asarray(row).tobytes() for row in np.asarray(matrix)}
 
 
+@pytest.mark.slow  # trains small models
 def test_validation_rows_train_every_refitted_member(fitted_quick, monkeypatch):
     config, prepared, tmp_path = fitted_quick
     seen = {}
@@ -78,6 +79,7 @@ def test_validation_rows_train_every_refitted_member(fitted_quick, monkeypatch):
         fitted.histories[artifacts.SINGLE_MEMBER])
 
 
+@pytest.mark.slow  # trains small models
 def test_the_test_split_is_never_read_for_a_choice(fitted_quick):
     config, prepared, tmp_path = fitted_quick
     untouchable = replace(prepared.dataset, x_test=Untouchable(), y_test=Untouchable(),
@@ -95,6 +97,7 @@ def test_the_test_split_is_never_read_for_a_choice(fitted_quick):
         train.score(blind, refitted, choice, config, tmp_path / "report")
 
 
+@pytest.mark.slow  # trains small models
 def test_the_ensemble_is_never_below_the_linear_head_where_it_chooses(fitted_quick):
     config, prepared, tmp_path = fitted_quick
     config = replace(config, ensemble_weights="fitted")

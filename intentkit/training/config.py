@@ -63,6 +63,9 @@ class TrainConfig:
     tuning_max_rows: int = _option(
         2000, "tuning trials train on a stratified sample of at most this many rows")
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
+    search_min_epochs: int = _option(
+        3, "epochs every tuning trial gets before the successive-halving search may stop it "
+        "(its first rung; later rungs at twice as many epochs each)")
     epochs: int = _option(0, f"epoch limit of the final CNN-BiLSTM (0 = {_auto('epochs')})")
     patience: int = _option(0, "early-stopping patience of the final CNN-BiLSTM "
                             f"(0 = {_auto('patience')})")
@@ -126,7 +129,7 @@ class TrainConfig:
                      "ensemble_epochs", "head_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, or 0 for auto")
-        for name in ("tuning_max_rows",):
+        for name in ("tuning_max_rows", "search_min_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
 

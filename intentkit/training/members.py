@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .. import artifacts
-from ..errors import ArtifactError, PretrainedUnavailable
+from ..errors import ArtifactError, ConfigError, PretrainedUnavailable
 from ..models.keras_models import (
     MODEL_BUILDERS,
     SEED_CONFIGS,
@@ -154,27 +154,113 @@ def single_model(dataset, preprocessor, num_classes, configuration):
 
 
 def tune(dataset, preprocessor, num_classes, config):
-    """Train each seed configuration briefly; pick the best validation accuracy (then loss)."""
+    """The seed configurations, started together and trained epoch by epoch in turn; Optuna's
+    successive-halving pruner stops the weak ones at its rungs (a few epochs), the others run to
+    the epoch limit or early stopping. The best validation accuracy (then loss) wins; every
+    trial, pruned or not, is returned for the manifest."""
+    try:  # the `train` extra; imported here: only a full run searches
+        import optuna
+    except ImportError:
+        raise ConfigError("the configuration search needs optuna: pip install -e '.[train]' "
+                          "(or pass a configuration, e.g. intentkit cv reuses the first "
+                          "fold's)") from None
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     dataset = sample_rows(dataset, config.tuning_max_rows, config.seed)
-    trials = []
-    for number, trial in enumerate(SEED_CONFIGS, start=1):
+    names = [trial["name"] for trial in SEED_CONFIGS]
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.GridSampler(
+            {"configuration": names}, seed=config.seed),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=config.search_min_epochs, reduction_factor=SEARCH_REDUCTION_FACTOR))
+    distribution = {"configuration": optuna.distributions.CategoricalDistribution(names)}
+    running = []
+    for trial in SEED_CONFIGS:
+        study.enqueue_trial({"configuration": trial["name"]})
         if dataset.word_vectors is not None:  # the vectors' width, whatever the trial's
             trial = {**trial, "embedding_dim": dataset.word_vectors.shape[1]}
         keras.utils.set_random_seed(config.seed)
         model = single_model(dataset, preprocessor, num_classes, trial)
-        started = time.perf_counter()
-        fit(model, dataset, trial["learning_rate"], config.tuning_epochs, config.tuning_patience,
-            config.batch_size, f"tuning {number}/{len(SEED_CONFIGS)} {trial['name']}",
-            monitor="val_accuracy", label_smoothing=config.label_smoothing,
-            callbacks=tensorboard_callbacks(config, f"tuning {trial['name']}"))
-        val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
-        trials.append({**trial, "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
-                       "seconds": round(time.perf_counter() - started, 1)})
-        log.info("tuning %d/%d %-16s val_acc %.4f  val_loss %.4f  (%.0f s)", number,
-                 len(SEED_CONFIGS), trial["name"], val_accuracy, val_loss, trials[-1]["seconds"])
-    best = max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"]))
-    log.info("best configuration: %s", best["name"])
+        model.compile(optimizer=keras.optimizers.Adam(trial["learning_rate"], clipnorm=1.0),
+                      loss=keras.losses.CategoricalCrossentropy(
+                          label_smoothing=config.label_smoothing), metrics=["accuracy"])
+        running.append(SearchTrial(study.ask(distribution), trial, model))
+    progress = Progress("search", len(running) * config.tuning_epochs, unit="epoch")
+    for epoch in range(config.tuning_epochs):
+        for trial in [t for t in running if t.state == "running"]:
+            trial.train_one_epoch(dataset, epoch, config)
+            progress.update(1, f"{trial.configuration['name']} epoch {epoch + 1} val_acc "
+                            f"{trial.history['val_accuracy'][-1]:.4f}")
+            interrupts.stop_if_interrupted()
+            trial.optuna_trial.report(trial.history["val_accuracy"][-1], epoch + 1)
+            if trial.optuna_trial.should_prune():
+                trial.finish(study, "pruned", epoch + 1)
+            elif epoch - trial.best_epoch >= config.tuning_patience:
+                trial.finish(study, "early-stopped", epoch + 1)
+    for trial in running:
+        if trial.state == "running":
+            trial.finish(study, "completed", config.tuning_epochs)
+    progress.close()
+    trials = [trial.record() for trial in running]
+    best = max((t for t in trials if t["state"] != "pruned"),
+               key=lambda t: (t["val_accuracy"], -t["val_loss"]))
+    log.info("best configuration: %s (%d of %d trials pruned)", best["name"],
+             sum(t["state"] == "pruned" for t in trials), len(trials))
     return best, trials
+
+
+SEARCH_REDUCTION_FACTOR = 2  # successive halving keeps the better half at each rung
+
+
+class SearchTrial:
+    """One configuration of the search: its model, trained one epoch per call, and its
+    Optuna trial; it keeps its best epoch's weights (as early stopping would restore them)."""
+
+    def __init__(self, optuna_trial, configuration, model):
+        self.optuna_trial, self.configuration, self.model = optuna_trial, configuration, model
+        self.history = {"val_accuracy": [], "val_loss": []}
+        self.state, self.best_epoch, self.best_weights, self.seconds = "running", -1, None, 0.0
+        self.stopped_at = 0
+
+    def train_one_epoch(self, dataset, epoch, config):
+        started = time.perf_counter()
+        self.model.fit(dataset.x_train, dataset.y_train, batch_size=config.batch_size,
+                       epochs=epoch + 1, initial_epoch=epoch, class_weight=dataset.class_weight,
+                       verbose=0)
+        val_loss, val_accuracy = self.model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
+        self.history["val_accuracy"].append(float(val_accuracy))
+        self.history["val_loss"].append(float(val_loss))
+        best = self.history["val_accuracy"][self.best_epoch] if self.best_epoch >= 0 else -1
+        if val_accuracy > best:
+            self.best_epoch, self.best_weights = epoch, self.model.get_weights()
+        self.seconds += time.perf_counter() - started
+
+    def finish(self, study, state, epochs):
+        self.state, self.stopped_at = state, epochs
+        if state == "pruned":
+            study.tell(self.optuna_trial, state=optuna_state("PRUNED"))
+        else:
+            study.tell(self.optuna_trial, self.history["val_accuracy"][self.best_epoch])
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self.best_weights = None
+        log.info("search %-16s %s after %d epochs: best val_acc %.4f (epoch %d, %.0f s)",
+                 self.configuration["name"], state, epochs,
+                 self.history["val_accuracy"][self.best_epoch], self.best_epoch + 1,
+                 self.seconds)
+
+    def record(self):
+        return {**self.configuration, "state": self.state, "epochs": self.stopped_at,
+                "best_epoch": self.best_epoch + 1,
+                "val_accuracy": self.history["val_accuracy"][self.best_epoch],
+                "val_loss": self.history["val_loss"][self.best_epoch],
+                "val_accuracy_by_epoch": [round(a, 4) for a in self.history["val_accuracy"]],
+                "seconds": round(self.seconds, 1)}
+
+
+def optuna_state(name):
+    import optuna
+    return getattr(optuna.trial.TrialState, name)
 
 
 def new_model(name, dataset, preprocessor, num_classes, best):
