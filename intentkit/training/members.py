@@ -84,11 +84,12 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        self.progress.update(1, "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  "
-                             "val_acc {:.4f}".format(
-                                 epoch + 1, self.epochs, logs.get("loss", np.nan),
-                                 logs.get("accuracy", np.nan), logs.get("val_loss", np.nan),
-                                 logs.get("val_accuracy", np.nan)))
+        line = "epoch {}/{}  loss {:.4f}  acc {:.4f}".format(
+            epoch + 1, self.epochs, logs.get("loss", np.nan), logs.get("accuracy", np.nan))
+        if "val_loss" in logs:  # a refit on every labelled row has no validation rows
+            line += "  val_loss {:.4f}  val_acc {:.4f}".format(
+                logs["val_loss"], logs.get("val_accuracy", np.nan))
+        self.progress.update(1, line)
         interrupts.stop_if_interrupted()
 
     def on_train_end(self, logs=None):
