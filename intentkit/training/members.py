@@ -186,7 +186,7 @@ def tune(dataset, preprocessor, num_classes, config):
                       loss=keras.losses.CategoricalCrossentropy(
                           label_smoothing=config.label_smoothing), metrics=["accuracy"])
         running.append(SearchTrial(study.ask(distribution), trial, model))
-    progress = Progress("search", len(running) * config.tuning_epochs, unit="epoch")
+    progress = Progress("tuning", len(running) * config.tuning_epochs, unit="epoch")
     for epoch in range(config.tuning_epochs):
         for trial in [t for t in running if t.state == "running"]:
             trial.train_one_epoch(dataset, epoch, config)
@@ -245,7 +245,7 @@ class SearchTrial:
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
             self.best_weights = None
-        log.info("search %-16s %s after %d epochs: best val_acc %.4f (epoch %d, %.0f s)",
+        log.info("tuning %-16s %s after %d epochs: best val_acc %.4f (epoch %d, %.0f s)",
                  self.configuration["name"], state, epochs,
                  self.history["val_accuracy"][self.best_epoch], self.best_epoch + 1,
                  self.seconds)
