@@ -1,5 +1,6 @@
 """End to end: `python jobs.py` on small data, then prediction from separate processes."""
 import json
+import re
 import shutil
 
 import pytest
@@ -23,7 +24,8 @@ def test_training_writes_every_artifact_and_reports_test_accuracy(trained):
         assert (trained["out"] / name).is_file(), name
     assert "TEST single   accuracy" in trained["log"]
     assert "TEST ensemble accuracy" in trained["log"]
-    assert "tuning 4/4 Conservative" in trained["log"]
+    assert re.search(r"tuning Conservative +(pruned|early-stopped|completed) after",
+                     trained["log"])
     assert not list(trained["out"].glob(".staging-*")), "staging directory left behind"
     config = json.loads((trained["out"] / "training_config.json").read_text())
     assert config["epochs"] == 30, "a flag given explicitly must win over --quick"
@@ -151,7 +153,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_previous_model(trained, tmp_path):
                                 "--out", out, *QUICK_ARGS], cwd=ROOT, stderr=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, text=True)
     for line in process.stderr:
-        if line.startswith("tuning 1/4"):
+        if line.startswith("tuning"):
             process.send_signal(signal.SIGINT)
             break
     rest = process.stderr.read()

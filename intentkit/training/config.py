@@ -19,6 +19,7 @@ SHIPPED_DATA = f"{DEFAULT_DIR}/final.json"
 CHOICES = {"balance": ("upsample", "class_weight", "none"),
            "ensemble_weights": ("auto", "seed", "fitted"),
            "transformer": ("frozen", "finetune", "scratch"),
+           "head": ("linear", "mlp"),
            "word_vectors": ("pretrained", "scratch"), "on_conflict": ON_CONFLICT}
 
 # Options left at 0 or "auto". Small data sets need small batches and patient early stopping of
@@ -49,6 +50,7 @@ RANGES = {
     "augmentation_factor": (lambda v: v >= 0, "at least 0 (0 = off)"),
     "augmentation_max_rows": (lambda v: v >= 0, "at least 0"),
     "tuning_max_rows": (lambda v: v >= 1, "at least 1"),
+    "search_min_epochs": (lambda v: v >= 1, "at least 1"),
     "tuning_patience": (lambda v: v >= 1, "at least 1"),
     "label_smoothing": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
     "encoder_time_budget": (lambda v: v >= 0, "at least 0 seconds"),
@@ -100,6 +102,9 @@ class TrainConfig:
     tuning_max_rows: int = _option(
         2000, "tuning trials train on a stratified sample of at most this many rows")
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
+    search_min_epochs: int = _option(
+        3, "epochs every tuning trial gets before the successive-halving search may stop it "
+        "(its first rung; later rungs at twice as many epochs each)")
     epochs: int = _option(0, f"epoch limit of the final CNN-BiLSTM (0 = {_auto('epochs')})")
     patience: int = _option(0, "early-stopping patience of the final CNN-BiLSTM "
                             f"(0 = {_auto('patience')})")
@@ -112,6 +117,13 @@ class TrainConfig:
         "frozen", "frozen: the pretrained all-MiniLM-L6-v2 encoder with a trained head | "
         "finetune: the encoder fine-tuned on the training split first (supervised contrastive "
         "+ cosine head, --encoder-time-budget) | scratch: the seed's transformer from scratch")
+    head: str = _option(
+        "linear", "head of the pretrained member over the frozen sentence embeddings: linear "
+        "(logistic regression, C chosen on folds of training + validation on small data) | mlp "
+        "(a dense layer trained with early stopping)")
+    refit: bool = _option(
+        True, "after choosing on the validation split (configuration, epochs, weights, "
+        "thresholds), train the published members again on training + validation rows")
     word_vectors: str = _option(
         "pretrained", "starting word vectors of the CNN-BiLSTM: pretrained (all-MiniLM-L6-v2's "
         "word-piece embeddings, averaged per word, then trained on) | scratch (the seed's: "
