@@ -56,6 +56,7 @@ RANGES = {
     "encoder_time_budget": (lambda v: v >= 0, "at least 0 seconds"),
     "fallback_coverage": (lambda v: 0 < v <= 1, "above 0 and at most 1, e.g. 0.95"),
     "fallback_margin": (lambda v: 0 <= v <= 1, "from 0 to 1 (0 = off)"),
+    "embedding_cache_mb": (lambda v: v >= 0, "at least 0 (0 = no cache)"),
     **{name: (lambda v: v >= 0, "at least 1, or 0 for auto")
        for name in ("batch_size", "patience", "ensemble_patience", "tuning_epochs", "epochs",
                     "ensemble_epochs", "head_epochs")},
@@ -150,6 +151,12 @@ class TrainConfig:
     finetune: bool = _option(
         False, "continue from the model published in --out (same labels) instead of a full run")
     tensorboard: str = _option("", "write TensorBoard logs to this directory (empty = off)")
+    embedding_cache: str = _option(
+        "", "directory of the sentence-embedding cache, shared by runs and cv folds (empty = "
+        "--out's .cache/embeddings)")
+    embedding_cache_mb: int = _option(
+        256, "size bound of the sentence-embedding cache in MB; least recently used entries go "
+        "past it (0 = no cache)")
     language: str = _option(
         "", "ISO 639-1 code of the training data's language, e.g. en; messages confidently in "
         "another language go to the fallback (empty = detected from the data, with the "

@@ -25,6 +25,7 @@ from ..artifacts.model_card import write_model_card
 from ..data import feedback
 from ..data.intents import duplicate_key, load_examples, split_data
 from ..encoders import minilm
+from ..encoders.cache import CachedEncoder, EmbeddingCache
 from ..encoders.trainable import finetune_encoder
 from ..errors import ArtifactError, ConfigError, DataError, PretrainedUnavailable
 from ..evaluation.data_checks import check_before_training
@@ -86,6 +87,19 @@ def augment_and_balance(split, config):
     return texts, labels
 
 
+CACHE_DIR = Path(".cache") / "embeddings"  # under --out, beside the runs
+
+
+def cached(encoder, config):
+    """The encoder reading and filling the run's embedding cache (--embedding-cache), or the
+    encoder itself when the cache is off."""
+    if encoder is None or config.embedding_cache_mb == 0:
+        return encoder
+    directory = Path(config.embedding_cache) if config.embedding_cache else (
+        Path(config.out) / CACHE_DIR)
+    return CachedEncoder(encoder, EmbeddingCache(directory, config.embedding_cache_mb * 2**20))
+
+
 def sentence_encoder(config, split, workdir, init_from=None):
     """(encoder, its weights file or None) that the pretrained member reads: the published
     run's (--finetune), the package's (frozen), or one fine-tuned on the training split (its
@@ -94,14 +108,14 @@ def sentence_encoder(config, split, workdir, init_from=None):
     if not config.ensemble or config.transformer == "scratch":
         return None, None
     if init_from is not None and init_from.encoder is not None:
-        return init_from.encoder, init_from.encoder_file
+        return cached(init_from.encoder, config), init_from.encoder_file
     try:
         encoder = minilm.sentence_encoder()
     except PretrainedUnavailable as error:
         log.warning("%s; the transformer member is trained from scratch instead", error)
         return None, None
     if config.transformer != "finetune":
-        return encoder, None
+        return cached(encoder, config), None
     tuned = finetune_encoder(split.train_texts, split.train_labels,
                              time_budget_s=config.encoder_time_budget, seed=config.seed)
     weights_file = workdir / "encoder.safetensors"
@@ -456,7 +470,7 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         config.ensemble_weights, responses=prepared.intents.responses,
         fallback_responses=list(prepared.intents.fallback_responses),
         examples=example_patterns(prepared.split), language=run_language,
-        training_patterns=training_patterns(prepared),
+        training_patterns=training_patterns(prepared, config),
     ).write(staging)
     plot_history(fitted.histories, staging / artifacts.HISTORY_PLOT)
     (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
@@ -507,12 +521,13 @@ def example_patterns(split, per_intent=EXAMPLES_PER_INTENT):
     return examples
 
 
-def training_patterns(prepared):
+def training_patterns(prepared, config):
     """The training split embedded by the run's sentence encoder (its fine-tuned one, else the
-    pretrained one), for the nearest patterns of explanations; None without the encoder."""
+    pretrained one, through the cache), for the nearest patterns of explanations; None without
+    the encoder."""
     try:
         encoder = (minilm.SentenceEncoder(weights_file=prepared.encoder_file)
-                   if prepared.encoder_file else minilm.sentence_encoder())
+                   if prepared.encoder_file else cached(minilm.sentence_encoder(), config))
     except PretrainedUnavailable as error:
         log.warning("%s; explanations of this run will show no nearest patterns", error)
         return None
