@@ -1,6 +1,7 @@
 """--finetune from the session's trained model, driven by a config file and a CSV; model card;
 TensorBoard logs."""
 import json
+import re
 import shutil
 
 import pytest
@@ -35,6 +36,8 @@ def test_model_card_describes_the_run(trained):
     assert "| tensorflow | 2." in card and "--ensemble-epochs 30" in card
     assert manifest["command_line"] in card and "Intended use" in card
     assert "model_card.md" in manifest["files"]
+    # The whole run's progress: every phase timed (write is still running when it is recorded).
+    assert list(manifest["phase_seconds"]) == ["prepare", "search", "fit", "choose", "refit"]
 
 
 def test_saved_configuration_replays_with_config(trained):
@@ -54,6 +57,11 @@ def test_finetune_with_same_labels_is_faster_and_logs_time_saved(trained, tmp_pa
                         "--ensemble-epochs", "10")
     assert result.returncode == 0, result.stderr
     assert "s saved (" in result.stderr and "tuning Baseline" not in result.stderr
+    # The copied run's embedding cache: only the one new pattern is embedded again.
+    cached = re.findall(r"embedding cache: (\d+) of (\d+) texts found, (\d+) embedded",
+                        result.stderr)
+    assert cached and sum(int(embedded) for _, _, embedded in cached) == 1, cached
+    assert "training: fit (phase 2 of 4)" in result.stderr  # no search, no refit
 
     manifest = json.loads((out / "manifest.json").read_text())
     previous = json.loads((trained["out"] / "manifest.json").read_text())
@@ -61,6 +69,7 @@ def test_finetune_with_same_labels_is_faster_and_logs_time_saved(trained, tmp_pa
     assert manifest["finetune"]["full_run_seconds"] == previous["training_seconds"]
     assert manifest["training_seconds"] < previous["training_seconds"]
     assert manifest["tuning"] == [] and manifest["best_config"] == previous["best_config"]
+    assert list(manifest["phase_seconds"]) == ["prepare", "fit", "choose"]
     config = json.loads((out / "training_config.json").read_text())
     assert config["finetune"] is True and config["data"] == str(data)
     assert "fine-tuned from the previous model" in (out / "model_card.md").read_text()

@@ -227,6 +227,15 @@ def _verified_manifest(path):
         return None
 
 
+def published_manifest(out_dir):
+    """The manifest of the run published in `out_dir` if there is one and it is intact, else
+    None (read as data only: nothing of the run is opened)."""
+    current = Path(out_dir) / RUNS_DIR / CURRENT_RUN
+    if not current.is_symlink():
+        return None
+    return _verified_manifest(current.resolve() / MANIFEST_FILE)
+
+
 def _vouched_for(path, name, manifest):
     """Whether the real file or directory `path` (entry `name`) holds exactly what `manifest`
     recorded: every file listed with its checksum, no link anywhere inside."""

@@ -151,6 +151,12 @@ class TrainConfig:
     finetune: bool = _option(
         False, "continue from the model published in --out (same labels) instead of a full run")
     tensorboard: str = _option("", "write TensorBoard logs to this directory (empty = off)")
+    tracking: bool = _option(
+        False, "log the run and every trial of its search to MLflow (the tracking extra); "
+        "the store: --tracking-uri, else a local SQLite file in --out's .mlflow")
+    tracking_uri: str = _option(
+        "", "MLflow tracking URI to log to (implies --tracking; empty = --out's .mlflow/"
+        "mlflow.db); unreachable: a warning, the model is published all the same")
     embedding_cache: str = _option(
         "", "directory of the sentence-embedding cache, shared by runs and cv folds (empty = "
         "--out's .cache/embeddings)")

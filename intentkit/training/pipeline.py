@@ -31,9 +31,9 @@ from ..errors import ArtifactError, ConfigError, DataError, PretrainedUnavailabl
 from ..evaluation.data_checks import check_before_training
 from ..evaluation.metrics import choose_fallback_threshold, reference_baseline
 from ..evaluation.report import plot_history, write_report
-from ..progress import Progress
+from ..progress import Progress, current_run, phase, whole_run
 from ..text import TextPreprocessor, language
-from . import devices, interrupts
+from . import devices, interrupts, tracking
 from .augment import Augmenter, upsample
 from .config import TrainConfig
 from .members import Dataset, continue_members, fit_members, probabilities, refit_members, tune
@@ -298,14 +298,27 @@ def fit_models(prepared, config, workdir, init_from=None, best_config=None):
     with devices.training_devices(config.mixed_precision):
         if init_from:  # tuning skipped: the published members train on
             best, trials = init_from.best_config, []
-            members, histories = continue_members(init_from, prepared.dataset, config)
+            with phase("fit", parts=len(init_from.ensemble or [None]) if config.ensemble else 1):
+                members, histories = continue_members(init_from, prepared.dataset, config)
         else:
-            best, trials = (best_config, []) if best_config else tune(
-                prepared.dataset, prepared.preprocessor, len(labels), config)
-            members, histories, head = fit_members(prepared.dataset, prepared.preprocessor,
-                                                   len(labels), best, config, workdir)
+            if best_config:
+                best, trials = best_config, []
+            else:
+                with phase("search"):
+                    best, trials = tune(prepared.dataset, prepared.preprocessor, len(labels),
+                                        config)
+            with phase("fit", parts=trained_member_count(prepared.dataset, config)):
+                members, histories, head = fit_members(prepared.dataset, prepared.preprocessor,
+                                                       len(labels), best, config, workdir)
     members = {name: replace(m, model=devices.as_float32(m.model)) for name, m in members.items()}
     return Fitted(members, histories, best, trials, head, continued=init_from is not None)
+
+
+def trained_member_count(dataset, config):
+    """The members fit_members trains epoch by epoch (the linear head is fitted at once)."""
+    if not config.ensemble:
+        return 1
+    return 3 - (dataset.embedded is not None and config.head == "linear")
 
 
 # --- choose (validation rows only) -----------------------------------------------------------
@@ -492,6 +505,9 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
                    "refit_after_augmentation": (int(len(prepared.dataset.x_all))
                                                 if fitted.refit else None)},
         "tuning": fitted.trials, "best_config": fitted.best_config,
+        "histories": {name: {metric: [round(float(v), 5) for v in values]
+                             for metric, values in history.items()}
+                      for name, history in fitted.histories.items()},
         "linear_head": ({k: v for k, v in vars(fitted.linear_head).items()
                          if k != "val_probabilities"} if fitted.linear_head else None),
         "refit": fitted.refit,
@@ -499,6 +515,8 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "member_inputs": {name: m.input for name, m in members.items()},
         "encoder": encoder_description(config, prepared, init_from),
         "language": run_language,
+        # Seconds per phase so far: the next run's progress plans its ETA with them.
+        "phase_seconds": dict(current_run().seconds) if current_run() else None,
         "fallback_thresholds": scores.thresholds,
         "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                     for name, m in scores.metrics.items()},
@@ -604,23 +622,53 @@ def train(config: TrainConfig | None = None, *, intents: list[dict] | None = Non
         return _train(replace(config, data=str(data)))
 
 
+# Typical seconds of each phase (shipped data, 2-core laptop): the first run's plan. Later runs
+# plan with the last run's own seconds, from its manifest.
+TYPICAL_PHASE_SECONDS = {"prepare": 15, "search": 60, "fit": 90, "choose": 1, "refit": 60,
+                         "write": 15, "track": 5}
+
+
+def phase_plan(config, init_from):
+    """The phases this run will go through, with their expected seconds."""
+    names = ["prepare", *([] if init_from else ["search"]), "fit", "choose",
+             *(["refit"] if config.refit and not init_from else []), "write",
+             *(["track"] if tracking.enabled(config) else [])]
+    last = artifacts.published_manifest(config.out) or {}
+    same_kind = bool(last.get("finetune")) == (init_from is not None)
+    seconds = last.get("phase_seconds") if same_kind else None
+    seconds = seconds if isinstance(seconds, dict) else {}
+    return {name: (seconds[name] if isinstance(seconds.get(name), (int, float))
+                   and seconds[name] > 0 else TYPICAL_PHASE_SECONDS[name]) for name in names}
+
+
 def _train(config):
     started = time.perf_counter()
+    tracking.check(config)
     set_seed(config.seed)
     init_from = artifacts.open_published(config.out) if config.finetune else None
     with (interrupts.interruptible(), artifacts.staging_area(config.out) as staging,
-          tempfile.TemporaryDirectory(prefix="intentkit-") as scratch):
-        prepared = prepare(config, Path(scratch), init_from)
+          tempfile.TemporaryDirectory(prefix="intentkit-") as scratch,
+          whole_run("training", phase_plan(config, init_from)) as run):
+        with phase("prepare"):
+            prepared = prepare(config, Path(scratch), init_from)
         config = resolve_auto(config, len(prepared.dataset.x_train))
         fitted = fit_models(prepared, config, Path(scratch), init_from)
-        choice = choose(prepared, fitted, config)
-        fitted = refit(prepared, fitted, choice, config)
-        with _writing(config.out):
+        with phase("choose"):
+            choice = choose(prepared, fitted, config)
+        if config.refit and not fitted.continued and prepared.dataset.x_all is not None:
+            with phase("refit", parts=len(fitted.members)):
+                fitted = refit(prepared, fitted, choice, config)
+        else:
+            run.skip("refit")
+        with phase("write"), _writing(config.out):
             scores = score(prepared, fitted, choice, config, staging / artifacts.REPORT_DIR)
             write_run(staging, prepared, fitted, scores, config,
                       round(time.perf_counter() - started, 1), init_from)
             interrupts.stop_if_interrupted()
             artifacts.publish(staging, config.out)
+        if tracking.enabled(config):
+            with phase("track"):
+                tracking.log_published_run(config)
     log.info("saved model, preprocessor and report to %s (%.0f s)", config.out,
              time.perf_counter() - started)
     return scores.metrics
