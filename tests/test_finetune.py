@@ -95,7 +95,7 @@ def test_finetune_refuses_a_changed_label_set_and_keeps_the_model(trained, tmp_p
     result = run_script(ROOT / "jobs.py", "--data", data, "--out", out, "--finetune",
                         *QUICK_ARGS)
     assert result.returncode == 2
-    assert (f"{data}: --finetune needs the labels of the model published in {out}, and they "
-            "changed (new: thanks; missing: resume)") in result.stderr
+    assert (f"{data}: --finetune keeps every intent of the model published in {out}, and the "
+            "data lacks resume. Train without --finetune") in result.stderr
     assert "Traceback" not in result.stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -392,9 +392,34 @@ def refit_members(members, histories, head, weights, default_model, dataset, pre
     return refitted, report
 
 
-def continue_members(published, dataset, config):
+def widened(model, old_labels, labels):
+    """`model` with one output unit per label of `labels` (a superset of `old_labels`, both in
+    output order): each old label's unit keeps its weights, a new label's unit starts with no
+    weights and the lowest bias (a small prior) and learns in the fine-tuning epochs."""
+    if list(old_labels) == list(labels):
+        return model
+    last = model.layers[-1]
+    kernel, bias = last.get_weights()
+    position = [labels.index(tag) for tag in old_labels]
+    new_kernel = np.zeros((kernel.shape[0], len(labels)), dtype=kernel.dtype)
+    new_bias = np.full(len(labels), bias.min(), dtype=bias.dtype)
+    new_kernel[:, position], new_bias[position] = kernel, bias
+    output = keras.layers.Dense(len(labels), activation="softmax", dtype="float32",
+                                name=last.name)(last.input)
+    grown = keras.Model(model.inputs, output, name=model.name)
+    grown.layers[-1].set_weights([new_kernel, new_bias])
+    return grown
+
+
+def continue_members(published, dataset, config, labels):
     """Each member of the published run (the ensemble's only when config.ensemble), trained on
-    from its weights: the starting point of --finetune."""
+    from its weights: the starting point of --finetune. Labels new since the published run get
+    an output unit each (`widened`); the linear head over sentence embeddings, seconds to fit,
+    is fitted again on the training split with its published C."""
+    new = sorted(set(labels) - set(published.labels))
+    if new:
+        log.info("finetune: %d new intent(s) learned: %s", len(new), ", ".join(new))
+    head_c = (published.manifest or {}).get("linear_head", {}) or {}
     if config.ensemble and not published.ensemble:
         raise ArtifactError(f"{config.out}: the published model has no ensemble; add "
                             "--no-ensemble, or train without --finetune.")
@@ -411,7 +436,18 @@ def continue_members(published, dataset, config):
             raise PretrainedUnavailable(f"{spec.path} reads sentence embeddings, but the "
                                         "pretrained encoder is off or not installed; train "
                                         "without --finetune.")
-        members[spec.name] = Member(artifacts.load_model(spec.path), data, spec.input)
+        model = widened(artifacts.load_model(spec.path), published.labels, labels)
+        if spec.input == artifacts.SENTENCE_EMBEDDING and isinstance(head_c.get("c"), (int, float)):
+            keras.utils.set_random_seed(config.seed)
+            ids = data.y_train.argmax(axis=1)
+            members[spec.name] = Member(linear_head_model(fit_logistic_regression(
+                data.x_train, ids, head_c["c"], config.seed), data.x_train.shape[1],
+                len(labels)), data, spec.input)
+            histories[spec.name] = {}
+            log.info("finetune: %s fitted again (logistic regression, C=%g)", spec.name,
+                     head_c["c"])
+            continue
+        members[spec.name] = Member(model, data, spec.input)
         histories[spec.name] = fit(members[spec.name].model, data, learning_rate, epochs,
                                    config.patience if single else config.ensemble_patience,
                                    config.batch_size, f"finetune {spec.name}",

@@ -299,7 +299,8 @@ def fit_models(prepared, config, workdir, init_from=None, best_config=None):
         if init_from:  # tuning skipped: the published members train on
             best, trials = init_from.best_config, []
             with phase("fit", parts=len(init_from.ensemble or [None]) if config.ensemble else 1):
-                members, histories = continue_members(init_from, prepared.dataset, config)
+                members, histories = continue_members(init_from, prepared.dataset, config,
+                                                         labels)
         else:
             if best_config:
                 best, trials = best_config, []
