@@ -443,7 +443,6 @@ def continue_members(published, dataset, config, labels):
             members[spec.name] = Member(linear_head_model(fit_logistic_regression(
                 data.x_train, ids, head_c["c"], config.seed), data.x_train.shape[1],
                 len(labels)), data, spec.input)
-            histories[spec.name] = {}
             log.info("finetune: %s fitted again (logistic regression, C=%g)", spec.name,
                      head_c["c"])
             continue
