@@ -73,7 +73,8 @@ def test_finetune_with_same_labels_is_faster_and_logs_time_saved(trained, tmp_pa
     config = json.loads((out / "training_config.json").read_text())
     assert config["finetune"] is True and config["data"] == str(data)
     assert "fine-tuned from the previous model" in (out / "model_card.md").read_text()
-    for member in ("cnn_bilstm", "transformer", "cnn"):
+    # The members trained epoch by epoch; the linear MiniLM head is fitted at once (no epochs).
+    for member in ("cnn_bilstm", "cnn"):
         assert list((logs / member / "train").glob("events.out.tfevents.*")), member
         assert list((logs / member / "validation").glob("events.out.tfevents.*")), member
 
