@@ -36,11 +36,11 @@ class Progress:
         self.done += steps
         if self.run is not None:
             self.run.step(self.done / self.total if self.total else 1.0, f"{self.name} {message}")
-        if self.bar is None:
-            log.info("%s %s", self.name, message)
-        else:
+        if self.bar is not None:
             self.bar.set_postfix_str(message, refresh=False)
             self.bar.update(steps)
+        elif self.run is None or self.run.bar is None:  # on a terminal the run's bar says it
+            log.info("%s %s", self.name, message)
 
     def to(self, done, message):
         self.update(done - self.done, message)
@@ -69,7 +69,7 @@ class RunProgress:
         self.finished_weight, self.seconds = 0.0, {}
         self.current, self.parts, self.parts_done, self.part_fraction = None, 1, 0, 0.0
         self.bar = (tqdm(total=1000, desc=name, leave=True, dynamic_ncols=True,
-                         bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed, "
+                         bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} elapsed"
                          "{postfix}") if on_terminal() else None)
 
     def fraction(self):
