@@ -172,9 +172,10 @@ def sklearn_scores(model, inputs, tags):
     return raw[:, [list(model.classes_).index(tag) for tag in tags]]
 
 
-def run_ours(files, test_texts, test_labels, work, seed, quick, transformer):
+def run_ours(files, test_texts, test_labels, work, seed, quick, transformer, embedding_cache):
     config = TrainConfig(**{**(QUICK if quick else {}), **files, "out": str(work / "model"),
-                            "seed": seed, "transformer": transformer})
+                            "seed": seed, "transformer": transformer,
+                            "embedding_cache": embedding_cache})
     _, seconds = timed(lambda: train(config))
     intents = load_intents(config.data)
     split = split_first(intents, config)  # the rows the pipeline used, for the peers
@@ -267,6 +268,10 @@ def main():
                         f"{TrainConfig.transformer})")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "run",
                         help="prefix of the .json and .md results")
+    parser.add_argument("--embedding-cache", default="", metavar="DIR",
+                        help="our runs' sentence-embedding cache, kept between benchmark runs "
+                        "(default: none kept: each run embeds from scratch, as a first "
+                        "training does, so that times compare)")
     args = parser.parse_args()
     try:
         TrainConfig(transformer=args.transformer)
@@ -287,7 +292,8 @@ def main():
             name, files, test_texts, test_labels = prepare_files(spec, work, args.quick,
                                                                  args.seed)
             tags, split, ours, test_texts, test_labels = run_ours(
-                files, test_texts, test_labels, work, args.seed, args.quick, args.transformer)
+                files, test_texts, test_labels, work, args.seed, args.quick, args.transformer,
+                args.embedding_cache)
             results[name] = {**ours, **run_peers(split, test_texts, test_labels, tags)}
             details[name] = {
                 "intents": len(tags), "train_rows": len(split.train_texts),

@@ -247,6 +247,15 @@ def _verified_manifest(path):
         return None
 
 
+def published_manifest(out_dir):
+    """The manifest of the run published in `out_dir` if there is one and it is intact, else
+    None (read as data only: nothing of the run is opened)."""
+    current = Path(out_dir) / RUNS_DIR / CURRENT_RUN
+    if not current.is_symlink():
+        return None
+    return _verified_manifest(current.resolve() / MANIFEST_FILE)
+
+
 def _vouched_for(path, name, manifest):
     """Whether the real file or directory `path` (entry `name`) holds exactly what `manifest`
     recorded: every file listed with its checksum, no link anywhere inside."""
@@ -912,15 +921,14 @@ class Run:
             self.ensemble.append(member)
 
     def check_labels(self, tags, data_path, out_dir):
-        """Refuse data whose label set differs (fine-tuning keeps one output unit per label)."""
-        published = set(self.labels)
-        if published == set(tags):
+        """Refuse data that lacks a published label (fine-tuning cannot forget an intent); new
+        labels are fine: the members grow one output unit for each."""
+        missing = sorted(set(self.labels) - set(tags))
+        if not missing:
             return
-        changes = [f"{title}: {', '.join(sorted(names))}" for title, names in
-                   (("new", set(tags) - published), ("missing", published - set(tags))) if names]
-        raise DataError(f"{data_path}: --finetune needs the labels of the model published in "
-                        f"{out_dir}, and they changed ({'; '.join(changes)}). Train without "
-                        "--finetune to change the label set.")
+        raise DataError(f"{data_path}: --finetune keeps every intent of the model published in "
+                        f"{out_dir}, and the data lacks {', '.join(missing)}. Train without "
+                        "--finetune to remove an intent.")
 
 
 def _check_texts(run, path):

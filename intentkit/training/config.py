@@ -19,6 +19,7 @@ SHIPPED_DATA = f"{DEFAULT_DIR}/final.json"
 CHOICES = {"balance": ("upsample", "class_weight", "none"),
            "ensemble_weights": ("auto", "seed", "fitted"),
            "transformer": ("frozen", "finetune", "scratch"),
+           "head": ("linear", "mlp"),
            "word_vectors": ("pretrained", "scratch"), "on_conflict": ON_CONFLICT}
 
 # Options left at 0 or "auto". Small data sets need small batches and patient early stopping of
@@ -50,11 +51,13 @@ RANGES = {
     "augmentation_max_rows": (lambda v: v >= 0, "at least 0"),
     "tuning_max_rows": (lambda v: v >= 1, "at least 1"),
     "keep": (lambda v: v >= 1, "at least 1"),
+    "search_min_epochs": (lambda v: v >= 1, "at least 1"),
     "tuning_patience": (lambda v: v >= 1, "at least 1"),
     "label_smoothing": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1"),
     "encoder_time_budget": (lambda v: v >= 0, "at least 0 seconds"),
     "fallback_coverage": (lambda v: 0 < v <= 1, "above 0 and at most 1, e.g. 0.95"),
     "fallback_margin": (lambda v: 0 <= v <= 1, "from 0 to 1 (0 = off)"),
+    "embedding_cache_mb": (lambda v: v >= 0, "at least 0 (0 = no cache)"),
     **{name: (lambda v: v >= 0, "at least 1, or 0 for auto")
        for name in ("batch_size", "patience", "ensemble_patience", "tuning_epochs", "epochs",
                     "ensemble_epochs", "head_epochs")},
@@ -104,6 +107,9 @@ class TrainConfig:
     tuning_max_rows: int = _option(
         2000, "tuning trials train on a stratified sample of at most this many rows")
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
+    search_min_epochs: int = _option(
+        3, "epochs every tuning trial gets before the successive-halving search may stop it "
+        "(its first rung; later rungs at twice as many epochs each)")
     epochs: int = _option(0, f"epoch limit of the final CNN-BiLSTM (0 = {_auto('epochs')})")
     patience: int = _option(0, "early-stopping patience of the final CNN-BiLSTM "
                             f"(0 = {_auto('patience')})")
@@ -116,6 +122,13 @@ class TrainConfig:
         "frozen", "frozen: the pretrained all-MiniLM-L6-v2 encoder with a trained head | "
         "finetune: the encoder fine-tuned on the training split first (supervised contrastive "
         "+ cosine head, --encoder-time-budget) | scratch: the seed's transformer from scratch")
+    head: str = _option(
+        "linear", "head of the pretrained member over the frozen sentence embeddings: linear "
+        "(logistic regression, C chosen on folds of training + validation on small data) | mlp "
+        "(a dense layer trained with early stopping)")
+    refit: bool = _option(
+        True, "after choosing on the validation split (configuration, epochs, weights, "
+        "thresholds), train the published members again on training + validation rows")
     word_vectors: str = _option(
         "pretrained", "starting word vectors of the CNN-BiLSTM: pretrained (all-MiniLM-L6-v2's "
         "word-piece embeddings, averaged per word, then trained on) | scratch (the seed's: "
@@ -142,6 +155,18 @@ class TrainConfig:
     finetune: bool = _option(
         False, "continue from the model published in --out (same labels) instead of a full run")
     tensorboard: str = _option("", "write TensorBoard logs to this directory (empty = off)")
+    tracking: bool = _option(
+        False, "log the run and every trial of its search to MLflow (the tracking extra); "
+        "the store: --tracking-uri, else a local SQLite file in --out's .mlflow")
+    tracking_uri: str = _option(
+        "", "MLflow tracking URI to log to (implies --tracking; empty = --out's .mlflow/"
+        "mlflow.db); unreachable: a warning, the model is published all the same")
+    embedding_cache: str = _option(
+        "", "directory of the sentence-embedding cache, shared by runs and cv folds (empty = "
+        "--out's .cache/embeddings)")
+    embedding_cache_mb: int = _option(
+        256, "size bound of the sentence-embedding cache in MB; least recently used entries go "
+        "past it (0 = no cache)")
     language: str = _option(
         "", "ISO 639-1 code of the training data's language, e.g. en; messages confidently in "
         "another language go to the fallback (empty = detected from the data, with the "

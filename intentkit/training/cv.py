@@ -1,10 +1,11 @@
 """Cross-validation and the learning curve: figures a small team can trust.
 
 K stratified folds over all patterns. Each fold's held-out part is the test split of one run of
-training's own phases (`train.prepare_split` / `fit_models` / `score`): it is never augmented,
-balanced, used for the vocabulary, for tuning or early stopping; the validation split is carved
-from the fold's training part, the same share as `train` carves. The configuration is tuned once,
-on the first fold, and reused by the others, so K folds cost about K fits. Nothing is published.
+training's own phases (`train.prepare_split` / `fit_models` / `choose` / `refit` / `score`): it
+is never augmented, balanced, used for the vocabulary, for tuning or early stopping; the
+validation split is carved from the fold's training part, the same share as `train` carves.
+The configuration is tuned once, on the first fold, and reused by the others, so K folds cost
+about K fits (each with its refit). Nothing is published.
 
 The learning curve reruns the same folds with each fold's training part subsampled per intent
 (seeded; the validation and test parts stay whole), with the configuration the folds chose.
@@ -28,7 +29,16 @@ from ..errors import ConfigError, DataError
 from ..evaluation.report import new_figure
 from ..progress import Progress
 from . import entities, interrupts
-from .pipeline import fit_models, load_checked, prepare_split, resolve_auto, score, set_seed
+from .pipeline import (
+    choose,
+    fit_models,
+    load_checked,
+    prepare_split,
+    refit,
+    resolve_auto,
+    score,
+    set_seed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +114,9 @@ def run_fold(intents, split, config, best_config, report_dir):
         prepared = prepare_split(intents, split, config, Path(workdir))
         config = resolve_auto(config, len(prepared.dataset.x_train))
         fitted = fit_models(prepared, config, Path(workdir), best_config=best_config)
-        scores = score(prepared, fitted, config, report_dir)
+        choice = choose(prepared, fitted, config)
+        fitted = refit(prepared, fitted, choice, config)
+        scores = score(prepared, fitted, choice, config, report_dir)
         entity_metrics = entities.score_fold(prepared, scores, config, report_dir)
     keras.backend.clear_session()
     return replace(fold_result(prepared, scores), entities=entity_metrics), fitted.best_config

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .. import artifacts
-from ..errors import ArtifactError, PretrainedUnavailable
+from ..errors import ArtifactError, ConfigError, PretrainedUnavailable
 from ..models.keras_models import (
     MODEL_BUILDERS,
     SEED_CONFIGS,
@@ -24,6 +24,13 @@ from ..models.keras_models import (
 )
 from ..progress import Progress
 from . import interrupts
+from .refit import (
+    REFIT_MIN_WEIGHT,
+    best_epoch,
+    choose_linear_head,
+    fit_logistic_regression,
+    linear_head_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,11 @@ class Dataset:
     embedded: "Dataset" = None
     # The CNN-BiLSTM's starting word vectors, one row per token id (None: learned from scratch).
     word_vectors: np.ndarray = None
+    # Every labelled row (training + validation, augmented and balanced like the training
+    # split): what the published members are refitted on once everything is chosen.
+    x_all: np.ndarray = None
+    y_all: np.ndarray = None
+    class_weight_all: dict = None
 
     def reading(self, kind):
         """The rows a member reading `kind` (artifacts.TOKEN_IDS, ...) sees."""
@@ -72,11 +84,12 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        self.progress.update(1, "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  "
-                             "val_acc {:.4f}".format(
-                                 epoch + 1, self.epochs, logs.get("loss", np.nan),
-                                 logs.get("accuracy", np.nan), logs.get("val_loss", np.nan),
-                                 logs.get("val_accuracy", np.nan)))
+        line = "epoch {}/{}  loss {:.4f}  acc {:.4f}".format(
+            epoch + 1, self.epochs, logs.get("loss", np.nan), logs.get("accuracy", np.nan))
+        if "val_loss" in logs:  # a refit on every labelled row has no validation rows
+            line += "  val_loss {:.4f}  val_acc {:.4f}".format(
+                logs["val_loss"], logs.get("val_accuracy", np.nan))
+        self.progress.update(1, line)
         interrupts.stop_if_interrupted()
 
     def on_train_end(self, logs=None):
@@ -142,67 +155,271 @@ def single_model(dataset, preprocessor, num_classes, configuration):
 
 
 def tune(dataset, preprocessor, num_classes, config):
-    """Train each seed configuration briefly; pick the best validation accuracy (then loss)."""
+    """The seed configurations, started together and trained epoch by epoch in turn; Optuna's
+    successive-halving pruner stops the weak ones at its rungs (a few epochs), the others run to
+    the epoch limit or early stopping. The best validation accuracy (then loss) wins; every
+    trial, pruned or not, is returned for the manifest."""
+    try:  # the `train` extra; imported here: only a full run searches
+        import optuna
+    except ImportError:
+        raise ConfigError("the configuration search needs optuna: pip install -e '.[train]' "
+                          "(or pass a configuration, e.g. intentkit cv reuses the first "
+                          "fold's)") from None
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     dataset = sample_rows(dataset, config.tuning_max_rows, config.seed)
-    trials = []
-    for number, trial in enumerate(SEED_CONFIGS, start=1):
+    names = [trial["name"] for trial in SEED_CONFIGS]
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.GridSampler(
+            {"configuration": names}, seed=config.seed),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=config.search_min_epochs, reduction_factor=SEARCH_REDUCTION_FACTOR))
+    distribution = {"configuration": optuna.distributions.CategoricalDistribution(names)}
+    running = []
+    for trial in SEED_CONFIGS:
+        study.enqueue_trial({"configuration": trial["name"]})
         if dataset.word_vectors is not None:  # the vectors' width, whatever the trial's
             trial = {**trial, "embedding_dim": dataset.word_vectors.shape[1]}
         keras.utils.set_random_seed(config.seed)
         model = single_model(dataset, preprocessor, num_classes, trial)
-        started = time.perf_counter()
-        fit(model, dataset, trial["learning_rate"], config.tuning_epochs, config.tuning_patience,
-            config.batch_size, f"tuning {number}/{len(SEED_CONFIGS)} {trial['name']}",
-            monitor="val_accuracy", label_smoothing=config.label_smoothing,
-            callbacks=tensorboard_callbacks(config, f"tuning {trial['name']}"))
-        val_loss, val_accuracy = model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
-        trials.append({**trial, "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
-                       "seconds": round(time.perf_counter() - started, 1)})
-        log.info("tuning %d/%d %-16s val_acc %.4f  val_loss %.4f  (%.0f s)", number,
-                 len(SEED_CONFIGS), trial["name"], val_accuracy, val_loss, trials[-1]["seconds"])
-    best = max(trials, key=lambda t: (t["val_accuracy"], -t["val_loss"]))
-    log.info("best configuration: %s", best["name"])
+        model.compile(optimizer=keras.optimizers.Adam(trial["learning_rate"], clipnorm=1.0),
+                      loss=keras.losses.CategoricalCrossentropy(
+                          label_smoothing=config.label_smoothing), metrics=["accuracy"])
+        running.append(SearchTrial(study.ask(distribution), trial, model))
+    progress = Progress("tuning", len(running) * config.tuning_epochs, unit="epoch")
+    for epoch in range(config.tuning_epochs):
+        for trial in [t for t in running if t.state == "running"]:
+            trial.train_one_epoch(dataset, epoch, config)
+            progress.update(1, f"{trial.configuration['name']} epoch {epoch + 1} val_acc "
+                            f"{trial.history['val_accuracy'][-1]:.4f}")
+            interrupts.stop_if_interrupted()
+            trial.optuna_trial.report(trial.history["val_accuracy"][-1], epoch + 1)
+            if trial.optuna_trial.should_prune():
+                trial.finish(study, "pruned", epoch + 1)
+            elif epoch - trial.best_epoch >= config.tuning_patience:
+                trial.finish(study, "early-stopped", epoch + 1)
+    for trial in running:
+        if trial.state == "running":
+            trial.finish(study, "completed", config.tuning_epochs)
+    progress.close()
+    trials = [trial.record() for trial in running]
+    best = max((t for t in trials if t["state"] != "pruned"),
+               key=lambda t: (t["val_accuracy"], -t["val_loss"]))
+    log.info("best configuration: %s (%d of %d trials pruned)", best["name"],
+             sum(t["state"] == "pruned" for t in trials), len(trials))
     return best, trials
 
 
-def fit_members(dataset, preprocessor, num_classes, best, config, workdir):
-    """The final CNN-BiLSTM with the best configuration, then the other ensemble members.
+SEARCH_REDUCTION_FACTOR = 2  # successive halving keeps the better half at each rung
 
-    The pretrained member reads sentence embeddings, the others token ids."""
+
+class SearchTrial:
+    """One configuration of the search: its model, trained one epoch per call, and its
+    Optuna trial; it keeps its best epoch's weights (as early stopping would restore them)."""
+
+    def __init__(self, optuna_trial, configuration, model):
+        self.optuna_trial, self.configuration, self.model = optuna_trial, configuration, model
+        self.history = {"val_accuracy": [], "val_loss": []}
+        self.state, self.best_epoch, self.best_weights, self.seconds = "running", -1, None, 0.0
+        self.stopped_at = 0
+
+    def train_one_epoch(self, dataset, epoch, config):
+        started = time.perf_counter()
+        self.model.fit(dataset.x_train, dataset.y_train, batch_size=config.batch_size,
+                       epochs=epoch + 1, initial_epoch=epoch, class_weight=dataset.class_weight,
+                       verbose=0)
+        val_loss, val_accuracy = self.model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
+        self.history["val_accuracy"].append(float(val_accuracy))
+        self.history["val_loss"].append(float(val_loss))
+        best = self.history["val_accuracy"][self.best_epoch] if self.best_epoch >= 0 else -1
+        if val_accuracy > best:
+            self.best_epoch, self.best_weights = epoch, self.model.get_weights()
+        self.seconds += time.perf_counter() - started
+
+    def finish(self, study, state, epochs):
+        self.state, self.stopped_at = state, epochs
+        if state == "pruned":
+            study.tell(self.optuna_trial, state=optuna_state("PRUNED"))
+        else:
+            study.tell(self.optuna_trial, self.history["val_accuracy"][self.best_epoch])
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self.best_weights = None
+        log.info("tuning %-16s %s after %d epochs: best val_acc %.4f (epoch %d, %.0f s)",
+                 self.configuration["name"], state, epochs,
+                 self.history["val_accuracy"][self.best_epoch], self.best_epoch + 1,
+                 self.seconds)
+
+    def record(self):
+        return {**self.configuration, "state": self.state, "epochs": self.stopped_at,
+                "best_epoch": self.best_epoch + 1,
+                "val_accuracy": self.history["val_accuracy"][self.best_epoch],
+                "val_loss": self.history["val_loss"][self.best_epoch],
+                "val_accuracy_by_epoch": [round(a, 4) for a in self.history["val_accuracy"]],
+                "seconds": round(self.seconds, 1)}
+
+
+def optuna_state(name):
+    import optuna
+    return getattr(optuna.trial.TrialState, name)
+
+
+def new_model(name, dataset, preprocessor, num_classes, best):
+    """A fresh, untrained model of member `name` and the Member reading its input."""
+    if name == artifacts.SINGLE_MEMBER:
+        return Member(single_model(dataset, preprocessor, num_classes, best), dataset)
+    # "transformer" is the seed's name for the second member (kept in file names); by default
+    # it is the pretrained MiniLM encoder's head (--transformer).
+    if name == "transformer" and dataset.embedded is not None:
+        return Member(build_embedding_classifier(dataset.embedded.x_train.shape[1], num_classes),
+                      dataset.embedded, artifacts.SENTENCE_EMBEDDING)
+    return Member(MODEL_BUILDERS[name](preprocessor.vocab_size, preprocessor.max_sequence_length_,
+                                       num_classes), dataset)
+
+
+def training_budget(name, member, best, config):
+    """(learning rate, epoch limit, patience, batch size) of a member."""
+    if name == artifacts.SINGLE_MEMBER:
+        return best["learning_rate"], config.epochs, config.patience, config.batch_size
+    if member.input == artifacts.SENTENCE_EMBEDDING:
+        return ENSEMBLE_LEARNING_RATE, config.head_epochs, HEAD_PATIENCE, HEAD_BATCH_SIZE
+    return (ENSEMBLE_LEARNING_RATE, config.ensemble_epochs, config.ensemble_patience,
+            config.batch_size)
+
+
+def uses_linear_head(name, dataset, config):
+    return (name == "transformer" and dataset.embedded is not None
+            and config.head == "linear")
+
+
+def fit_members(dataset, preprocessor, num_classes, best, config, workdir):
+    """The CNN-BiLSTM with the best configuration, then the other ensemble members, each fitted
+    on the training split with early stopping on validation (the epochs the refit reuses).
+
+    The pretrained member reads sentence embeddings, the others token ids. Returns (members,
+    histories, the linear head's choice or None)."""
     keras.utils.set_random_seed(config.seed)
-    model = single_model(dataset, preprocessor, num_classes, best)
+    members = {artifacts.SINGLE_MEMBER: new_model(artifacts.SINGLE_MEMBER, dataset, preprocessor,
+                                                  num_classes, best)}
     checkpoint = workdir / "best.weights.h5"
+    learning_rate, epochs, patience, batch_size = training_budget(
+        artifacts.SINGLE_MEMBER, members[artifacts.SINGLE_MEMBER], best, config)
     histories = {artifacts.SINGLE_MEMBER: fit(
-        model, dataset, best["learning_rate"], config.epochs, config.patience, config.batch_size,
-        artifacts.SINGLE_MEMBER, checkpoint=str(checkpoint),
+        members[artifacts.SINGLE_MEMBER].model, dataset, learning_rate, epochs, patience,
+        batch_size, artifacts.SINGLE_MEMBER, checkpoint=str(checkpoint),
         label_smoothing=config.label_smoothing,
         callbacks=tensorboard_callbacks(config, artifacts.SINGLE_MEMBER))}
     checkpoint.unlink()
-    members = {artifacts.SINGLE_MEMBER: Member(model, dataset)}
-    # "transformer" is the seed's name for the second member (kept in file names); by default
-    # it is the pretrained MiniLM encoder's head (--transformer).
+    head = None
     for name in ("transformer", "cnn") if config.ensemble else ():
         keras.utils.set_random_seed(config.seed)
-        if name == "transformer" and dataset.embedded is not None:
-            member = Member(build_embedding_classifier(dataset.embedded.x_train.shape[1],
-                                                       num_classes),
-                            dataset.embedded, artifacts.SENTENCE_EMBEDDING)
-            budget = (config.head_epochs, HEAD_PATIENCE, HEAD_BATCH_SIZE)
-        else:
-            member = Member(MODEL_BUILDERS[name](preprocessor.vocab_size,
-                                                 preprocessor.max_sequence_length_, num_classes),
-                            dataset)
-            budget = (config.ensemble_epochs, config.ensemble_patience, config.batch_size)
-        histories[name] = fit(member.model, member.data, ENSEMBLE_LEARNING_RATE, *budget, name,
-                              label_smoothing=config.label_smoothing,
+        if uses_linear_head(name, dataset, config):
+            members[name], head = fit_linear_head(dataset.embedded, num_classes, config.seed)
+            continue
+        member = new_model(name, dataset, preprocessor, num_classes, best)
+        learning_rate, epochs, patience, batch_size = training_budget(name, member, best, config)
+        histories[name] = fit(member.model, member.data, learning_rate, epochs, patience,
+                              batch_size, name, label_smoothing=config.label_smoothing,
                               callbacks=tensorboard_callbacks(config, name))
         members[name] = member
-    return members, histories
+    return members, histories, head
 
 
-def continue_members(published, dataset, config):
+def fit_linear_head(embedded, num_classes, seed):
+    """The linear head: C chosen on folds (small data) or validation, fitted on the training
+    split (the refit gives it the validation rows too)."""
+    train_ids, val_ids = embedded.y_train.argmax(axis=1), embedded.y_val.argmax(axis=1)
+    choice = choose_linear_head(embedded.x_train, train_ids, embedded.x_val, val_ids,
+                                num_classes, seed)
+    model = linear_head_model(fit_logistic_regression(embedded.x_train, train_ids, choice.c,
+                                                      seed),
+                              embedded.x_train.shape[1], num_classes)
+    return Member(model, embedded, artifacts.SENTENCE_EMBEDDING), choice
+
+
+def fit_on_all_rows(model, x, y, class_weight, learning_rate, epochs, batch_size, name,
+                    label_smoothing=0.0):
+    """A fixed number of epochs over training + validation rows: no held-out rows are left to
+    stop on, so the count comes from early stopping on the carve."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=class_weight,
+                        callbacks=[EpochProgress(f"refit {name}", epochs)], verbose=0)
+    return history.history
+
+
+def refit_members(members, histories, head, weights, default_model, dataset, preprocessor,
+                  num_classes, best, config):
+    """The published members, trained again on every labelled row with what was chosen on the
+    validation split: the CNN-BiLSTM's configuration, each member's epochs, the linear head's
+    C. A member whose ensemble weight is below REFIT_MIN_WEIGHT keeps its carve fit (it barely
+    moves the answer), and so does the single CNN-BiLSTM unless it is the default answer or
+    weighs in the ensemble. Returns (members, {name: what its refit was})."""
+    refitted, report = dict(members), {}
+    for name, member in members.items():
+        weight = weights.get(name, 0.0) if weights else (
+            1.0 if name == artifacts.SINGLE_MEMBER else 0.0)
+        needed = weight >= REFIT_MIN_WEIGHT or (name == artifacts.SINGLE_MEMBER
+                                                and default_model == artifacts.SINGLE)
+        if not needed:
+            log.info("refit: %s skipped (ensemble weight %.2f < %.2f): published as fitted on "
+                     "the training split", name, weight, REFIT_MIN_WEIGHT)
+            report[name] = {"refitted": False, "weight": weight}
+            continue
+        keras.utils.set_random_seed(config.seed)
+        started = time.perf_counter()
+        data = dataset.reading(member.input)
+        if head is not None and uses_linear_head(name, dataset, config):
+            all_ids = data.y_all.argmax(axis=1)
+            model = linear_head_model(fit_logistic_regression(data.x_all, all_ids, head.c,
+                                                              config.seed),
+                                      data.x_all.shape[1], num_classes)
+            report[name] = {"refitted": True, "rows": int(len(data.x_all)), "C": head.c}
+        else:
+            fresh = new_model(name, dataset, preprocessor, num_classes, best)
+            learning_rate, _, _, batch_size = training_budget(name, fresh, best, config)
+            epochs = best_epoch(histories[name])
+            fit_on_all_rows(fresh.model, data.x_all, data.y_all, data.class_weight_all,
+                            learning_rate, epochs, batch_size, name, config.label_smoothing)
+            model = fresh.model
+            report[name] = {"refitted": True, "rows": int(len(data.x_all)), "epochs": epochs}
+        report[name]["seconds"] = round(time.perf_counter() - started, 1)
+        log.info("refit: %s on %d rows (training + validation) %s in %.0f s", name,
+                 len(data.x_all), {k: v for k, v in report[name].items()
+                                   if k in ("epochs", "C")}, report[name]["seconds"])
+        refitted[name] = replace(member, model=model)
+    return refitted, report
+
+
+def widened(model, old_labels, labels):
+    """`model` with one output unit per label of `labels` (a superset of `old_labels`, both in
+    output order): each old label's unit keeps its weights, a new label's unit starts with no
+    weights and the lowest bias (a small prior) and learns in the fine-tuning epochs."""
+    if list(old_labels) == list(labels):
+        return model
+    last = model.layers[-1]
+    kernel, bias = last.get_weights()
+    position = [labels.index(tag) for tag in old_labels]
+    new_kernel = np.zeros((kernel.shape[0], len(labels)), dtype=kernel.dtype)
+    new_bias = np.full(len(labels), bias.min(), dtype=bias.dtype)
+    new_kernel[:, position], new_bias[position] = kernel, bias
+    output = keras.layers.Dense(len(labels), activation="softmax", dtype="float32",
+                                name=last.name)(last.input)
+    grown = keras.Model(model.inputs, output, name=model.name)
+    grown.layers[-1].set_weights([new_kernel, new_bias])
+    return grown
+
+
+def continue_members(published, dataset, config, labels):
     """Each member of the published run (the ensemble's only when config.ensemble), trained on
-    from its weights: the starting point of --finetune."""
+    from its weights: the starting point of --finetune. Labels new since the published run get
+    an output unit each (`widened`); the linear head over sentence embeddings, seconds to fit,
+    is fitted again on the training split with its published C."""
+    new = sorted(set(labels) - set(published.labels))
+    if new:
+        log.info("finetune: %d new intent(s) learned: %s", len(new), ", ".join(new))
+    head_c = (published.manifest or {}).get("linear_head", {}) or {}
     if config.ensemble and not published.ensemble:
         raise ArtifactError(f"{config.out}: the published model has no ensemble; add "
                             "--no-ensemble, or train without --finetune.")
@@ -219,7 +436,17 @@ def continue_members(published, dataset, config):
             raise PretrainedUnavailable(f"{spec.path} reads sentence embeddings, but the "
                                         "pretrained encoder is off or not installed; train "
                                         "without --finetune.")
-        members[spec.name] = Member(artifacts.load_model(spec.path), data, spec.input)
+        model = widened(artifacts.load_model(spec.path), published.labels, labels)
+        if spec.input == artifacts.SENTENCE_EMBEDDING and isinstance(head_c.get("c"), (int, float)):
+            keras.utils.set_random_seed(config.seed)
+            ids = data.y_train.argmax(axis=1)
+            members[spec.name] = Member(linear_head_model(fit_logistic_regression(
+                data.x_train, ids, head_c["c"], config.seed), data.x_train.shape[1],
+                len(labels)), data, spec.input)
+            log.info("finetune: %s fitted again (logistic regression, C=%g)", spec.name,
+                     head_c["c"])
+            continue
+        members[spec.name] = Member(model, data, spec.input)
         histories[spec.name] = fit(members[spec.name].model, data, learning_rate, epochs,
                                    config.patience if single else config.ensemble_patience,
                                    config.batch_size, f"finetune {spec.name}",

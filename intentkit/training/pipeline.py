@@ -25,17 +25,18 @@ from ..artifacts.model_card import write_model_card
 from ..data import feedback
 from ..data.intents import duplicate_key, load_examples, split_data
 from ..encoders import minilm
+from ..encoders.cache import CachedEncoder, EmbeddingCache
 from ..encoders.trainable import finetune_encoder
 from ..errors import ArtifactError, ConfigError, DataError, PretrainedUnavailable
 from ..evaluation.data_checks import check_before_training
 from ..evaluation.metrics import choose_fallback_threshold, reference_baseline
 from ..evaluation.report import plot_history, write_report
-from ..progress import Progress
+from ..progress import Progress, current_run, phase, whole_run
 from ..text import TextPreprocessor, language
-from . import devices, entities, interrupts
+from . import devices, entities, interrupts, tracking
 from .augment import Augmenter, upsample
 from .config import TrainConfig
-from .members import Dataset, continue_members, fit_members, probabilities, tune
+from .members import Dataset, continue_members, fit_members, probabilities, refit_members, tune
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,19 @@ def augment_and_balance(split, config):
     return texts, labels
 
 
+CACHE_DIR = Path(".cache") / "embeddings"  # under --out, beside the runs
+
+
+def cached(encoder, config):
+    """The encoder reading and filling the run's embedding cache (--embedding-cache), or the
+    encoder itself when the cache is off."""
+    if encoder is None or config.embedding_cache_mb == 0:
+        return encoder
+    directory = Path(config.embedding_cache) if config.embedding_cache else (
+        Path(config.out) / CACHE_DIR)
+    return CachedEncoder(encoder, EmbeddingCache(directory, config.embedding_cache_mb * 2**20))
+
+
 def sentence_encoder(config, split, workdir, init_from=None):
     """(encoder, its weights file or None) that the pretrained member reads: the published
     run's (--finetune), the package's (frozen), or one fine-tuned on the training split (its
@@ -94,14 +108,14 @@ def sentence_encoder(config, split, workdir, init_from=None):
     if not config.ensemble or config.transformer == "scratch":
         return None, None
     if init_from is not None and init_from.encoder is not None:
-        return init_from.encoder, init_from.encoder_file
+        return cached(init_from.encoder, config), init_from.encoder_file
     try:
         encoder = minilm.sentence_encoder()
     except PretrainedUnavailable as error:
         log.warning("%s; the transformer member is trained from scratch instead", error)
         return None, None
     if config.transformer != "finetune":
-        return encoder, None
+        return cached(encoder, config), None
     tuned = finetune_encoder(split.train_texts, split.train_labels,
                              time_budget_s=config.encoder_time_budget, seed=config.seed)
     weights_file = workdir / "encoder.safetensors"
@@ -127,13 +141,23 @@ def sentence_embeddings(encoder, *text_lists):
 
 
 def featurize(split, tags, config, preprocessor=None, encoder=None):
-    """Augment and balance the training split, fit the preprocessor on it (unless one is given:
-    --finetune keeps the published vocabulary), encode all splits (as token ids, and as
-    sentence embeddings when an encoder is given)."""
+    """Augment and balance the training split (and, for the refit, training + validation), fit
+    the preprocessor on them (unless one is given: --finetune keeps the published vocabulary),
+    encode all splits (as token ids, and as sentence embeddings of the rows as written when an
+    encoder is given: the embedding heads train on real sentences, like the linear peer)."""
     train_texts, train_labels = augment_and_balance(split, config)
+    all_texts, all_labels = [], []
+    if config.refit and split.val_texts:
+        # The validation rows, augmented like the training rows, for the refit (the test rows
+        # are still never produced).
+        all_texts, all_labels = augment_and_balance(replace(
+            split, train_texts=split.train_texts + split.val_texts,
+            train_labels=split.train_labels + split.val_labels, val_texts=[], val_labels=[]),
+            config)
     word_vectors = None
     if preprocessor is None:  # --finetune keeps the published vocabulary and its vectors
-        preprocessor = TextPreprocessor().fit(train_texts)
+        # The vocabulary is unsupervised: the refit's rows belong in it.
+        preprocessor = TextPreprocessor().fit(train_texts + all_texts)
         word_vectors = initial_word_vectors(config, preprocessor, encoder)
     log.info("vocabulary %d words, max sequence length %d, WordNet lemmas %s",
              preprocessor.vocab_size - 2, preprocessor.max_sequence_length_,
@@ -143,19 +167,32 @@ def featurize(split, tags, config, preprocessor=None, encoder=None):
     def encode(labels):
         return keras.utils.to_categorical([label2idx[t] for t in labels], len(label2idx))
 
-    class_weight = None
-    if config.balance == "class_weight":
-        ids = np.array([label2idx[t] for t in train_labels])
-        class_weight = dict(enumerate(compute_class_weight("balanced", classes=np.arange(
-            len(label2idx)), y=ids)))
+    def class_weight(labels):
+        if config.balance != "class_weight" or not labels:
+            return None
+        ids = np.array([label2idx[t] for t in labels])
+        present = np.unique(ids)
+        weights = compute_class_weight("balanced", classes=present, y=ids)
+        return {int(i): float(w) for i, w in zip(present, weights)}
+
     dataset = Dataset(preprocessor.transform(train_texts), encode(train_labels),
                       preprocessor.transform(split.val_texts), encode(split.val_labels),
                       preprocessor.transform(split.test_texts), encode(split.test_labels),
-                      class_weight, word_vectors=word_vectors)
-    embeddings = sentence_embeddings(encoder, train_texts, split.val_texts, split.test_texts)
+                      class_weight(train_labels), word_vectors=word_vectors)
+    if all_texts:
+        dataset.x_all, dataset.y_all = preprocessor.transform(all_texts), encode(all_labels)
+        dataset.class_weight_all = class_weight(all_labels)
+    embeddings = sentence_embeddings(encoder, split.train_texts, split.val_texts,
+                                     split.test_texts)
     if embeddings:
-        dataset.embedded = replace(dataset, x_train=embeddings[0], x_val=embeddings[1],
-                                   x_test=embeddings[2])
+        dataset.embedded = Dataset(
+            embeddings[0], encode(split.train_labels), embeddings[1], encode(split.val_labels),
+            embeddings[2], encode(split.test_labels), class_weight(split.train_labels))
+        if all_texts:
+            dataset.embedded.x_all = np.concatenate([embeddings[0], embeddings[1]])
+            dataset.embedded.y_all = encode(split.train_labels + split.val_labels)
+            dataset.embedded.class_weight_all = class_weight(split.train_labels
+                                                             + split.val_labels)
     return preprocessor, dataset
 
 
@@ -248,26 +285,44 @@ class Fitted:
     histories: dict
     best_config: dict
     trials: list
+    linear_head: object = None  # refit.LinearHeadChoice when the MiniLM member's head is linear
+    continued: bool = False  # --finetune: the published members trained on
+    refit: dict = None  # name -> what its refit on training + validation rows was
 
 
 def fit_models(prepared, config, workdir, init_from=None, best_config=None):
-    """Tune (unless a configuration is given or the run starts from a published one), then fit
-    every member."""
+    """Search (unless a configuration is given or the run starts from a published one), then fit
+    every member on the training split, early-stopped on validation."""
     labels = prepared.intents.tags
+    head = None
     with devices.training_devices(config.mixed_precision):
         if init_from:  # tuning skipped: the published members train on
             best, trials = init_from.best_config, []
-            members, histories = continue_members(init_from, prepared.dataset, config)
+            with phase("fit", parts=len(init_from.ensemble or [None]) if config.ensemble else 1):
+                members, histories = continue_members(init_from, prepared.dataset, config,
+                                                         labels)
         else:
-            best, trials = (best_config, []) if best_config else tune(
-                prepared.dataset, prepared.preprocessor, len(labels), config)
-            members, histories = fit_members(prepared.dataset, prepared.preprocessor,
-                                             len(labels), best, config, workdir)
+            if best_config:
+                best, trials = best_config, []
+            else:
+                with phase("search"):
+                    best, trials = tune(prepared.dataset, prepared.preprocessor, len(labels),
+                                        config)
+            with phase("fit", parts=trained_member_count(prepared.dataset, config)):
+                members, histories, head = fit_members(prepared.dataset, prepared.preprocessor,
+                                                       len(labels), best, config, workdir)
     members = {name: replace(m, model=devices.as_float32(m.model)) for name, m in members.items()}
-    return Fitted(members, histories, best, trials)
+    return Fitted(members, histories, best, trials, head, continued=init_from is not None)
 
 
-# --- score ----------------------------------------------------------------------------------
+def trained_member_count(dataset, config):
+    """The members fit_members trains epoch by epoch (the linear head is fitted at once)."""
+    if not config.ensemble:
+        return 1
+    return 3 - (dataset.embedded is not None and config.head == "linear")
+
+
+# --- choose (validation rows only) -----------------------------------------------------------
 
 
 def fit_ensemble_weights(member_probabilities, true_ids, step=0.1):
@@ -308,6 +363,68 @@ def choose_default(val_results, val_true):
 
 
 @dataclass
+class Choice:
+    """What the validation rows decided (never the test split)."""
+    val_probs: dict  # member name -> held-out validation probabilities
+    weights: dict  # ensemble weights (None without an ensemble)
+    default_model: str
+    thresholds: dict  # model type -> fallback threshold
+
+
+def held_out_validation_probabilities(fitted):
+    """Each member's probabilities of the validation rows from a model that never trained on
+    them: the carve fits', or the linear head's out-of-fold ones."""
+    probs = {}
+    for name, member in fitted.members.items():
+        if (fitted.linear_head is not None and member.input == artifacts.SENTENCE_EMBEDDING):
+            probs[name] = fitted.linear_head.val_probabilities
+        else:
+            probs[name] = probabilities(member.model, member.data.x_val)
+    return probs
+
+
+def choose(prepared, fitted, config):
+    """Ensemble weights, the default answer and the fallback thresholds, on the validation rows'
+    held-out probabilities."""
+    val_true = prepared.dataset.y_val.argmax(axis=1)
+    val_probs = held_out_validation_probabilities(fitted)
+    val_results = {artifacts.SINGLE: val_probs[artifacts.SINGLE_MEMBER]}
+    weights = None
+    if config.ensemble:
+        weights = (fit_ensemble_weights(val_probs, val_true)
+                   if config.ensemble_weights == "fitted" else dict(SEED_ENSEMBLE_WEIGHTS))
+        log.info("ensemble weights (%s): %s", config.ensemble_weights, weights)
+        val_results[artifacts.ENSEMBLE] = combine(val_probs, weights)
+    default = choose_default(val_results, val_true)
+    log.info("default answer: %s (validation accuracy %s)", default, ", ".join(
+        f"{name} {(p.argmax(axis=1) == val_true).mean():.4f}" for name, p in val_results.items()))
+    thresholds = {name: choose_fallback_threshold(p, val_true, config.fallback_coverage)
+                  for name, p in val_results.items()}
+    return Choice(val_probs, weights, default, thresholds)
+
+
+# --- refit (training + validation rows) -----------------------------------------------------
+
+
+def refit(prepared, fitted, choice, config):
+    """The published members trained again on training + validation rows with what was chosen
+    (the fitted model itself when --no-refit, --finetune or no validation rows)."""
+    dataset = prepared.dataset
+    if not config.refit or fitted.continued or dataset.x_all is None:
+        return fitted
+    with devices.training_devices(config.mixed_precision):
+        members, report = refit_members(
+            fitted.members, fitted.histories, fitted.linear_head, choice.weights,
+            choice.default_model, dataset, prepared.preprocessor, len(prepared.intents.tags),
+            fitted.best_config, config)
+    members = {name: replace(m, model=devices.as_float32(m.model)) for name, m in members.items()}
+    return replace(fitted, members=members, refit=report)
+
+
+# --- score (the test split) -----------------------------------------------------------------
+
+
+@dataclass
 class Scores:
     val_probs: dict  # member name -> validation probabilities
     weights: dict  # ensemble weights (None without an ensemble)
@@ -318,25 +435,14 @@ class Scores:
     test_results: dict  # model type -> test probabilities (cross-validation sums confusions)
 
 
-def score(prepared, fitted, config, report_dir):
-    """Each model type on validation (weights, default, thresholds) and on the test split (the
-    report, beside the TF-IDF + LR reference)."""
+def score(prepared, fitted, choice, config, report_dir):
+    """The published models on the test split (the report, beside the TF-IDF + LR reference);
+    nothing is chosen here."""
     dataset, members = prepared.dataset, fitted.members
-    val_true = dataset.y_val.argmax(axis=1)
-    val_probs = {name: probabilities(m.model, m.data.x_val) for name, m in members.items()}
     test_probs = {name: probabilities(m.model, m.data.x_test) for name, m in members.items()}
     results = {artifacts.SINGLE: test_probs[artifacts.SINGLE_MEMBER]}
-    val_results = {artifacts.SINGLE: val_probs[artifacts.SINGLE_MEMBER]}
-    weights = None
     if config.ensemble:
-        weights = (fit_ensemble_weights(val_probs, val_true)
-                   if config.ensemble_weights == "fitted" else dict(SEED_ENSEMBLE_WEIGHTS))
-        log.info("ensemble weights (%s): %s", config.ensemble_weights, weights)
-        results[artifacts.ENSEMBLE] = combine(test_probs, weights)
-        val_results[artifacts.ENSEMBLE] = combine(val_probs, weights)
-    default = choose_default(val_results, val_true)
-    log.info("default answer: %s (validation accuracy %s)", default, ", ".join(
-        f"{name} {(p.argmax(axis=1) == val_true).mean():.4f}" for name, p in val_results.items()))
+        results[artifacts.ENSEMBLE] = combine(test_probs, choice.weights)
     reference = reference_baseline(prepared.split)
     metrics = write_report(report_dir, results, prepared.split.test_texts,
                            dataset.y_test.argmax(axis=1), prepared.intents.tags, reference)
@@ -348,9 +454,8 @@ def score(prepared, fitted, config, report_dir):
     if config.ensemble:
         gain = metrics[artifacts.ENSEMBLE]["accuracy"] - metrics[artifacts.SINGLE]["accuracy"]
         log.info("ensemble vs single: %+.2f accuracy points", gain * 100)
-    thresholds = {name: choose_fallback_threshold(p, val_true, config.fallback_coverage)
-                  for name, p in val_results.items()}
-    return Scores(val_probs, weights, default, thresholds, metrics, reference, results)
+    return Scores(choice.val_probs, choice.weights, choice.default_model, choice.thresholds,
+                  metrics, reference, results)
 
 
 # --- write and publish ----------------------------------------------------------------------
@@ -379,7 +484,7 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         config.ensemble_weights, responses=prepared.intents.responses,
         fallback_responses=list(prepared.intents.fallback_responses),
         examples=example_patterns(prepared.split), language=run_language,
-        training_patterns=training_patterns(prepared),
+        training_patterns=training_patterns(prepared, config),
     ).write(staging)
     plot_history(fitted.histories, staging / artifacts.HISTORY_PLOT)
     (staging / artifacts.CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
@@ -397,12 +502,22 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "labels": intents.tags,
         "splits": {"train": len(split.train_texts), "val": len(split.val_texts),
                    "test": len(split.test_texts),
-                   "train_after_augmentation": int(len(prepared.dataset.x_train))},
+                   "train_after_augmentation": int(len(prepared.dataset.x_train)),
+                   "refit_after_augmentation": (int(len(prepared.dataset.x_all))
+                                                if fitted.refit else None)},
         "tuning": fitted.trials, "best_config": fitted.best_config,
+        "histories": {name: {metric: [round(float(v), 5) for v in values]
+                             for metric, values in history.items()}
+                      for name, history in fitted.histories.items()},
+        "linear_head": ({k: v for k, v in vars(fitted.linear_head).items()
+                         if k != "val_probabilities"} if fitted.linear_head else None),
+        "refit": fitted.refit,
         "ensemble_weights": scores.weights, "default_model": scores.default_model,
         "member_inputs": {name: m.input for name, m in members.items()},
         "encoder": encoder_description(config, prepared, init_from),
         "language": run_language,
+        # Seconds per phase so far: the next run's progress plans its ETA with them.
+        "phase_seconds": dict(current_run().seconds) if current_run() else None,
         "fallback_thresholds": scores.thresholds,
         "metrics": {name: {k: v for k, v in m.items() if k != "per_intent"}
                     for name, m in scores.metrics.items()},
@@ -425,12 +540,13 @@ def example_patterns(split, per_intent=EXAMPLES_PER_INTENT):
     return examples
 
 
-def training_patterns(prepared):
+def training_patterns(prepared, config):
     """The training split embedded by the run's sentence encoder (its fine-tuned one, else the
-    pretrained one), for the nearest patterns of explanations; None without the encoder."""
+    pretrained one, through the cache), for the nearest patterns of explanations; None without
+    the encoder."""
     try:
         encoder = (minilm.SentenceEncoder(weights_file=prepared.encoder_file)
-                   if prepared.encoder_file else minilm.sentence_encoder())
+                   if prepared.encoder_file else cached(minilm.sentence_encoder(), config))
     except PretrainedUnavailable as error:
         log.warning("%s; explanations of this run will show no nearest patterns", error)
         return None
@@ -507,22 +623,54 @@ def train(config: TrainConfig | None = None, *, intents: list[dict] | None = Non
         return _train(replace(config, data=str(data)))
 
 
+# Typical seconds of each phase (shipped data, 2-core laptop): the first run's plan. Later runs
+# plan with the last run's own seconds, from its manifest.
+TYPICAL_PHASE_SECONDS = {"prepare": 15, "search": 60, "fit": 90, "choose": 1, "refit": 60,
+                         "write": 15, "track": 5}
+
+
+def phase_plan(config, init_from):
+    """The phases this run will go through, with their expected seconds."""
+    names = ["prepare", *([] if init_from else ["search"]), "fit", "choose",
+             *(["refit"] if config.refit and not init_from else []), "write",
+             *(["track"] if tracking.enabled(config) else [])]
+    last = artifacts.published_manifest(config.out) or {}
+    same_kind = bool(last.get("finetune")) == (init_from is not None)
+    seconds = last.get("phase_seconds") if same_kind else None
+    seconds = seconds if isinstance(seconds, dict) else {}
+    return {name: (seconds[name] if isinstance(seconds.get(name), (int, float))
+                   and seconds[name] > 0 else TYPICAL_PHASE_SECONDS[name]) for name in names}
+
+
 def _train(config):
     started = time.perf_counter()
+    tracking.check(config)
     set_seed(config.seed)
     init_from = artifacts.open_published(config.out) if config.finetune else None
     with (interrupts.interruptible(), artifacts.staging_area(config.out) as staging,
-          tempfile.TemporaryDirectory(prefix="intentkit-") as scratch):
-        prepared = prepare(config, Path(scratch), init_from)
+          tempfile.TemporaryDirectory(prefix="intentkit-") as scratch,
+          whole_run("training", phase_plan(config, init_from)) as run):
+        with phase("prepare"):
+            prepared = prepare(config, Path(scratch), init_from)
         config = resolve_auto(config, len(prepared.dataset.x_train))
         fitted = fit_models(prepared, config, Path(scratch), init_from)
-        with _writing(config.out):
-            scores = score(prepared, fitted, config, staging / artifacts.REPORT_DIR)
+        with phase("choose"):
+            choice = choose(prepared, fitted, config)
+        if config.refit and not fitted.continued and prepared.dataset.x_all is not None:
+            with phase("refit", parts=len(fitted.members)):
+                fitted = refit(prepared, fitted, choice, config)
+        else:
+            run.skip("refit")
+        with phase("write"), _writing(config.out):
+            scores = score(prepared, fitted, choice, config, staging / artifacts.REPORT_DIR)
             write_run(staging, prepared, fitted, scores, config,
                       round(time.perf_counter() - started, 1), init_from)
             entities.add_to_run(staging, prepared, scores, config)  # none without entities
             interrupts.stop_if_interrupted()
             artifacts.publish(staging, config.out, keep=config.keep)
+        if tracking.enabled(config):
+            with phase("track"):
+                tracking.log_published_run(config)
     log.info("saved model, preprocessor and report to %s (%.0f s)", config.out,
              time.perf_counter() - started)
     return scores.metrics
