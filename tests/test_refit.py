@@ -31,9 +31,10 @@ def quick_config(tmp_path, **overrides):
 
 @pytest.fixture(scope="module")
 def fitted_quick(tmp_path_factory):
-    """Prepared data and carve fits of a quick run (seed weights: every member is refitted)."""
+    """Prepared data of a quick run (seed weights: every member is refitted; the rows of a full
+    refit prepared)."""
     tmp_path = tmp_path_factory.mktemp("refit")
-    config = quick_config(tmp_path, ensemble_weights="seed")
+    config = quick_config(tmp_path, ensemble_weights="seed", refit="full")
     train.set_seed(config.seed)
     prepared = train.prepare(config, tmp_path)
     config = train.resolve_auto(config, len(prepared.dataset.x_train))
@@ -77,6 +78,20 @@ def test_validation_rows_train_every_refitted_member(fitted_quick, monkeypatch):
     # Epochs come from early stopping on the carve.
     assert refitted.refit[artifacts.SINGLE_MEMBER]["epochs"] == best_epoch(
         fitted.histories[artifacts.SINGLE_MEMBER])
+
+
+@pytest.mark.slow  # trains small models
+def test_a_head_refit_refits_the_linear_head_alone(fitted_quick):
+    config, prepared, tmp_path = fitted_quick
+    fitted = train.fit_models(prepared, config, tmp_path)
+    choice = train.choose(prepared, fitted, config)
+    refitted = train.refit(prepared, fitted, choice, replace(config, refit="head"))
+
+    assert refitted.refit["transformer"]["refitted"]
+    assert refitted.members["transformer"].model is not fitted.members["transformer"].model
+    for name in (artifacts.SINGLE_MEMBER, "cnn"):
+        assert not refitted.refit[name]["refitted"]
+        assert refitted.members[name].model is fitted.members[name].model
 
 
 @pytest.mark.slow  # trains small models

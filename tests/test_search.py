@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import write_intents
 
+from intentkit import artifacts
 from intentkit.training import members
 from intentkit.training import pipeline as train
 from intentkit.training.config import QUICK, TrainConfig
@@ -11,9 +12,9 @@ from intentkit.training.config import QUICK, TrainConfig
 pytestmark = pytest.mark.slow  # trains small models
 
 
-def test_a_configuration_that_cannot_learn_is_stopped_early_and_still_recorded(
-        tmp_path, monkeypatch):
-    # Three ordinary configurations, then one whose learning rate is zero: it stays at chance.
+def search(tmp_path, monkeypatch, **options):
+    """The search over three ordinary configurations and one whose learning rate is zero (it
+    stays at chance), on the small test data: (prepared, config, tune's answer)."""
     hopeless = {"name": "Cannot learn", "embedding_dim": 32, "learning_rate": 0.0,
                 "dropout": 0.0}
     configs = tuple({**c, "embedding_dim": 32} for c in members.SEED_CONFIGS[:3]) + (hopeless,)
@@ -21,14 +22,21 @@ def test_a_configuration_that_cannot_learn_is_stopped_early_and_still_recorded(
     data = write_intents(tmp_path / "intents.json")
     config = TrainConfig(**{**QUICK, "data": str(data), "out": str(tmp_path / "model"),
                             "word_vectors": "scratch", "ensemble": False, "tuning_epochs": 8,
-                            "tuning_patience": 8, "search_min_epochs": 1, "batch_size": 8})
+                            "tuning_patience": 8, "search_min_epochs": 1, "batch_size": 8,
+                            **options})
     train.set_seed(config.seed)
     prepared = train.prepare(config, tmp_path)
     config = train.resolve_auto(config, len(prepared.dataset.x_train))
-    best, trials = members.tune(prepared.dataset, prepared.preprocessor,
-                                len(prepared.intents.tags), config)
+    return prepared, config, members.tune(prepared.dataset, prepared.preprocessor,
+                                          len(prepared.intents.tags), config)
 
-    assert [t["name"] for t in trials] == [c["name"] for c in configs]  # every trial recorded
+
+def test_a_configuration_that_cannot_learn_is_stopped_early_and_still_recorded(
+        tmp_path, monkeypatch):
+    # On a sample of the training rows: every surviving trial runs to its end.
+    _, config, (best, trials, winner) = search(tmp_path, monkeypatch, tuning_max_rows=30)
+
+    assert [t["name"] for t in trials] == [c["name"] for c in members.SEED_CONFIGS]  # all
     stopped = {t["name"]: t for t in trials}["Cannot learn"]
     assert stopped["state"] == "pruned"
     assert stopped["epochs"] < config.tuning_epochs
@@ -38,3 +46,21 @@ def test_a_configuration_that_cannot_learn_is_stopped_early_and_still_recorded(
     for t in trials:
         assert t["state"] in ("pruned", "early-stopped", "completed")
         assert np.isclose(t["val_accuracy"], max(t["val_accuracy_by_epoch"]), atol=1e-4)
+    assert winner is None, "a winner searched on a sample is trained anew on every row"
+
+
+def test_the_winner_of_a_search_on_every_row_trains_on_as_the_final_model(
+        tmp_path, monkeypatch):
+    prepared, config, (best, trials, winner) = search(tmp_path, monkeypatch)
+
+    assert winner is not None and winner.configuration["name"] == best["name"]
+    assert {t["name"]: t for t in trials}["Cannot learn"]["state"] == "pruned"
+    # The search ends once one trial is left: it is not run to the epoch limit.
+    assert best["state"] == "selected" and best["epochs"] < config.tuning_epochs
+    searched = winner.history_of_weights()["val_accuracy"]
+    fitted, histories, _ = members.fit_members(
+        prepared.dataset, prepared.preprocessor, len(prepared.intents.tags), best, config,
+        tmp_path, winner)
+    assert fitted[artifacts.SINGLE_MEMBER].model is winner.model  # trained on, not built again
+    history = histories[artifacts.SINGLE_MEMBER]["val_accuracy"]
+    assert history[:len(searched)] == searched and len(history) > len(searched)

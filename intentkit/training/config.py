@@ -19,7 +19,7 @@ SHIPPED_DATA = f"{DEFAULT_DIR}/final.json"
 CHOICES = {"balance": ("upsample", "class_weight", "none"),
            "ensemble_weights": ("auto", "seed", "fitted"),
            "transformer": ("frozen", "finetune", "scratch"),
-           "head": ("linear", "mlp"),
+           "head": ("linear", "mlp"), "refit": ("head", "full", "off"),
            "word_vectors": ("pretrained", "scratch"), "on_conflict": ON_CONFLICT}
 
 # Options left at 0 or "auto". Small data sets need small batches and patient early stopping of
@@ -31,11 +31,16 @@ CHOICES = {"balance": ("upsample", "class_weight", "none"),
 # configurations. The pretrained member's head is a dense layer over 384 numbers (about a second
 # an epoch on 15,000 rows): it gets 60 epochs at any size. Ensemble weights are fitted on
 # validation at any size (accuracy first: never below the best member there).
+# The search covers every training row of a small data set, so that its winner trains on as the
+# final CNN-BiLSTM instead of being trained again; above LARGE_DATA_ROWS a sample of 2,000 rows
+# ranks the configurations and the winner is trained anew on all of them.
 LARGE_DATA_ROWS = 8000
 SMALL_DATA = {"batch_size": 64, "patience": 5, "ensemble_patience": 10, "tuning_epochs": 30,
-              "epochs": 150, "ensemble_epochs": 80, "head_epochs": 60, "ensemble_weights": "fitted"}
+              "tuning_max_rows": LARGE_DATA_ROWS, "epochs": 150, "ensemble_epochs": 80,
+              "head_epochs": 60, "ensemble_weights": "fitted"}
 LARGE_DATA = {"batch_size": 256, "patience": 3, "ensemble_patience": 3, "tuning_epochs": 10,
-              "epochs": 20, "ensemble_epochs": 20, "head_epochs": 60, "ensemble_weights": "fitted"}
+              "tuning_max_rows": 2000, "epochs": 20, "ensemble_epochs": 20, "head_epochs": 60,
+              "ensemble_weights": "fitted"}
 # --quick: a smoke run of seconds per model (flags given explicitly still apply).
 QUICK = {"augmentation_factor": 1, "tuning_epochs": 3, "tuning_patience": 2, "epochs": 6,
          "patience": 3, "ensemble_epochs": 4, "ensemble_patience": 2, "head_epochs": 4}
@@ -49,7 +54,6 @@ RANGES = {
     "test_size": (lambda v: 0 < v < 0.5, "between 0 and 0.5"),
     "augmentation_factor": (lambda v: v >= 0, "at least 0 (0 = off)"),
     "augmentation_max_rows": (lambda v: v >= 0, "at least 0"),
-    "tuning_max_rows": (lambda v: v >= 1, "at least 1"),
     "keep": (lambda v: v >= 1, "at least 1"),
     "search_min_epochs": (lambda v: v >= 1, "at least 1"),
     "tuning_patience": (lambda v: v >= 1, "at least 1"),
@@ -59,8 +63,8 @@ RANGES = {
     "fallback_margin": (lambda v: 0 <= v <= 1, "from 0 to 1 (0 = off)"),
     "embedding_cache_mb": (lambda v: v >= 0, "at least 0 (0 = no cache)"),
     **{name: (lambda v: v >= 0, "at least 1, or 0 for auto")
-       for name in ("batch_size", "patience", "ensemble_patience", "tuning_epochs", "epochs",
-                    "ensemble_epochs", "head_epochs")},
+       for name in ("batch_size", "patience", "ensemble_patience", "tuning_epochs",
+                    "tuning_max_rows", "epochs", "ensemble_epochs", "head_epochs")},
 }
 
 
@@ -105,7 +109,9 @@ class TrainConfig:
     tuning_epochs: int = _option(0, "epoch limit of each tuning trial "
                                  f"(0 = {_auto('tuning_epochs')})")
     tuning_max_rows: int = _option(
-        2000, "tuning trials train on a stratified sample of at most this many rows")
+        0, "tuning trials train on a stratified sample of at most this many rows; on every row, "
+        "the search's winner trains on as the final CNN-BiLSTM (0 = "
+        f"{_auto('tuning_max_rows')})")
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
     search_min_epochs: int = _option(
         3, "epochs every tuning trial gets before the successive-halving search may stop it "
@@ -126,9 +132,11 @@ class TrainConfig:
         "linear", "head of the pretrained member over the frozen sentence embeddings: linear "
         "(logistic regression, C chosen on folds of training + validation on small data) | mlp "
         "(a dense layer trained with early stopping)")
-    refit: bool = _option(
-        True, "after choosing on the validation split (configuration, epochs, weights, "
-        "thresholds), train the published members again on training + validation rows")
+    refit: str = _option(
+        "head", "after choosing on the validation split (configuration, epochs, weights, "
+        "thresholds), train again on training + validation rows: head (the linear MiniLM head, "
+        "seconds; it buys what a full refit buys, benchmarks/refit_modes.py) | full (every "
+        "member, the token-id ones from scratch for their chosen epochs) | off")
     word_vectors: str = _option(
         "pretrained", "starting word vectors of the CNN-BiLSTM: pretrained (all-MiniLM-L6-v2's "
         "word-piece embeddings, averaged per word, then trained on) | scratch (the seed's: "

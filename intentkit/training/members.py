@@ -77,9 +77,9 @@ class EpochProgress(keras.callbacks.Callback):
     """One progress step per epoch (a bar on a terminal, else a log line); stops the run at an
     epoch end after Ctrl-C (see interrupts)."""
 
-    def __init__(self, name, epochs):
+    def __init__(self, name, epochs, initial_epoch=0):
         super().__init__()
-        self.progress = Progress(name, epochs, unit="epoch")
+        self.progress = Progress(name, epochs - initial_epoch, unit="epoch")
         self.epochs = epochs
 
     def on_epoch_end(self, epoch, logs=None):
@@ -105,12 +105,13 @@ def tensorboard_callbacks(config, name):
 
 
 def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
-        checkpoint=None, label_smoothing=0.0, callbacks=()):
-    """Adam with clipping, early stopping, LR reduction on plateau; best weights restored."""
+        checkpoint=None, label_smoothing=0.0, callbacks=(), initial_epoch=0):
+    """Adam with clipping, early stopping, LR reduction on plateau; best weights restored.
+    `initial_epoch`: the epochs the model has had already (it trains on to `epochs` at most)."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                   metrics=["accuracy"])
-    callbacks = [EpochProgress(name, epochs), *callbacks,
+    callbacks = [EpochProgress(name, epochs, initial_epoch), *callbacks,
                  keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                    patience=max(2, patience // 2), min_lr=1e-7)]
     if checkpoint:
@@ -121,7 +122,7 @@ def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monit
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
                                                        restore_best_weights=True))
     history = model.fit(dataset.x_train, dataset.y_train, batch_size=batch_size, epochs=epochs,
-                        validation_data=(dataset.x_val, dataset.y_val),
+                        initial_epoch=initial_epoch, validation_data=(dataset.x_val, dataset.y_val),
                         class_weight=dataset.class_weight, callbacks=callbacks, verbose=0)
     if checkpoint:
         model.load_weights(checkpoint)
@@ -158,7 +159,11 @@ def tune(dataset, preprocessor, num_classes, config):
     """The seed configurations, started together and trained epoch by epoch in turn; Optuna's
     successive-halving pruner stops the weak ones at its rungs (a few epochs), the others run to
     the epoch limit or early stopping. The best validation accuracy (then loss) wins; every
-    trial, pruned or not, is returned for the manifest."""
+    trial, pruned or not, is returned for the manifest.
+
+    Searched on every training row, the search ends as soon as one trial is left running: it is
+    the winner, and its model (returned as the third value, else None) trains on as the final
+    CNN-BiLSTM instead of being trained again from scratch."""
     try:  # the `train` extra; imported here: only a full run searches
         import optuna
     except ImportError:
@@ -167,7 +172,8 @@ def tune(dataset, preprocessor, num_classes, config):
                           "fold's)") from None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dataset = sample_rows(dataset, config.tuning_max_rows, config.seed)
+    searched = sample_rows(dataset, config.tuning_max_rows, config.seed)
+    on_every_row = searched is dataset
     names = [trial["name"] for trial in SEED_CONFIGS]
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.GridSampler(
@@ -178,10 +184,10 @@ def tune(dataset, preprocessor, num_classes, config):
     running = []
     for trial in SEED_CONFIGS:
         study.enqueue_trial({"configuration": trial["name"]})
-        if dataset.word_vectors is not None:  # the vectors' width, whatever the trial's
-            trial = {**trial, "embedding_dim": dataset.word_vectors.shape[1]}
+        if searched.word_vectors is not None:  # the vectors' width, whatever the trial's
+            trial = {**trial, "embedding_dim": searched.word_vectors.shape[1]}
         keras.utils.set_random_seed(config.seed)
-        model = single_model(dataset, preprocessor, num_classes, trial)
+        model = single_model(searched, preprocessor, num_classes, trial)
         model.compile(optimizer=keras.optimizers.Adam(trial["learning_rate"], clipnorm=1.0),
                       loss=keras.losses.CategoricalCrossentropy(
                           label_smoothing=config.label_smoothing), metrics=["accuracy"])
@@ -189,7 +195,7 @@ def tune(dataset, preprocessor, num_classes, config):
     progress = Progress("tuning", len(running) * config.tuning_epochs, unit="epoch")
     for epoch in range(config.tuning_epochs):
         for trial in [t for t in running if t.state == "running"]:
-            trial.train_one_epoch(dataset, epoch, config)
+            trial.train_one_epoch(searched, epoch, config)
             progress.update(1, f"{trial.configuration['name']} epoch {epoch + 1} val_acc "
                             f"{trial.history['val_accuracy'][-1]:.4f}")
             interrupts.stop_if_interrupted()
@@ -198,16 +204,22 @@ def tune(dataset, preprocessor, num_classes, config):
                 trial.finish(study, "pruned", epoch + 1)
             elif epoch - trial.best_epoch >= config.tuning_patience:
                 trial.finish(study, "early-stopped", epoch + 1)
+        left = [t for t in running if t.state == "running"]
+        if on_every_row and len(left) == 1:
+            left[0].finish(study, "selected", epoch + 1, keep_last_weights=True)
+            break
     for trial in running:
         if trial.state == "running":
             trial.finish(study, "completed", config.tuning_epochs)
     progress.close()
+    best_trial = max((t for t in running if t.state != "pruned"),
+                     key=lambda t: (t.record()["val_accuracy"], -t.record()["val_loss"]))
     trials = [trial.record() for trial in running]
-    best = max((t for t in trials if t["state"] != "pruned"),
-               key=lambda t: (t["val_accuracy"], -t["val_loss"]))
-    log.info("best configuration: %s (%d of %d trials pruned)", best["name"],
-             sum(t["state"] == "pruned" for t in trials), len(trials))
-    return best, trials
+    best = best_trial.record()
+    log.info("best configuration: %s (%d of %d trials pruned)%s", best["name"],
+             sum(t["state"] == "pruned" for t in trials), len(trials),
+             "; it trains on as the final CNN-BiLSTM" if on_every_row else "")
+    return best, trials, best_trial if on_every_row else None
 
 
 SEARCH_REDUCTION_FACTOR = 2  # successive halving keeps the better half at each rung
@@ -219,16 +231,23 @@ class SearchTrial:
 
     def __init__(self, optuna_trial, configuration, model):
         self.optuna_trial, self.configuration, self.model = optuna_trial, configuration, model
-        self.history = {"val_accuracy": [], "val_loss": []}
+        self.history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
         self.state, self.best_epoch, self.best_weights, self.seconds = "running", -1, None, 0.0
         self.stopped_at = 0
+        self.trained_epochs = 0  # the epochs the model's weights have had
+
+    def history_of_weights(self):
+        """The per-epoch history up to the epoch the model's weights are from."""
+        return {key: values[:self.trained_epochs] for key, values in self.history.items()}
 
     def train_one_epoch(self, dataset, epoch, config):
         started = time.perf_counter()
-        self.model.fit(dataset.x_train, dataset.y_train, batch_size=config.batch_size,
-                       epochs=epoch + 1, initial_epoch=epoch, class_weight=dataset.class_weight,
-                       verbose=0)
+        trained = self.model.fit(dataset.x_train, dataset.y_train, batch_size=config.batch_size,
+                                 epochs=epoch + 1, initial_epoch=epoch,
+                                 class_weight=dataset.class_weight, verbose=0).history
         val_loss, val_accuracy = self.model.evaluate(dataset.x_val, dataset.y_val, verbose=0)
+        self.history["loss"] += trained["loss"]
+        self.history["accuracy"] += trained["accuracy"]
         self.history["val_accuracy"].append(float(val_accuracy))
         self.history["val_loss"].append(float(val_loss))
         best = self.history["val_accuracy"][self.best_epoch] if self.best_epoch >= 0 else -1
@@ -236,15 +255,20 @@ class SearchTrial:
             self.best_epoch, self.best_weights = epoch, self.model.get_weights()
         self.seconds += time.perf_counter() - started
 
-    def finish(self, study, state, epochs):
+    def finish(self, study, state, epochs, keep_last_weights=False):
+        """Ends the trial in `state`; its model goes back to its best epoch's weights unless
+        it trains on from where it is (the search's winner)."""
         self.state, self.stopped_at = state, epochs
         if state == "pruned":
             study.tell(self.optuna_trial, state=optuna_state("PRUNED"))
         else:
             study.tell(self.optuna_trial, self.history["val_accuracy"][self.best_epoch])
-        if self.best_weights is not None:
+        if self.best_weights is not None and not keep_last_weights:
             self.model.set_weights(self.best_weights)
-            self.best_weights = None
+            self.trained_epochs = self.best_epoch + 1
+        else:
+            self.trained_epochs = epochs
+        self.best_weights = None
         log.info("tuning %-16s %s after %d epochs: best val_acc %.4f (epoch %d, %.0f s)",
                  self.configuration["name"], state, epochs,
                  self.history["val_accuracy"][self.best_epoch], self.best_epoch + 1,
@@ -292,23 +316,32 @@ def uses_linear_head(name, dataset, config):
             and config.head == "linear")
 
 
-def fit_members(dataset, preprocessor, num_classes, best, config, workdir):
+def fit_members(dataset, preprocessor, num_classes, best, config, workdir, winner=None):
     """The CNN-BiLSTM with the best configuration, then the other ensemble members, each fitted
     on the training split with early stopping on validation (the epochs the refit reuses).
+    `winner`: the search's winning trial, trained on every training row: the CNN-BiLSTM trains
+    on from it rather than from scratch (its search epochs count in its history).
 
     The pretrained member reads sentence embeddings, the others token ids. Returns (members,
     histories, the linear head's choice or None)."""
     keras.utils.set_random_seed(config.seed)
-    members = {artifacts.SINGLE_MEMBER: new_model(artifacts.SINGLE_MEMBER, dataset, preprocessor,
-                                                  num_classes, best)}
+    if winner is not None:
+        single, searched = Member(winner.model, dataset), winner.history_of_weights()
+    else:
+        single, searched = new_model(artifacts.SINGLE_MEMBER, dataset, preprocessor,
+                                     num_classes, best), {}
+    members = {artifacts.SINGLE_MEMBER: single}
     checkpoint = workdir / "best.weights.h5"
     learning_rate, epochs, patience, batch_size = training_budget(
-        artifacts.SINGLE_MEMBER, members[artifacts.SINGLE_MEMBER], best, config)
-    histories = {artifacts.SINGLE_MEMBER: fit(
-        members[artifacts.SINGLE_MEMBER].model, dataset, learning_rate, epochs, patience,
-        batch_size, artifacts.SINGLE_MEMBER, checkpoint=str(checkpoint),
-        label_smoothing=config.label_smoothing,
-        callbacks=tensorboard_callbacks(config, artifacts.SINGLE_MEMBER))}
+        artifacts.SINGLE_MEMBER, single, best, config)
+    done = len(searched.get("loss", []))
+    trained_on = fit(single.model, dataset, learning_rate, max(epochs, done + 1), patience,
+                     batch_size, artifacts.SINGLE_MEMBER, checkpoint=str(checkpoint),
+                     label_smoothing=config.label_smoothing,
+                     callbacks=tensorboard_callbacks(config, artifacts.SINGLE_MEMBER),
+                     initial_epoch=done)
+    histories = {artifacts.SINGLE_MEMBER: {key: searched.get(key, []) + values
+                                           for key, values in trained_on.items()}}
     checkpoint.unlink()
     head = None
     for name in ("transformer", "cnn") if config.ensemble else ():
@@ -353,36 +386,40 @@ def refit_members(members, histories, head, weights, default_model, dataset, pre
                   num_classes, best, config):
     """The published members, trained again on every labelled row with what was chosen on the
     validation split: the CNN-BiLSTM's configuration, each member's epochs, the linear head's
-    C. A member whose ensemble weight is below REFIT_MIN_WEIGHT keeps its carve fit (it barely
-    moves the answer), and so does the single CNN-BiLSTM unless it is the default answer or
-    weighs in the ensemble. Returns (members, {name: what its refit was})."""
+    C; every member with --refit full, the linear head alone with --refit head. A member whose
+    ensemble weight is below REFIT_MIN_WEIGHT keeps its carve fit (it barely moves the answer),
+    and so does the single CNN-BiLSTM unless it is the default answer or weighs in the
+    ensemble. The fitted models are left as they were. Returns (members, {name: what its refit
+    was})."""
     refitted, report = dict(members), {}
     for name, member in members.items():
         weight = weights.get(name, 0.0) if weights else (
             1.0 if name == artifacts.SINGLE_MEMBER else 0.0)
         needed = weight >= REFIT_MIN_WEIGHT or (name == artifacts.SINGLE_MEMBER
                                                 and default_model == artifacts.SINGLE)
-        if not needed:
-            log.info("refit: %s skipped (ensemble weight %.2f < %.2f): published as fitted on "
-                     "the training split", name, weight, REFIT_MIN_WEIGHT)
+        linear = head is not None and uses_linear_head(name, dataset, config)
+        if not needed or (config.refit == "head" and not linear):
+            reason = (f"ensemble weight {weight:.2f} < {REFIT_MIN_WEIGHT:.2f}" if not needed
+                      else "--refit head")
+            log.info("refit: %s skipped (%s): published as fitted on the training split", name,
+                     reason)
             report[name] = {"refitted": False, "weight": weight}
             continue
         keras.utils.set_random_seed(config.seed)
         started = time.perf_counter()
         data = dataset.reading(member.input)
-        if head is not None and uses_linear_head(name, dataset, config):
+        if linear:
             all_ids = data.y_all.argmax(axis=1)
             model = linear_head_model(fit_logistic_regression(data.x_all, all_ids, head.c,
                                                               config.seed),
                                       data.x_all.shape[1], num_classes)
             report[name] = {"refitted": True, "rows": int(len(data.x_all)), "C": head.c}
         else:
-            fresh = new_model(name, dataset, preprocessor, num_classes, best)
-            learning_rate, _, _, batch_size = training_budget(name, fresh, best, config)
+            model = new_model(name, dataset, preprocessor, num_classes, best).model
+            learning_rate, _, _, batch_size = training_budget(name, member, best, config)
             epochs = best_epoch(histories[name])
-            fit_on_all_rows(fresh.model, data.x_all, data.y_all, data.class_weight_all,
+            fit_on_all_rows(model, data.x_all, data.y_all, data.class_weight_all,
                             learning_rate, epochs, batch_size, name, config.label_smoothing)
-            model = fresh.model
             report[name] = {"refitted": True, "rows": int(len(data.x_all)), "epochs": epochs}
         report[name]["seconds"] = round(time.perf_counter() - started, 1)
         log.info("refit: %s on %d rows (training + validation) %s in %.0f s", name,

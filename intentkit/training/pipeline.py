@@ -147,9 +147,9 @@ def featurize(split, tags, config, preprocessor=None, encoder=None):
     encoder is given: the embedding heads train on real sentences, like the linear peer)."""
     train_texts, train_labels = augment_and_balance(split, config)
     all_texts, all_labels = [], []
-    if config.refit and split.val_texts:
-        # The validation rows, augmented like the training rows, for the refit (the test rows
-        # are still never produced).
+    if config.refit == "full" and split.val_texts:
+        # The validation rows, augmented like the training rows, for the token-id members'
+        # refit (the test rows are still never produced).
         all_texts, all_labels = augment_and_balance(replace(
             split, train_texts=split.train_texts + split.val_texts,
             train_labels=split.train_labels + split.val_labels, val_texts=[], val_labels=[]),
@@ -188,7 +188,7 @@ def featurize(split, tags, config, preprocessor=None, encoder=None):
         dataset.embedded = Dataset(
             embeddings[0], encode(split.train_labels), embeddings[1], encode(split.val_labels),
             embeddings[2], encode(split.test_labels), class_weight(split.train_labels))
-        if all_texts:
+        if config.refit != "off" and split.val_texts:
             dataset.embedded.x_all = np.concatenate([embeddings[0], embeddings[1]])
             dataset.embedded.y_all = encode(split.train_labels + split.val_labels)
             dataset.embedded.class_weight_all = class_weight(split.train_labels
@@ -303,14 +303,15 @@ def fit_models(prepared, config, workdir, init_from=None, best_config=None):
                                                          labels)
         else:
             if best_config:
-                best, trials = best_config, []
+                best, trials, winner = best_config, [], None
             else:
                 with phase("search"):
-                    best, trials = tune(prepared.dataset, prepared.preprocessor, len(labels),
-                                        config)
+                    best, trials, winner = tune(prepared.dataset, prepared.preprocessor,
+                                                len(labels), config)
             with phase("fit", parts=trained_member_count(prepared.dataset, config)):
                 members, histories, head = fit_members(prepared.dataset, prepared.preprocessor,
-                                                       len(labels), best, config, workdir)
+                                                       len(labels), best, config, workdir,
+                                                       winner)
     members = {name: replace(m, model=devices.as_float32(m.model)) for name, m in members.items()}
     return Fitted(members, histories, best, trials, head, continued=init_from is not None)
 
@@ -406,11 +407,19 @@ def choose(prepared, fitted, config):
 # --- refit (training + validation rows) -----------------------------------------------------
 
 
+def refits(prepared, fitted, config):
+    """Whether the run refits: not with --refit off, --finetune or without the rows to refit
+    on (no validation rows; no sentence embeddings for a head refit)."""
+    dataset = prepared.dataset
+    rows = dataset.x_all if config.refit == "full" else getattr(dataset.embedded, "x_all", None)
+    return config.refit != "off" and not fitted.continued and rows is not None
+
+
 def refit(prepared, fitted, choice, config):
     """The published members trained again on training + validation rows with what was chosen
-    (the fitted model itself when --no-refit, --finetune or no validation rows)."""
+    (the fitted model itself when the run does not refit)."""
     dataset = prepared.dataset
-    if not config.refit or fitted.continued or dataset.x_all is None:
+    if not refits(prepared, fitted, config):
         return fitted
     with devices.training_devices(config.mixed_precision):
         members, report = refit_members(
@@ -503,8 +512,10 @@ def write_run(staging, prepared, fitted, scores, config, seconds, init_from=None
         "splits": {"train": len(split.train_texts), "val": len(split.val_texts),
                    "test": len(split.test_texts),
                    "train_after_augmentation": int(len(prepared.dataset.x_train)),
-                   "refit_after_augmentation": (int(len(prepared.dataset.x_all))
-                                                if fitted.refit else None)},
+                   # The token-id members' refit rows (a full refit only).
+                   "refit_after_augmentation": (None if prepared.dataset.x_all is None
+                                                or not fitted.refit
+                                                else int(len(prepared.dataset.x_all)))},
         "tuning": fitted.trials, "best_config": fitted.best_config,
         "histories": {name: {metric: [round(float(v), 5) for v in values]
                              for metric, values in history.items()}
@@ -632,7 +643,7 @@ TYPICAL_PHASE_SECONDS = {"prepare": 15, "search": 60, "fit": 90, "choose": 1, "r
 def phase_plan(config, init_from):
     """The phases this run will go through, with their expected seconds."""
     names = ["prepare", *([] if init_from else ["search"]), "fit", "choose",
-             *(["refit"] if config.refit and not init_from else []), "write",
+             *(["refit"] if config.refit != "off" and not init_from else []), "write",
              *(["track"] if tracking.enabled(config) else [])]
     last = artifacts.published_manifest(config.out) or {}
     same_kind = bool(last.get("finetune")) == (init_from is not None)
@@ -656,7 +667,7 @@ def _train(config):
         fitted = fit_models(prepared, config, Path(scratch), init_from)
         with phase("choose"):
             choice = choose(prepared, fitted, config)
-        if config.refit and not fitted.continued and prepared.dataset.x_all is not None:
+        if refits(prepared, fitted, config):
             with phase("refit", parts=len(fitted.members)):
                 fitted = refit(prepared, fitted, choice, config)
         else:
