@@ -103,17 +103,22 @@ def load(browser, url):  # noqa: F811
     return loaded
 
 
+def page_answers(browser, url, texts):  # noqa: F811
+    """The loaded page's answers (window.intentkit.classify) to texts."""
+    assert load(browser, url) == {"ok": True, "error": None}
+    return browser.execute_async_script(
+        "const [texts, done] = arguments;"
+        "(async () => { const out = [];"
+        "  for (const t of texts) out.push(await window.intentkit.classify(t));"
+        "  done(out); })()", texts)
+
+
 def test_the_page_answers_as_python_does(page, browser):  # noqa: F811
     texts = ([p for patterns in SMALL_INTENTS.values() for p in patterns] + NOVEL)[:50]
     assert len(texts) == 50
     expected = python_answers(page, texts)
     with static_files(page) as url:
-        assert load(browser, url) == {"ok": True, "error": None}
-        got = browser.execute_async_script(
-            "const [texts, done] = arguments;"
-            "(async () => { const out = [];"
-            "  for (const t of texts) out.push(await window.intentkit.classify(t));"
-            "  done(out); })()", texts)
+        got = page_answers(browser, url, texts)
         # Typing shows the answer of what is typed.
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
@@ -147,12 +152,7 @@ def test_the_page_finds_the_entities_python_finds(page, run_with_entities,
     assert sum(map(bool, expected)) > 150, "the test needs messages with entities"
     assert {e["extractor"] for row in expected for e in row} == {"crf", "lookup", "regex"}
     with static_files(page) as url:
-        assert load(browser, url) == {"ok": True, "error": None}
-        got = browser.execute_async_script(
-            "const [texts, done] = arguments;"
-            "(async () => { const out = [];"
-            "  for (const t of texts) out.push((await window.intentkit.classify(t)).entities);"
-            "  done(out); })()", texts)
+        got = [answer["entities"] for answer in page_answers(browser, url, texts)]
         # Typing marks each entity in the message (the first message with three of them).
         message = next(t for t, row in zip(texts, expected) if len(row) >= 3)
         field = browser.find_element(By.ID, "message")
