@@ -278,7 +278,7 @@ class _Portable:
 def portable_regex(source, fold=False):
     """The pattern JavaScript (flags "gu") and Python's re match as RE2 matches `source` (case-
     insensitively with fold=True: a lookup's). ValueError saying what has no such form."""
-    if "[:" in source:
+    if re.search(r"\[:\^?[a-z]+:\]", source):
         raise ValueError("a POSIX class like [[:alpha:]] (write [a-zA-Z])")
     if "{," in source:
         raise ValueError("'{,' (RE2 reads it as text, JavaScript and Python as a repeat)")
