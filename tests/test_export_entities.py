@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import JOBS, SALARY
+from conftest import ENTITY_SECTION, JOBS, SALARY
 from live_server import missing
 
 from intentkit import artifacts, cli
@@ -177,6 +177,23 @@ def test_a_portable_lookup_matches_case_insensitively_as_re2(values):
 def test_a_regex_javascript_reads_otherwise_is_refused(regex, why):
     with pytest.raises(ValueError, match=why):
         entity_export.portable_regex(regex)
+
+
+def test_lookups_and_regexes_alone_are_exported():
+    """A run with an "entities" section and no annotation has no labeller: its lookups, regexes
+    and synonyms are the whole answer."""
+    from intentkit.data.annotations import validate_entities
+    from intentkit.serving.entities import EntityExtractor
+    types = validate_entities({**ENTITY_SECTION, "code": {"regex": [r"^[A-Z]{2}-\d{3,}$",
+                                                                    r"#\w+"]}}, "intents.json")
+    synonyms = {("skill", "c++"): "C++"}
+    document = json.loads(entity_export.dumps(entity_export.portable_document(
+        types, [[*key, value] for key, value in synonyms.items()])))
+    assert document["labeller"] is None
+    extractor = EntityExtractor(None, types, synonyms)
+    texts = messages(300) + ["AB-123", "#tag_1 and #Zürich"]
+    assert sum(bool(extractor.extract([t])[0]) for t in texts) > 200
+    assert _differences(extractor, entity_export.PortableEntities(document), texts) == []
 
 
 def test_python_word_characters_are_javascripts_letters_and_numbers():

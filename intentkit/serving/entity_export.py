@@ -364,9 +364,16 @@ def portable_entities(run):
         except ValueError as error:
             raise ArtifactError(f"{where}: its labeller's model cannot be read ({error}); "
                                 "retrain with `intentkit train`") from None
+    return portable_document(entity_types, document["synonyms"], portable, where)
+
+
+def portable_document(entity_types, synonyms, labeller=None, where="entities"):
+    """The portable document of EntityTypes, the learned synonyms ([entity, written form
+    casefolded, canonical] rows, as a run's entities.json lists them) and portable_labeller's
+    labeller (None for lookups and regexes only)."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "max_chars": MAX_ENTITY_CHARS,
-            "labeller": portable, "matchers": portable_matchers(entity_types, where),
-            "synonyms": document["synonyms"],
+            "labeller": labeller, "matchers": portable_matchers(entity_types, where),
+            "synonyms": [list(row) for row in synonyms],
             "type_synonyms": {name: dict(t.synonyms)
                               for name, t in sorted(entity_types.types.items()) if t.synonyms},
             "unicode": unicode_facts()}
