@@ -196,6 +196,29 @@ def test_lookups_and_regexes_alone_are_exported():
     assert _differences(extractor, entity_export.PortableEntities(document), texts) == []
 
 
+def test_the_feature_set_is_the_one_entities_js_computes():
+    """entities.js computes `intentkit-crf-word-features-1` by hand: a change to the labeller's
+    features fails here first (then bump entity_export.FEATURES and change entities.js)."""
+    import numpy as np
+
+    from intentkit.models.entity_tagger import crf_features, tokenize
+    text = "Héllo NYC, 120k²!"
+    tokens = tokenize(text)
+    matches = np.zeros((len(tokens), 1))
+    matches[1, 0] = 1
+    rows = entity_export.crfsuite_attributes(crf_features(text, tokens, matches, ["location"]))
+    assert entity_export.FEATURES == "intentkit-crf-word-features-1"
+    assert rows[1] == [
+        ("bias", 1.0), ("w:nyc", 1.0), ("p3:nyc", 1.0), ("s3:nyc", 1.0), ("s2:yc", 1.0),
+        ("shape:AA", 1.0), ("digit", 0.0), ("title", 0.0), ("upper", 1.0), ("len", 3.0),
+        ("w-2:<s>", 1.0), ("w-1:héllo", 1.0), ("w+1:,", 1.0), ("w+2:120k²", 1.0),
+        ("bigram-:héllo|nyc", 1.0), ("bigram+:nyc|,", 1.0), ("match:location", 1.0)]
+    assert rows[3][:10] == [
+        ("bias", 1.0), ("w:120k²", 1.0), ("p3:120", 1.0), ("s3:0k²", 1.0), ("s2:k²", 1.0),
+        ("shape:00a²", 1.0), ("digit", 0.0), ("title", 0.0), ("upper", 0.0), ("len", 5.0)]
+    assert rows[4][-2:] == [("bigram-:120k²|!", 1.0), ("bigram+:!|</s>", 1.0)]
+
+
 def test_python_word_characters_are_javascripts_letters_and_numbers():
     """entities.js reads Python's \\w as [\\p{L}\\p{N}_]: true of this Python's Unicode data."""
     import re

@@ -34,8 +34,18 @@ function logSum(values) {
   return top + Math.log(values.reduce((sum, v) => sum + Math.exp(v - top), 0));
 }
 
+// The file's format and the labeller's feature set this reader computes.
+const FORMAT = ["intentkit-entities", 1];
+const FEATURES = "intentkit-crf-word-features-1";
+
 class PortableEntities {
   constructor(document) {
+    if (document.format !== FORMAT[0] || document.format_version !== FORMAT[1] ||
+        (document.labeller && document.labeller.features !== FEATURES)) {
+      throw new Error(`entities.json: ${document.format} ${document.format_version} with ` +
+                      `features ${document.labeller?.features}; this page reads ` +
+                      `${FORMAT.join(" ")} with ${FEATURES}: export the page again`);
+    }
     this.maxChars = document.max_chars;
     this.labeller = document.labeller;
     const facts = document.unicode;
@@ -165,7 +175,9 @@ class PortableEntities {
         [`w-2:${near(i - 2)}`, 1], [`w-1:${near(i - 1)}`, 1], [`w+1:${near(i + 1)}`, 1],
         [`w+2:${near(i + 2)}`, 1], [`bigram-:${near(i - 1)}|${lower[i]}`, 1],
         [`bigram+:${lower[i]}|${near(i + 1)}`, 1]];
-      matchTypes.forEach((name, column) => { if (matched[i][column]) row.push([`match:${name}`, 1]); });
+      matchTypes.forEach((name, column) => {
+        if (matched[i][column]) row.push([`match:${name}`, 1]);
+      });
       return row.map(([name, value]) => [name.split("\u0000")[0], value]);  // a C string
     });
   }
