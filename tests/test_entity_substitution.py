@@ -158,3 +158,29 @@ def test_random_patterns_keep_exact_spans(seed):
         for span in row:
             assert text[span.start:span.end] in values[span.entity]
             assert span.value == text[span.start:span.end]
+
+
+def test_a_value_is_never_replaced_by_itself_in_another_case():
+    texts, spans = annotated(["[BERLIN](location) [python](skill) jobs",
+                              "[berlin](location) [rust](skill) jobs"])
+    types = validate_entities({"location": {"lookup": ["Berlin", "Paris"]},
+                               "skill": {"lookup": ["java", "go", "c"]}}, "intents.json")
+    values = type_values(texts, spans, types)
+    assert values["location"] == ["BERLIN", "Berlin", "Paris", "berlin"]
+    substituter = EntitySubstituter(values, types.canonical, factor=3, seed=0)
+    new_texts, new_spans = substituter.substitute(texts, spans)
+    assert len(new_texts) >= 4  # Paris with each skill: 5 texts at most
+    assert {text[row[0].start:row[0].end] for text, row in zip(new_texts, new_spans)} == \
+        {"Paris"}, new_texts
+
+
+def test_draws_spread_over_a_large_lookup():
+    lookup = [f"town{number}" for number in range(200_000)]
+    texts, spans = annotated([f"jobs in [town{n}](location) for [me](who)" for n in range(300)])
+    types = validate_entities({"location": {"lookup": lookup}}, "intents.json")
+    new_texts, new_spans = EntitySubstituter(type_values(texts, spans, types), types.canonical,
+                                             factor=2, seed=5).substitute(texts, spans)
+    assert len(new_texts) == 600
+    drawn = {text[row[0].start:row[0].end] for text, row in zip(new_texts, new_spans)}
+    assert len(drawn) > 550 and drawn <= set(lookup)
+    assert all(text[row[1].start:row[1].end] == "me" for text, row in zip(new_texts, new_spans))

@@ -68,6 +68,13 @@ class EntitySubstituter:
         if factor < 0 or max_rows < 0:
             raise ValueError("factor and max_rows must be >= 0")
         self.values = values
+        # Per type, where each written form (casefolded) stands in its values: a draw skips
+        # them without copying the values (a lookup may hold 200,000).
+        self._positions = {}
+        for name, found in values.items():
+            positions = self._positions[name] = {}
+            for position, value in enumerate(found):
+                positions.setdefault(value.casefold(), []).append(position)
         self.canonical = canonical
         self.factor = factor
         self.max_rows = max_rows
@@ -78,10 +85,15 @@ class EntitySubstituter:
         None when no span has one."""
         replacements = []
         for span in spans:
-            written = text[span.start:span.end].casefold()
-            options = [v for v in self.values.get(span.entity, ()) if v.casefold() != written]
-            if options:
-                choice = rng.choice(options)
+            values = self.values.get(span.entity, ())
+            skipped = self._positions.get(span.entity, {}).get(
+                text[span.start:span.end].casefold(), ())
+            if len(values) > len(skipped):
+                # A uniform draw among the values other than the written one.
+                position = rng.randrange(len(values) - len(skipped))
+                for other in skipped:
+                    position += position >= other
+                choice = values[position]
                 replacements.append((choice, self.canonical(span.entity, choice)))
             else:
                 replacements.append(None)
