@@ -86,9 +86,9 @@ def with_substituted_values(rows, entity_types, synonyms, factor, max_rows, seed
                                                 entity_types), canonical, factor=factor,
                                     max_rows=max_rows, seed=seed)
     texts, spans = substituter.substitute(rows.train_texts, rows.train_spans,
-                                          exclude=rows.val_texts + rows.test_texts)
-    return replace(rows, train_texts=rows.train_texts + texts,
-                   train_spans=rows.train_spans + spans)
+                                          exclude=[*rows.val_texts, *rows.test_texts])
+    return replace(rows, train_texts=[*rows.train_texts, *texts],
+                   train_spans=[*rows.train_spans, *spans])
 
 
 def choose_labeller(rows, entity_types):
