@@ -2,12 +2,15 @@
 
     python benchmarks/entities.py [--epochs 10] [--crf-iterations 100] [--latency-rows 200]
     python benchmarks/entities.py --run-extractor [--train-rows N]
+        [--entity-substitution F] [--entity-substitution-max-rows M] [--no-baseline]
 
 `--run-extractor` measures what a training run trains and serves (intentkit.training.entities:
 the labeller chosen on the validation rows, with the synonyms learned from the annotations,
 answering through serving.entities.EntityExtractor) against the plain CRF baseline, without
 the MiniLM head (too slow for the full set here); the intent beside them is TF-IDF + logistic
-regression (C chosen on validation), the pipeline's reference model.
+regression (C chosen on validation), the pipeline's reference model. Its training rows get the
+run's entity value substitution (training.entity_substitution; `--entity-substitution 0` turns
+it off, so two runs measure it); `--no-baseline` leaves out the CRF baseline's second process.
 
 SNIPS (../shared/datasets/snips: 13,084 training rows annotated inline, 700 validation and 700
 test rows with character spans, 39 entity types). Both labellers train on the same training rows
@@ -43,6 +46,7 @@ from intentkit.evaluation.entities import (
     whole_message_accuracy,
 )
 from intentkit.models.entity_tagger import CrfTagger, TokenHeadTagger
+from intentkit.training.config import TrainConfig
 
 
 def latency_ms(predict, texts):
@@ -81,12 +85,15 @@ def run_extractor(args, train, val, test, queue, crf_process):
     from intentkit.data.annotations import learned_synonyms
     from intentkit.evaluation.metrics import fit_best_on_val, tfidf_logistic_regression
     from intentkit.serving.entities import EntityExtractor
-    from intentkit.training.entities import EntityRows, choose_labeller
+    from intentkit.training.entities import EntityRows, choose_labeller, with_substituted_values
     started = time.perf_counter()
     rows = EntityRows(train.texts, train.spans, val[0], val[2], test[0], test[2])
-    labeller, candidates = choose_labeller(rows, train.entity_types)
-    extractor = EntityExtractor(labeller, train.entity_types,
-                                learned_synonyms(train.texts, train.spans))
+    synonyms = learned_synonyms(train.texts, train.spans)
+    trained_on = with_substituted_values(rows, train.entity_types, synonyms,
+                                         args.entity_substitution,
+                                         args.entity_substitution_max_rows, args.seed)
+    labeller, candidates = choose_labeller(trained_on, train.entity_types)
+    extractor = EntityExtractor(labeller, train.entity_types, synonyms)
     ours_train_s = time.perf_counter() - started
     ours_predicted = extractor.extract(test[0])
     ours_latency = latency_ms(extractor.extract, test[0][:args.latency_rows])
@@ -95,8 +102,6 @@ def run_extractor(args, train, val, test, queue, crf_process):
                                 (train.texts, train.labels), (val[0], val[1]))
     intent_train_s = time.perf_counter() - started
     intents = list(intent.predict(test[0]))
-    crf = queue.get()
-    crf_process.join()
     results = {"data": "SNIPS (Goo et al. 2018 split)", "train_rows": len(train.texts),
                "test_rows": len(test[0]),
                "intent": {"model": f"TF-IDF words 1-2 + logistic regression (C={c}, chosen on "
@@ -104,14 +109,23 @@ def run_extractor(args, train, val, test, queue, crf_process):
                           "accuracy": round(float(np.mean(np.array(intents) == test[1])), 4),
                           "train_s": round(intent_train_s, 1)},
                "systems": {}}
-    results["systems"] = systems(test, intents, (
-        ("run extractor (ours: training.entities)", ours_predicted, round(ours_train_s, 1),
-         ours_latency),
-        ("crf (sklearn-crfsuite baseline)", crf["predicted"], crf["train_s"],
-         crf["latency_ms"])))
-    results["systems"]["run extractor (ours: training.entities)"]["candidates"] = candidates
+    named = [("run extractor (ours: training.entities)", ours_predicted, round(ours_train_s, 1),
+              ours_latency)]
+    if crf_process is not None:
+        crf = queue.get()
+        crf_process.join()
+        named.append(("crf (sklearn-crfsuite baseline)", crf["predicted"], crf["train_s"],
+                      crf["latency_ms"]))
+    results["systems"] = systems(test, intents, named)
+    ours = results["systems"]["run extractor (ours: training.entities)"]
+    ours["candidates"] = candidates
+    ours["substituted_rows"] = len(trained_on.train_texts) - len(train.texts)
     results["settings"] = {"train_rows": args.train_rows or "all",
-                           "crf_iterations (baseline)": args.crf_iterations}
+                           "entity_substitution": args.entity_substitution,
+                           "entity_substitution_max_rows": args.entity_substitution_max_rows,
+                           "seed": args.seed}
+    if crf_process is not None:
+        results["settings"]["crf_iterations (baseline)"] = args.crf_iterations
     return results
 
 
@@ -129,6 +143,17 @@ def main():
     parser.add_argument("--run-extractor", action="store_true",
                         help="the run's entity extractor against the CRF baseline, no MiniLM "
                         "head (see above)")
+    defaults = TrainConfig()
+    parser.add_argument("--entity-substitution", type=int, default=defaults.entity_substitution,
+                        help="--run-extractor: the run's entity value substitution factor "
+                        "(0: off; default: the training default)")
+    parser.add_argument("--entity-substitution-max-rows", type=int,
+                        default=defaults.entity_substitution_max_rows)
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="--run-extractor: the run's seed (substitution)")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                        help="--run-extractor: train the CRF baseline in a second process "
+                        "meanwhile (--no-baseline: ours only)")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "docs" / "benchmarks" / f"entities-{date.today()}.json")
     args = parser.parse_args()
@@ -147,7 +172,10 @@ def main():
     queue = multiprocessing.get_context("fork").Queue()
     crf_process = multiprocessing.get_context("fork").Process(
         target=run_crf, args=(train, test, args.crf_iterations, args.latency_rows, queue))
-    crf_process.start()
+    if args.run_extractor and not args.baseline:
+        crf_process = None
+    else:
+        crf_process.start()
     if args.run_extractor:
         results = run_extractor(args, train, val, test, queue, crf_process)
         write(results, args.out, load_at_start)
@@ -200,7 +228,9 @@ def write(results, out, load_at_start):
                       "load_average_at_start": load_at_start,
                       "load_average": os.getloadavg(), "machine": platform.processor() or
                       platform.machine(), "cpus": os.cpu_count(),
-                      "note": "the CRF trained in a second process at the same time"}
+                      "note": ("the CRF trained in a second process at the same time"
+                               if "crf (sklearn-crfsuite baseline)" in results["systems"]
+                               else "one process")}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     for name, system in results["systems"].items():

@@ -41,6 +41,9 @@ def test_the_run_lists_its_entity_files_and_the_labellers_choice(entity_run):
     assert len(entities["candidates"]) == 2
     assert all(0 <= c["val_micro_f1"] <= 1 for c in entities["candidates"])
     assert {"skill", "location", "job_title", "salary_amount"} <= set(entities["types"])
+    # The labeller also trained on value-substituted variants of the annotated training rows
+    # (on by default; at most the factor, 2, per annotated row).
+    assert 0 < entities["substituted_rows"] <= 2 * entities["annotated_rows"]["train"]
     assert 0 <= entities["test"]["micro"]["f1"] <= 1
     assert 0 <= entities["test"]["whole_message_accuracy"] <= 1
     # The manifest still vouches for itself and for every file: the run opens verified.

@@ -157,6 +157,7 @@ def test_a_bad_review_setting_stops_the_load_not_each_answer(trained, tmp_path, 
     ("label_smoothing", -3.0), ("label_smoothing", 1.0), ("fallback_margin", math.inf),
     ("fallback_margin", -0.1), ("augmentation_factor", -2), ("encoder_time_budget", -5),
     ("seed", -1), ("val_size", math.nan), ("tuning_patience", 0), ("epochs", -1),
+    ("entity_substitution", -1), ("entity_substitution_max_rows", -5),
 ])
 def test_every_numeric_option_is_range_checked(option, value):
     with pytest.raises(ConfigError, match=f"--{option.replace('_', '-')}"):

@@ -68,13 +68,18 @@ def run(args):
         description = export.export_onnx(args.model_dir, args.out, args.use_ensemble, args.int8,
                                          texts)
     answer = description["answer"]
+    entities = description["entities"]
     log.info("exported %s (%s, %.1f MB) to %s; members %s; left out: %s; verified on %d "
-             "messages, max difference %.2g", answer["model_type"],
+             "messages, max difference %.2g; entities: %s", answer["model_type"],
              description["model"]["precision"], description["model"]["bytes"] / 1e6, args.out,
              ", ".join(m["name"] for m in answer["exported_members"]),
              ", ".join(m["name"] for m in answer["left_out_members"]) or "none",
              description["verification"]["messages"],
-             description["verification"]["max_abs_difference"])
+             description["verification"]["max_abs_difference"],
+             f"{entities['file']} ({entities['bytes'] / 1e3:.0f} KB, labeller "
+             f"{entities['labeller']}, verified on {entities['verification']['messages']} "
+             "messages)" if entities["exported"] else "none in the run")
     print(json.dumps({"out": str(args.out), "model": description["model"],
-                      "answer": answer}, indent=2))
+                      "answer": answer, "entities": {key: entities.get(key) for key in (
+                          "exported", "file", "bytes", "labeller")}}, indent=2))
     return 0

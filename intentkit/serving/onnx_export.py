@@ -6,6 +6,8 @@
     # exported/vocab.txt        the same vocabulary, one piece a line (BERT's format)
     # exported/export.json      labels, fallback threshold and margin, inputs and outputs,
     #                           which members are in the graph, the model file's sha256
+    # exported/entities.json    the run's entity extraction, portable (serving.entity_export);
+    #                           only for a run with entities
 
 What is exported: the members of the default answer that read sentence embeddings (the MiniLM
 head), the all-MiniLM-L6-v2 encoder in front of them, and their weighted sum, all in one graph
@@ -37,6 +39,7 @@ import numpy as np
 
 from .. import artifacts
 from ..errors import ArtifactError, ConfigError, MissingExtra
+from . import entity_export
 
 FORMAT = "intentkit-onnx"
 FORMAT_VERSION = 1
@@ -44,7 +47,7 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
 DESCRIPTION_FILE = "export.json"
-EXPORTED_FILES = (MODEL_FILE, TOKENIZER_FILE, VOCAB_FILE, DESCRIPTION_FILE)
+EXPORTED_FILES = (MODEL_FILE, TOKENIZER_FILE, VOCAB_FILE, DESCRIPTION_FILE, entity_export.FILE)
 OPSET = 17  # LayerNormalization's first version; what ONNX Runtime Web 1.2x runs
 IR_VERSION = 8
 TOLERANCE = 1e-4  # largest difference of a probability allowed by the verification
@@ -53,10 +56,6 @@ MASKED_SCORE = -1e4  # added to the attention scores of padding (BERT's own cons
 INSTALL_HINT = "pip install 'intentkit[export]'"
 NO_WORDS_RULE = ("a message without any letter or digit (str.isalnum) gets the fallback with "
                  "confidence 0, as the Predictor does")
-# The graph answers the intent only: a run's entity labeller, lookups and regexes stay in Python
-# for now. export.json says so, and the page shows it instead of an empty entity list.
-ENTITIES_NOT_EXPORTED = ("the export holds the intent model only; entities (the run's labeller, "
-                         "lookups and regexes) are found by the Python Predictor, not here")
 AWKWARD_PROBES = ("", "?", "Héllo WORLD!!! what's the pay for a ÉNGINEER in Zürich?",
                   "don't   know\tthe 401k rules...", "我想找工作 in 北京", "naïve café résumé",
                   "a" * 150, " ".join(["salary"] * 300), "e-mail: me@example.com; ok?")
@@ -408,6 +407,8 @@ def export_onnx(model_dir, out, use_ensemble=None, int8=False, calibration_texts
     out = Path(out)
     _check_out(out)
     run, model_type = open_run(model_dir, use_ensemble)
+    # Before the graph is built: an entity part that cannot be exported refuses in a second.
+    entities = entity_export.portable_entities(run)
     members, left_out = exportable_members(run, model_type)
     if not members:
         raise ArtifactError(
@@ -423,14 +424,15 @@ def export_onnx(model_dir, out, use_ensemble=None, int8=False, calibration_texts
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         description = _write(run, model_type, members, left_out, staging, int8,
-                             list(calibration_texts), probes)
+                             list(calibration_texts), probes, entities)
         artifacts.replace_directory(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return description
 
 
-def _write(run, model_type, members, left_out, staging, int8, calibration_texts, probes):
+def _write(run, model_type, members, left_out, staging, int8, calibration_texts, probes,
+           entities=None):
     import onnx
     write_tokenizer(run.encoder, staging)
     tokenizer = load_tokenizer(staging)
@@ -490,7 +492,7 @@ def _write(run, model_type, members, left_out, staging, int8, calibration_texts,
                    "exported_members": [{"name": m.name, "weight": m.weight} for m in members],
                    "left_out_members": [{"name": m.name, "weight": m.weight, "why": why}
                                         for m, why in left_out]},
-        "entities": {"exported": False, "why": ENTITIES_NOT_EXPORTED},
+        "entities": entity_export.write_export(run, entities, staging, probes),
         "source_run": run.run_info,
         "verification": verification,
     }

@@ -3,7 +3,8 @@
 The directory holds the ONNX export (intentkit.serving.onnx_export: model.onnx, tokenizer.json,
 export.json) and the page: index.html, app.js (loads the export, checks model.onnx against
 export.json's size and sha256, runs it with ONNX Runtime Web's WebAssembly backend),
-wordpiece.js (the tokenizer, reading tokenizer.json) and ONNX Runtime Web's own files, copied
+wordpiece.js (the tokenizer, reading tokenizer.json), entities.js (the run's entity extraction,
+reading entities.json: serving.entity_export) and ONNX Runtime Web's own files, copied
 from the npm package pinned in web/package.json (`npm ci --prefix web`), never fetched from a
 CDN. Any static file host serves it (browsers refuse fetch() and WebAssembly from file://
 pages); tests/test_web_export.py drives it in Chromium.
@@ -18,7 +19,7 @@ from ..errors import ConfigError
 from . import onnx_export as export
 
 PAGE_DIR = Path(__file__).with_name("web_page")
-PAGE_FILES = ("index.html", "app.js", "wordpiece.js")
+PAGE_FILES = ("index.html", "app.js", "wordpiece.js", "entities.js")
 # The WebAssembly build without WebGPU/WebGL: what app.js uses, and the smallest.
 RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 PINNED_PACKAGE = Path(__file__).resolve().parents[2] / "web" / "package.json"

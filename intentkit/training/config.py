@@ -54,6 +54,8 @@ RANGES = {
     "test_size": (lambda v: 0 < v < 0.5, "between 0 and 0.5"),
     "augmentation_factor": (lambda v: v >= 0, "at least 0 (0 = off)"),
     "augmentation_max_rows": (lambda v: v >= 0, "at least 0"),
+    "entity_substitution": (lambda v: v >= 0, "at least 0 (0 = off)"),
+    "entity_substitution_max_rows": (lambda v: v >= 0, "at least 0"),
     "keep": (lambda v: v >= 1, "at least 1"),
     "search_min_epochs": (lambda v: v >= 1, "at least 1"),
     "tuning_patience": (lambda v: v >= 1, "at least 1"),
@@ -102,6 +104,13 @@ class TrainConfig:
     augmentation_max_rows: int = _option(
         5000, "skip augmentation when the training split has more rows (it pays on small data "
         "sets; on large ones it multiplies training time)")
+    entity_substitution: int = _option(
+        2, "variants per annotated training pattern for the entity labeller, each entity value "
+        "replaced by another value of its type from the training split's annotations and the "
+        "type's lookup (0 = off)")
+    entity_substitution_max_rows: int = _option(
+        5000, "at most this many such variants in all (the CRF's training time grows with its "
+        "rows)")
     balance: str = _option("class_weight", "class_weight | upsample (the seed's) | none")
     on_conflict: str = _option(
         "drop", "a text that is a pattern of several intents: drop (from all of them, with a "

@@ -636,7 +636,7 @@ def train(config: TrainConfig | None = None, *, intents: list[dict] | None = Non
 
 # Typical seconds of each phase (shipped data, 2-core laptop): the first run's plan. Later runs
 # plan with the last run's own seconds, from its manifest.
-TYPICAL_PHASE_SECONDS = {"prepare": 15, "search": 60, "fit": 90, "choose": 1, "refit": 60,
+TYPICAL_PHASE_SECONDS = {"prepare": 15, "search": 60, "fit": 90, "choose": 1, "refit": 5,
                          "write": 15, "track": 5}
 
 

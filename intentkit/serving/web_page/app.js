@@ -1,5 +1,6 @@
-// Loads the export (export.json, model.onnx, tokenizer.json) with ONNX Runtime Web and
-// classifies the message as it is typed. window.intentkit exposes the same for scripts and tests:
+// Loads the export (export.json, model.onnx, tokenizer.json, entities.json where the run has
+// entities) with ONNX Runtime Web and classifies the message as it is typed: the intent and the
+// entities, marked in the message. window.intentkit exposes the same for scripts and tests:
 // `await intentkit.ready`, `await intentkit.classify(text)`, `intentkit.stats`.
 "use strict";
 
@@ -16,17 +17,26 @@ async function sha256Hex(buffer) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// A file that is not the one described would answer wrongly (other labels, other weights).
+async function fetchDescribed(described) {
+  const bytes = await fetchOk(described.file);
+  if (bytes.byteLength !== described.bytes || (await sha256Hex(bytes)) !== described.sha256) {
+    throw new Error(`${described.file} does not match export.json (${bytes.byteLength} bytes, ` +
+                    `expected ${described.bytes} with sha256 ` +
+                    `${described.sha256.slice(0, 12)}…): export the model again`);
+  }
+  return bytes;
+}
+
 async function load() {
   const started = performance.now();
   const description = await fetchOk("export.json", "json");
   const model = description.model;
-  const bytes = await fetchOk(model.file);
-  // A model that is not the one described would answer with the wrong labels: refuse it.
-  if (bytes.byteLength !== model.bytes || (await sha256Hex(bytes)) !== model.sha256) {
-    throw new Error(`${model.file} does not match export.json (${bytes.byteLength} bytes, ` +
-                    `expected ${model.bytes} with sha256 ${model.sha256.slice(0, 12)}…): ` +
-                    "export the model again");
-  }
+  const bytes = await fetchDescribed(model);
+  // An export.json without `entities` (written before they were exported) holds none.
+  const entityPart = description.entities || { exported: false, why: "" };
+  const extractor = entityPart.exported ? new PortableEntities(JSON.parse(
+    new TextDecoder().decode(await fetchDescribed(entityPart)))) : null;
   const tokenizer = new WordPiece(await fetchOk(description.tokenizer.file, "json"));
   ort.env.wasm.wasmPaths = "./";
   ort.env.wasm.numThreads = 1;  // threads need a cross-origin isolated page
@@ -57,8 +67,9 @@ async function load() {
   }
 
   async function classify(text, topK = 3) {
+    const entities = extractor ? extractor.extract(text) : [];
     if (!/[\p{L}\p{N}]/u.test(text.normalize("NFKC"))) {
-      return { intent: fallback.intent, confidence: 0, fallback: true, top_k: [] };
+      return { intent: fallback.intent, confidence: 0, fallback: true, top_k: [], entities };
     }
     const scores = await probabilities(text);
     const ranked = scores.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
@@ -70,15 +81,41 @@ async function load() {
       fallback: isFallback,
       top_k: ranked.slice(0, topK).map(([p, i]) => ({ intent: labels[i], confidence: p })),
       probabilities: scores,
+      entities,
     };
   }
 
   await classify("hello");  // the first run compiles kernels: not the user's first keystroke
   const loadMs = performance.now() - started;
-  // An export.json without the note (written before it was added) holds no entities either.
-  const entities = description.entities || { exported: false, why: "" };
-  return { classify, entities, stats: { loadMs, modelBytes: bytes.byteLength,
-                                        precision: model.precision } };
+  return { classify, entities: entityPart, stats: { loadMs, modelBytes: bytes.byteLength,
+                                                    precision: model.precision } };
+}
+
+// The message with its entities marked, as the service's page marks them (static/index.html):
+// offsets count code points, which Array.from splits the text into.
+function showEntities(text, entities) {
+  const line = document.getElementById("entities");
+  line.replaceChildren();
+  if (!entities.length) return;
+  const chars = Array.from(text);
+  let at = 0;
+  for (const entity of entities) {
+    const written = chars.slice(entity.start, entity.end).join("");
+    const mark = document.createElement("mark");
+    mark.className = "entity";
+    mark.dataset.entity = entity.entity;
+    mark.dataset.value = entity.value;
+    mark.title = `${entity.entity} = ${entity.value} (${entity.extractor}, ` +
+                 `${(entity.confidence * 100).toFixed(1)}%)`;
+    const type = document.createElement("span");
+    type.className = "entity-type";
+    type.textContent = written === entity.value ? entity.entity
+                                                : `${entity.entity}: ${entity.value}`;
+    mark.append(written, type);
+    line.append(chars.slice(at, entity.start).join(""), mark);
+    at = entity.end;
+  }
+  line.append(chars.slice(at).join(""));
 }
 
 function render(result) {
@@ -108,10 +145,9 @@ window.intentkit.ready = load().then((loaded) => {
   window.intentkit.stats = loaded.stats;
   const input = document.getElementById("message");
   input.disabled = false;
-  if (!loaded.entities.exported) {
-    show("entities", "Entities: not in this export (intents only)." +
-         (loaded.entities.why ? ` ${loaded.entities.why}.` : ""));
-  }
+  const entityNote = loaded.entities.exported ? "" :
+    `Entities: none in this export.${loaded.entities.why ? ` ${loaded.entities.why}.` : ""}`;
+  show("entities", entityNote);
   show("status", `Model loaded in ${Math.round(loaded.stats.loadMs)} ms ` +
        `(${(loaded.stats.modelBytes / 1e6).toFixed(1)} MB, ${loaded.stats.precision}); ` +
        "everything runs in this page.");
@@ -121,7 +157,9 @@ window.intentkit.ready = load().then((loaded) => {
     const text = input.value;
     try {
       const result = await loaded.classify(text);
-      if (asked === latest) render(result);  // an older answer never replaces a newer one
+      if (asked !== latest) return;  // an older answer never replaces a newer one
+      render(result);
+      if (loaded.entities.exported) showEntities(text, result.entities);
     } catch (error) {
       show("error", String(error.message || error));
     }
