@@ -34,6 +34,15 @@ def load():
     return [round(value, 2) for value in os.getloadavg()]
 
 
+def with_absolute_lookups(document):
+    """`document` with its lookup files' paths made absolute (they are relative to the shipped
+    file, and the edited copies are written elsewhere)."""
+    types = {name: (dict(spec, lookup=str(SHIPPED.parent / spec["lookup"]))
+                    if isinstance(spec, dict) and isinstance(spec.get("lookup"), str) else spec)
+             for name, spec in (document.get("entities") or {}).items()}
+    return {**document, "entities": types} if types else document
+
+
 def edited(document, count):
     """`document` with `count` patterns of different intents reworded (a word added)."""
     intents = [dict(intent, patterns=list(intent["patterns"])) for intent in document["intents"]]
@@ -103,7 +112,7 @@ def main():
                         choices=["after", "before", "edit5", "new-intent"])
     parser.add_argument("--out", type=Path, required=True, help="the JSON results file")
     args = parser.parse_args()
-    document = json.loads(SHIPPED.read_text())
+    document = with_absolute_lookups(json.loads(SHIPPED.read_text()))
     results = {"machine_cores": os.cpu_count(), "data": str(SHIPPED.relative_to(ROOT)),
                "steps": []}
 
