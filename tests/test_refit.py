@@ -81,13 +81,19 @@ def test_validation_rows_train_every_refitted_member(fitted_quick, monkeypatch):
 
 
 @pytest.mark.slow  # trains small models
-def test_a_head_refit_refits_the_linear_head_alone(fitted_quick):
+def test_a_head_refit_refits_the_linear_head_alone_on_validation_rows_too(fitted_quick,
+                                                                         monkeypatch):
     config, prepared, tmp_path = fitted_quick
     fitted = train.fit_models(prepared, config, tmp_path)
     choice = train.choose(prepared, fitted, config)
+    fits, real_lr = [], members.fit_logistic_regression
+    monkeypatch.setattr(members, "fit_logistic_regression",
+                        lambda x, *args: fits.append(x) or real_lr(x, *args))
     refitted = train.refit(prepared, fitted, choice, replace(config, refit="head"))
 
-    assert refitted.refit["transformer"]["refitted"]
+    assert refitted.refit["transformer"]["refitted"] and len(fits) == 1
+    embedded = prepared.dataset.embedded
+    assert rows_of(embedded.x_val) | rows_of(embedded.x_train) <= rows_of(fits[0])
     assert refitted.members["transformer"].model is not fitted.members["transformer"].model
     for name in (artifacts.SINGLE_MEMBER, "cnn"):
         assert not refitted.refit[name]["refitted"]

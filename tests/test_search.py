@@ -12,13 +12,15 @@ from intentkit.training.config import QUICK, TrainConfig
 pytestmark = pytest.mark.slow  # trains small models
 
 
-def search(tmp_path, monkeypatch, **options):
+def search(tmp_path, monkeypatch, reuse_configs=False, **options):
     """The search over three ordinary configurations and one whose learning rate is zero (it
-    stays at chance), on the small test data: (prepared, config, tune's answer)."""
-    hopeless = {"name": "Cannot learn", "embedding_dim": 32, "learning_rate": 0.0,
-                "dropout": 0.0}
-    configs = tuple({**c, "embedding_dim": 32} for c in members.SEED_CONFIGS[:3]) + (hopeless,)
-    monkeypatch.setattr(members, "SEED_CONFIGS", configs)
+    stays at chance; last, unless the test set its own order), on the small test data:
+    (prepared, config, tune's answer)."""
+    if not reuse_configs:
+        hopeless = {"name": "Cannot learn", "embedding_dim": 32, "learning_rate": 0.0,
+                    "dropout": 0.0}
+        monkeypatch.setattr(members, "SEED_CONFIGS", tuple(
+            {**c, "embedding_dim": 32} for c in members.SEED_CONFIGS[:3]) + (hopeless,))
     data = write_intents(tmp_path / "intents.json")
     config = TrainConfig(**{**QUICK, "data": str(data), "out": str(tmp_path / "model"),
                             "word_vectors": "scratch", "ensemble": False, "tuning_epochs": 8,
@@ -49,12 +51,27 @@ def test_a_configuration_that_cannot_learn_is_stopped_early_and_still_recorded(
     assert winner is None, "a winner searched on a sample is trained anew on every row"
 
 
+def test_the_first_configuration_to_report_is_pruned_like_any_other(tmp_path, monkeypatch):
+    # The configuration that cannot learn goes first: judged before the others had reported,
+    # it was always promoted (the only value at its rung).
+    hopeless = {"name": "Cannot learn", "embedding_dim": 32, "learning_rate": 0.0,
+                "dropout": 0.0}
+    monkeypatch.setattr(members, "SEED_CONFIGS", (hopeless, *(
+        {**c, "embedding_dim": 32} for c in members.SEED_CONFIGS[:3])))
+    _, _, (best, trials, _) = search(tmp_path, monkeypatch, search_min_epochs=3,
+                                     reuse_configs=True)
+    assert trials[0]["name"] == "Cannot learn" and trials[0]["state"] == "pruned"
+    assert best["name"] != "Cannot learn"
+
+
 def test_the_winner_of_a_search_on_every_row_trains_on_as_the_final_model(
         tmp_path, monkeypatch):
-    prepared, config, (best, trials, winner) = search(tmp_path, monkeypatch)
+    prepared, config, (best, trials, winner) = search(tmp_path, monkeypatch,
+                                                      search_min_epochs=3)
 
     assert winner is not None and winner.configuration["name"] == best["name"]
     assert {t["name"]: t for t in trials}["Cannot learn"]["state"] == "pruned"
+    assert [t["state"] for t in trials].count("pruned") == len(trials) - 1
     # The search ends once one trial is left: it is not run to the epoch limit.
     assert best["state"] == "selected" and best["epochs"] < config.tuning_epochs
     searched = winner.history_of_weights()["val_accuracy"]

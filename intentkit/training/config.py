@@ -124,7 +124,7 @@ class TrainConfig:
     tuning_patience: int = _option(5, "early-stopping patience of tuning trials")
     search_min_epochs: int = _option(
         3, "epochs every tuning trial gets before the successive-halving search may stop it "
-        "(its first rung; later rungs at twice as many epochs each)")
+        "(its first rung, where the best quarter goes on; later rungs at 4x as many epochs)")
     epochs: int = _option(0, f"epoch limit of the final CNN-BiLSTM (0 = {_auto('epochs')})")
     patience: int = _option(0, "early-stopping patience of the final CNN-BiLSTM "
                             f"(0 = {_auto('patience')})")

@@ -194,12 +194,17 @@ def tune(dataset, preprocessor, num_classes, config):
         running.append(SearchTrial(study.ask(distribution), trial, model))
     progress = Progress("tuning", len(running) * config.tuning_epochs, unit="epoch")
     for epoch in range(config.tuning_epochs):
-        for trial in [t for t in running if t.state == "running"]:
+        this_epoch = [t for t in running if t.state == "running"]
+        for trial in this_epoch:
             trial.train_one_epoch(searched, epoch, config)
             progress.update(1, f"{trial.configuration['name']} epoch {epoch + 1} val_acc "
                             f"{trial.history['val_accuracy'][-1]:.4f}")
             interrupts.stop_if_interrupted()
             trial.optuna_trial.report(trial.history["val_accuracy"][-1], epoch + 1)
+        # Judged once every trial has reported this epoch, the best first: Optuna's successive
+        # halving is asynchronous, it ranks a trial among those judged at its rung before it,
+        # so the first one judged always goes on.
+        for trial in sorted(this_epoch, key=lambda t: -t.history["val_accuracy"][-1]):
             if trial.optuna_trial.should_prune():
                 trial.finish(study, "pruned", epoch + 1)
             elif epoch - trial.best_epoch >= config.tuning_patience:
@@ -222,7 +227,9 @@ def tune(dataset, preprocessor, num_classes, config):
     return best, trials, best_trial if on_every_row else None
 
 
-SEARCH_REDUCTION_FACTOR = 2  # successive halving keeps the better half at each rung
+# Successive halving keeps the best quarter at each rung: of the seed's four configurations, the
+# best after --search-min-epochs goes on.
+SEARCH_REDUCTION_FACTOR = 4
 
 
 class SearchTrial:
