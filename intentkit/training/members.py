@@ -104,13 +104,18 @@ def tensorboard_callbacks(config, name):
     return [keras.callbacks.TensorBoard(log_dir=str(Path(config.tensorboard) / folder))]
 
 
+def compile_for_training(model, learning_rate, label_smoothing):
+    """Adam with gradient clipping, label-smoothed cross-entropy, accuracy: every fit's."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=["accuracy"])
+
+
 def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
         checkpoint=None, label_smoothing=0.0, callbacks=(), initial_epoch=0):
     """Adam with clipping, early stopping, LR reduction on plateau; best weights restored.
     `initial_epoch`: the epochs the model has had already (it trains on to `epochs` at most)."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                  metrics=["accuracy"])
+    compile_for_training(model, learning_rate, label_smoothing)
     callbacks = [EpochProgress(name, epochs, initial_epoch), *callbacks,
                  keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                    patience=max(2, patience // 2), min_lr=1e-7)]
@@ -188,9 +193,7 @@ def tune(dataset, preprocessor, num_classes, config):
             trial = {**trial, "embedding_dim": searched.word_vectors.shape[1]}
         keras.utils.set_random_seed(config.seed)
         model = single_model(searched, preprocessor, num_classes, trial)
-        model.compile(optimizer=keras.optimizers.Adam(trial["learning_rate"], clipnorm=1.0),
-                      loss=keras.losses.CategoricalCrossentropy(
-                          label_smoothing=config.label_smoothing), metrics=["accuracy"])
+        compile_for_training(model, trial["learning_rate"], config.label_smoothing)
         running.append(SearchTrial(study.ask(distribution), trial, model))
     progress = Progress("tuning", len(running) * config.tuning_epochs, unit="epoch")
     for epoch in range(config.tuning_epochs):
@@ -217,10 +220,10 @@ def tune(dataset, preprocessor, num_classes, config):
         if trial.state == "running":
             trial.finish(study, "completed", config.tuning_epochs)
     progress.close()
-    best_trial = max((t for t in running if t.state != "pruned"),
-                     key=lambda t: (t.record()["val_accuracy"], -t.record()["val_loss"]))
     trials = [trial.record() for trial in running]
-    best = best_trial.record()
+    best, best_trial = max(((record, trial) for record, trial in zip(trials, running)
+                            if record["state"] != "pruned"),
+                           key=lambda pair: (pair[0]["val_accuracy"], -pair[0]["val_loss"]))
     log.info("best configuration: %s (%d of %d trials pruned)%s", best["name"],
              sum(t["state"] == "pruned" for t in trials), len(trials),
              "; it trains on as the final CNN-BiLSTM" if on_every_row else "")
@@ -381,9 +384,7 @@ def fit_on_all_rows(model, x, y, class_weight, learning_rate, epochs, batch_size
                     label_smoothing=0.0):
     """A fixed number of epochs over training + validation rows: no held-out rows are left to
     stop on, so the count comes from early stopping on the carve."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                  metrics=["accuracy"])
+    compile_for_training(model, learning_rate, label_smoothing)
     history = model.fit(x, y, batch_size=batch_size, epochs=epochs, class_weight=class_weight,
                         callbacks=[EpochProgress(f"refit {name}", epochs)], verbose=0)
     return history.history
