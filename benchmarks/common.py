@@ -5,6 +5,7 @@ import random
 from pathlib import Path
 
 from intentkit.artifacts.model_card import markdown_table
+from intentkit.data.annotations import annotate
 from intentkit.data.intents import duplicate_key, load_examples, read_document
 from intentkit.evaluation.data_checks import check_data
 
@@ -25,21 +26,32 @@ def few_shot_document(train_path, per_intent, seed=0):
 
 
 def without_contradictions(document, work):
-    """The path of `document` written without the texts it labels with several intents
-    (training refuses those: Banking77's train.json has one), saying which were dropped."""
+    """The path of `document` (a public set's plain patterns) written without the texts it labels
+    with several intents (training refuses those: Banking77's train.json has one), saying which
+    were dropped."""
     path = work / "train.json"
-    path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    write_plain_patterns(document, path)
     contradictions = {duplicate_key(finding.details["text"])
                       for finding in check_data(path, embedding_checks=False).errors
                       if finding.code == "duplicate-across-intents"}
     if contradictions:
         log.warning("%s: dropped %d text(s) labelled with several intents before training: %s",
                     path, len(contradictions), sorted(contradictions)[:5])
-        path.write_text(json.dumps({"intents": [
+        write_plain_patterns({"intents": [
             {**intent, "patterns": [p for p in intent["patterns"]
                                     if duplicate_key(p) not in contradictions]}
-            for intent in document["intents"]]}, ensure_ascii=False), encoding="utf-8")
+            for intent in document["intents"]]}, path)
     return str(path)
+
+
+def write_plain_patterns(document, path):
+    """Writes an intents document whose patterns are plain text in the intents file's notation:
+    the public sets carry no entity annotations, and a bracket of theirs is a literal one
+    (CLINC150's "is there a travel alert for [country]", which the notation would refuse as an
+    annotation without its type)."""
+    path.write_text(json.dumps({**document, "intents": [
+        {**intent, "patterns": [annotate(pattern, ()) for pattern in intent["patterns"]]}
+        for intent in document["intents"]]}, ensure_ascii=False), encoding="utf-8")
 
 
 def load_set(name, work):

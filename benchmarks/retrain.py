@@ -2,7 +2,10 @@
 the code before (a checkout given by --before) and of this checkout, one after the other in one
 session on one machine; then, into this checkout's output, a second `python jobs.py` after 5
 patterns were edited (its embedding cache warm), and `intentkit train --finetune` after one new
-intent of 10 patterns was added (timed to a published model that answers the new intent).
+intent of 10 patterns was added (timed to a published model that answers the new intent), and
+after 20 patterns were edited. Each `--finetune` starts from a copy of this checkout's first run;
+`new-intent-before` runs the `--finetune` of the --finetune-before checkout (default --before) on
+the same copy and data.
 
 Each step runs as its own process with a fresh --out (a temporary directory), and is recorded with
 its wall seconds, the machine's load average before and after (the machine is shared: say so),
@@ -13,6 +16,7 @@ and figures from the published run's manifest. Writes JSON (see docs/benchmarks/
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,6 +96,12 @@ def step(name, tree, args, out):
     return record
 
 
+def finetune_copy(out, copy):
+    """A copy of the published run in `out` (with its embedding cache) for one --finetune."""
+    shutil.copytree(out, copy, symlinks=True)
+    return copy
+
+
 def answers(tree, out, texts):
     env = {**os.environ, "PYTHONPATH": str(tree)}
     found = []
@@ -108,10 +118,14 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, help="a checkout of the code before (omit: "
                         "this checkout's steps only)")
+    parser.add_argument("--finetune-before", type=Path, help="the checkout whose --finetune "
+                        "new-intent-before runs (default: --before)")
     parser.add_argument("--steps", nargs="+", default=["after", "before", "edit5", "new-intent"],
-                        choices=["after", "before", "edit5", "new-intent"])
+                        choices=["after", "before", "edit5", "new-intent", "new-intent-before",
+                                 "edit20"])
     parser.add_argument("--out", type=Path, required=True, help="the JSON results file")
     args = parser.parse_args()
+    finetune_before = args.finetune_before or args.before
     document = with_absolute_lookups(json.loads(SHIPPED.read_text()))
     results = {"machine_cores": os.cpu_count(), "data": str(SHIPPED.relative_to(ROOT)),
                "steps": []}
@@ -136,15 +150,27 @@ def main():
                 data.write_text(json.dumps(edited(document, 5)))
                 results["steps"].append(step("after, 5 patterns edited: python jobs.py", ROOT,
                                              ["jobs.py", "--data", data, "--out", out], out))
-            elif name == "new-intent":
+            elif name == "new-intent" or (name == "new-intent-before" and finetune_before):
+                code, tree = (("after", ROOT) if name == "new-intent"
+                              else ("before", finetune_before.resolve()))
                 data = work / "new-intent.json"
                 data.write_text(json.dumps(with_new_intent(document)))
-                record = step("after, one intent of 10 patterns added: intentkit train "
-                              "--finetune", ROOT, ["-m", "intentkit", "train", "--data", data,
-                                                   "--out", out, "--finetune"], out)
+                copy = finetune_copy(out, work / name)
+                record = step(f"{code}, one intent of 10 patterns added: intentkit train "
+                              "--finetune", tree,
+                              ["-m", "intentkit", "train", "--data", data, "--out", copy,
+                               "--finetune"], copy)
                 record["probes"] = dict(zip(NEW_INTENT_PROBES,
-                                            answers(ROOT, out, NEW_INTENT_PROBES)))
+                                            answers(ROOT, copy, NEW_INTENT_PROBES)))
                 results["steps"].append(record)
+            elif name == "edit20":
+                data = work / "edit20.json"
+                data.write_text(json.dumps(edited(document, 20)))
+                copy = finetune_copy(out, work / name)
+                results["steps"].append(step(
+                    "after, 20 patterns edited: intentkit train --finetune", ROOT,
+                    ["-m", "intentkit", "train", "--data", data, "--out", copy, "--finetune"],
+                    copy))
             save()
     save()
 

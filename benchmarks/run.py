@@ -91,7 +91,6 @@ def prepare_files(spec, work, quick, seed):
     directory, _, shots = spec.partition(":")
     directory = Path(directory)
     name = f"{directory.name} {shots}-shot" if shots else directory.name
-    intents = load_intents(directory / "train.json")
     rng = random.Random(seed)
     test = list(zip(*load_examples(directory / "test.json")))
     if shots:
@@ -106,7 +105,7 @@ def prepare_files(spec, work, quick, seed):
     train_path = without_contradictions(document, work)
     if quick:
         test = rng.sample(test, min(len(test), QUICK_TEST_ROWS))
-    tags = set(intents.tags)
+    tags = {intent["tag"] for intent in document["intents"]}
     files = {"data": str(train_path), "test_data": write_json(work / "test_in_scope.json", [
         {"text": text, "intent": tag} for text, tag in test if tag in tags])}
     if (directory / "val.json").exists() and not shots:

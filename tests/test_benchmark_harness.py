@@ -18,7 +18,12 @@ SYSTEMS = ["ours: default answer (best on validation)", "ours: single CNN-BiLSTM
 def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
     dataset = tmp_path / "tiny"
     dataset.mkdir()
-    write_intents(dataset / "train.json", {tag: p[:9] for tag, p in SMALL_INTENTS.items()})
+    training = {tag: p[:9] for tag, p in SMALL_INTENTS.items()}
+    # A public set's brackets are literal (CLINC150: "is there a travel alert for [country]"),
+    # not an annotation of the intents file's notation.
+    first = next(iter(training))
+    training[first] = [*training[first], "tell me about [country] please"]
+    write_intents(dataset / "train.json", training)
     test_rows = ([{"text": text, "intent": tag} for tag, p in SMALL_INTENTS.items()
                   for text in p[9:]] + [{"text": text, "intent": "oos"} for text in OUT_OF_SCOPE])
     (dataset / "test.json").write_text(json.dumps(test_rows))
@@ -44,7 +49,7 @@ def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
     # The pipeline carved its validation rows from train.json; the peers used the same rows.
     details = report["datasets"]["tiny"]
     assert details["val_source"] == "carved from train.json"
-    assert details["train_rows"] + details["val_rows"] == 9 * len(SMALL_INTENTS)
+    assert details["train_rows"] + details["val_rows"] == 9 * len(SMALL_INTENTS) + 1
     assert details["manifest"]["splits"]["val"] == details["val_rows"]
     table = out.with_suffix(".md").read_text()
     assert all(name in table for name in SYSTEMS) and "OOS recall" in table

@@ -52,9 +52,7 @@ def test_finetune_with_same_labels_is_faster_and_logs_time_saved(trained, tmp_pa
     logs = tmp_path / "tensorboard"
     options = tmp_path / "finetune.yaml"
     options.write_text(f"data: {data}\nout: {out}\nfinetune: true\ntensorboard: {logs}\n")
-    # Fine-tuning trains for a fifth of the epoch limits: 2 epochs per member here.
-    result = run_script(ROOT / "jobs.py", "--config", options, *QUICK_ARGS, "--epochs", "10",
-                        "--ensemble-epochs", "10")
+    result = run_script(ROOT / "jobs.py", "--config", options, *QUICK_ARGS)
     assert result.returncode == 0, result.stderr
     assert "s saved (" in result.stderr and "tuning Baseline" not in result.stderr
     # The copied run's embedding cache: only the one new pattern is embedded again.

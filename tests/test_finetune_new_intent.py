@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import QUICK_ARGS, ROOT, SMALL_INTENTS, run_script
 
+from intentkit import artifacts
 from intentkit.training.members import widened
 from intentkit.training.refit import linear_head_model
 
@@ -47,6 +48,7 @@ def test_finetune_learns_an_added_intent_and_publishes_it(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "finetune: 1 new intent(s) learned: thanks" in result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
+    previous_labels = json.loads((trained["out"] / "manifest.json").read_text())["labels"]
     assert "thanks" in manifest["labels"] and manifest["finetune"]
     answered = run_script(ROOT / "predict.py", "thank you so much", "-m", out,
                           "--runtime", "numpy")
@@ -56,6 +58,20 @@ def test_finetune_learns_an_added_intent_and_publishes_it(trained, tmp_path):
     old = run_script(ROOT / "predict.py", "what does a data scientist earn", "-m", out,
                      "--runtime", "numpy")
     assert best_candidate(old.stdout) == "salary"
+    # The token-id members kept every published layer but the output one, which was fitted again
+    # with a unit more.
+    for member in ("cnn_bilstm.h5", "cnn.h5"):
+        before = artifacts.load_model(trained["out"] / "ensemble_models" / member)
+        after = artifacts.load_model(out / "ensemble_models" / member)
+        for kept, now in zip(before.layers[:-1], after.layers[:-1]):
+            for old_weights, new_weights in zip(kept.get_weights(), now.get_weights()):
+                np.testing.assert_array_equal(old_weights, new_weights, err_msg=member)
+        old_kernel = before.layers[-1].get_weights()[0]
+        new_kernel = after.layers[-1].get_weights()[0]
+        old_units = [manifest["labels"].index(tag) for tag in previous_labels]
+        assert new_kernel.shape == (old_kernel.shape[0], old_kernel.shape[1] + 1)
+        assert not np.allclose(new_kernel[:, old_units], old_kernel), member
+    keras.backend.clear_session()
 
 
 def best_candidate(stdout):

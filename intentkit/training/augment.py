@@ -8,6 +8,7 @@ Three ways to write a new variant of a pattern, as in the seed, but all of them 
 Words that carry the intent are never replaced: wh-words, negations, modals, function words and,
 per intent, the words that are distinctive of that intent in the training split.
 """
+import functools
 import logging
 import random
 import re
@@ -66,11 +67,16 @@ def distinctive_words(texts, labels, min_share=0.5, min_count=2):
 def synonyms(word):
     """Single-word WordNet synonyms from the word's most frequent senses of one part of speech."""
     reader = wordnet.wordnet()
-    if reader is None:
-        return []
+    return [] if reader is None else list(_synonyms(reader, word))
+
+
+# A training split asks for the same words thousands of times (each pattern's variants try its
+# words in turn), and a WordNet lookup is ~1 ms: remembered per reader, they cost it once.
+@functools.lru_cache(maxsize=2**16)
+def _synonyms(reader, word):
     senses = reader.synsets(word)
     if not senses:
-        return []
+        return ()
     # WordNet lists nouns first; the sense-tagged corpus counts say which use is most common.
     usage = Counter()
     for sense in senses:
@@ -83,7 +89,7 @@ def synonyms(word):
             candidate = lemma.lower()
             if candidate.isalpha() and candidate != word and candidate not in found:
                 found.append(candidate)
-    return found
+    return tuple(found)
 
 
 class Augmenter:

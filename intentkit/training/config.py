@@ -170,7 +170,8 @@ class TrainConfig:
     mixed_precision: bool = _option(
         False, "train in float16 with float32 weights and outputs (fast on recent GPUs)")
     finetune: bool = _option(
-        False, "continue from the model published in --out (same labels) instead of a full run")
+        False, "continue from the model published in --out instead of a full run: its members' "
+        "output layers are fitted again (new intents learned; none may be removed)")
     tensorboard: str = _option("", "write TensorBoard logs to this directory (empty = off)")
     tracking: bool = _option(
         False, "log the run and every trial of its search to MLflow (the tracking extra); "
