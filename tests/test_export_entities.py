@@ -196,6 +196,28 @@ def test_lookups_and_regexes_alone_are_exported():
     assert _differences(extractor, entity_export.PortableEntities(document), texts) == []
 
 
+def test_intent_rules_are_exported_and_match_as_the_runs_rules():
+    from intentkit.data.annotations import Rules, validate_entities
+    rules = Rules([{"phrase": "talk to a human", "intent": "handoff"},
+                   {"regex": r"^(hi|hello)\b", "intent": "greeting"},
+                   {"phrase": "c++ jobs", "intent": "jobs"}])
+    document = json.loads(entity_export.dumps(entity_export.portable_document(
+        validate_entities({}, "intents.json"), [], rules=rules.rules)))
+    reference = entity_export.PortableEntities(document)
+    texts = [*entity_export.rule_probes(rules), *messages(300), "hello there", "Hello there",
+             "say hello", "hi", "hit me", "C++ JOBS in Berlin", "talk  to a HUMAN", "talk to a",
+             "Talk to a humane person", "ǅ talk to a human"]
+    assert sum(rules.match(text) is not None for text in texts) > 10
+    assert [reference.rule(text) for text in texts] == [rules.match(text) for text in texts]
+
+
+def test_an_intent_rule_javascript_reads_otherwise_is_refused():
+    with pytest.raises(ArtifactError, match=r"rules\[1\] \('greeting'\) '\(\?i\)\^hello': "
+                       "JavaScript's RegExp cannot match it as RE2 does \\(inline flags"):
+        entity_export.portable_rules([{"phrase": "talk to a human", "intent": "handoff"},
+                                      {"regex": "(?i)^hello", "intent": "greeting"}])
+
+
 def test_the_feature_set_is_the_one_entities_js_computes():
     """entities.js computes `intentkit-crf-word-features-1` by hand: a change to the labeller's
     features fails here first (then bump entity_export.FEATURES and change entities.js)."""

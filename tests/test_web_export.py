@@ -1,7 +1,8 @@
 """`intentkit export --format web`: the static page, in a real headless Chromium, served by a
 plain static file server: its answers equal Python's on 50 messages, its entities the Python
-Predictor's on 200 (marked in the message as it is typed), and a model or entities file that
-does not match export.json shows an error instead of answers."""
+Predictor's on 200 (marked in the message as it is typed), the run's intent rules override the
+model as they do in Python, and a model or entities file that does not match export.json shows
+an error instead of answers."""
 import contextlib
 import functools
 import http.server
@@ -165,6 +166,38 @@ def test_the_page_finds_the_entities_python_finds(page, run_with_entities,
                                     for e in predictor.predict(message)["entities"]]
     for text, mine, theirs in zip(texts, expected, got):
         assert not entity_export._differ(mine, theirs), (text, mine, theirs)
+
+
+def test_the_page_applies_the_runs_intent_rules(page, run_with_entities,
+                                               browser):  # noqa: F811
+    """The run's rule ("talk to a human" -> greeting) overrides the model in the page as in the
+    Predictor: confidence 1, never the fallback, model_type "rule"; other messages keep the
+    exported answer's model type."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from intentkit.serving.predictor import Predictor
+    texts = ["please, let me talk to a human", "TALK TO A HUMAN", "talk  to a Human?",
+             "I want to talk to a humanoid robot", "talk to a", "python jobs in Berlin", "?!"]
+    predictor = Predictor.from_dir(run_with_entities, cache_size=0)
+    expected = [predictor.predict(text) for text in texts]
+    ruled = [answer["model_type"] == "rule" for answer in expected]
+    assert ruled == [True, True, True, False, False, False, False]
+    model_type = export.read_description(page)["answer"]["model_type"]
+    with static_files(page) as url:
+        got = page_answers(browser, url, texts)
+        browser.find_element(By.ID, "message").send_keys(texts[0])
+        WebDriverWait(browser, WAIT_S).until(
+            lambda driver: driver.find_element(By.ID, "answer").get_attribute("data-intent"))
+        answer = browser.find_element(By.ID, "answer")
+        assert (answer.get_attribute("data-intent"), answer.get_attribute("data-model-type"),
+                answer.text) == ("greeting", "rule", "Intent: greeting (an intent rule)")
+    for text, mine, theirs, rule in zip(texts, expected, got, ruled):
+        if rule:
+            assert (theirs["intent"], theirs["confidence"], theirs["fallback"],
+                    theirs["model_type"]) == (mine["intent"], 1, False, "rule"), text
+        else:
+            assert theirs["model_type"] == model_type, text
 
 
 def test_an_export_without_entities_says_so(page, tmp_path, browser):  # noqa: F811

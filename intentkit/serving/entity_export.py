@@ -14,6 +14,8 @@ The file holds what serving.entities.EntityExtractor uses, in a form any languag
   `re` read as RE2 reads the run's own: \\d \\w \\s \\b and `.` spelled out as RE2's ASCII
   classes, a case-insensitive lookup's letters as the sets RE2 folds them to, ^ and $ as the
   ends of the text. What has no such form is refused, naming the entity type and the regex;
+- the intent rules (the data file's "rules"), each as such a pattern: a regex rule's matched
+  as written, a phrase rule's case-insensitively at word boundaries, as serving's Rules do;
 - the synonyms, keyed by str.casefold of the written form, and the few Unicode facts of the
   Python that trained the run that JavaScript does not have: its whitespace (str.isspace), the
   characters str.isdigit counts beyond \\p{Nd}, and where str.casefold differs from lower().
@@ -40,7 +42,13 @@ except ImportError:  # pragma: no cover (Python 3.10)
     import sre_parse
 
 from .. import artifacts
-from ..data.annotations import EntityTypes, _compile_re2, _phrase_regex, without_overlaps
+from ..data.annotations import (
+    EntityTypes,
+    _compile_re2,
+    _phrase_regex,
+    _word_bounded,
+    without_overlaps,
+)
 from ..errors import ArtifactError
 from ..models.entity_tagger import _match_types, crf_features, decode, match_features, tokenize
 from .entities import MAX_ENTITY_CHARS, EntityExtractor, load_entities
@@ -317,6 +325,22 @@ def portable_matchers(entity_types, where="entities"):
     return matchers
 
 
+def portable_rules(rules, where="rules"):
+    """The intent rules (Rules.rules: {"intent", "regex" | "phrase"}) in order, as portable
+    patterns: a regex as written (case-sensitive), a phrase as Rules matches it (case-insensitive,
+    word-bounded)."""
+    out = []
+    for number, rule in enumerate(rules):
+        try:
+            pattern = (portable_regex(rule["regex"]) if "regex" in rule
+                       else portable_regex(_word_bounded(rule["phrase"]), fold=True))
+        except ValueError as why:
+            raise _refused(f"{where}[{number}] ({rule['intent']!r}) "
+                           f"{rule.get('regex', rule.get('phrase'))!r}", why) from None
+        out.append({"intent": rule["intent"], "pattern": pattern})
+    return out
+
+
 # --- Unicode facts of this Python -------------------------------------------------------------
 
 
@@ -364,15 +388,17 @@ def portable_entities(run):
         except ValueError as error:
             raise ArtifactError(f"{where}: its labeller's model cannot be read ({error}); "
                                 "retrain with `intentkit train`") from None
-    return portable_document(entity_types, document["synonyms"], portable, where)
+    return portable_document(entity_types, document["synonyms"], portable, where,
+                             document["rules"])
 
 
-def portable_document(entity_types, synonyms, labeller=None, where="entities"):
+def portable_document(entity_types, synonyms, labeller=None, where="entities", rules=()):
     """The portable document of EntityTypes, the learned synonyms ([entity, written form
-    casefolded, canonical] rows, as a run's entities.json lists them) and portable_labeller's
-    labeller (None for lookups and regexes only)."""
+    casefolded, canonical] rows, as a run's entities.json lists them), portable_labeller's
+    labeller (None for lookups and regexes only) and the intent rules (Rules.rules)."""
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "max_chars": MAX_ENTITY_CHARS,
             "labeller": labeller, "matchers": portable_matchers(entity_types, where),
+            "rules": portable_rules(rules, f"{where}: rules"),
             "synonyms": [list(row) for row in synonyms],
             "type_synonyms": {name: dict(t.synonyms)
                               for name, t in sorted(entity_types.types.items()) if t.synonyms},
@@ -434,9 +460,15 @@ class PortableEntities:
         synonyms = {(entity, written): canonical
                     for entity, written, canonical in document["synonyms"]}
         self.joined = EntityExtractor(self if self.labeller else None, self.types, synonyms)
+        self.rules = [(rule["intent"], re.compile(rule["pattern"]))
+                      for rule in document["rules"]]
 
     def extract(self, texts):
         return self.joined.extract(texts)
+
+    def rule(self, text):
+        """The intent of the first rule matching `text` (Rules.match's answer), or None."""
+        return next((intent for intent, pattern in self.rules if pattern.search(text)), None)
 
     def predict(self, texts):
         """The labeller's entities (CrfTagger.predict's answer)."""
@@ -517,6 +549,18 @@ def probe_messages(document, entity_types, count=300, seed=0):
     return list(AWKWARD_PROBES) + made
 
 
+def rule_probes(rules):
+    """Messages around each phrase rule's phrase (its casings, inside and glued to words) for
+    the rules' verification; regex rules meet the caller's probes."""
+    out = []
+    for rule in rules.rules:
+        phrase = rule.get("phrase")
+        if phrase:
+            out += [phrase, phrase.upper(), f"please, {phrase.title()} now", f"x{phrase}",
+                    f"{phrase}s", "  ".join(phrase.split())]
+    return out
+
+
 def _differ(expected, got):
     """Whether two answers differ: in anything but the confidence, or in it by more than the
     last rounded place (the marginals are summed in another order)."""
@@ -533,9 +577,9 @@ def write_export(run, document, directory, probes=()):
     export.json's `entities`. ArtifactError naming the first message that differs."""
     if document is None:
         return {"exported": False, "why": NO_ENTITIES}
-    extractor, _ = load_entities(run)
+    extractor, rules = load_entities(run)
     entity_types = extractor.entity_types
-    texts = list(probes) + probe_messages(document, entity_types)
+    texts = list(probes) + probe_messages(document, entity_types) + rule_probes(rules)
     reference = PortableEntities(document)
     for text in texts:
         expected, got = extractor.extract([text])[0], reference.extract([text])[0]
@@ -543,6 +587,10 @@ def write_export(run, document, directory, probes=()):
             raise ArtifactError(f"export refused: the exported entities of {text[:60]!r} are "
                                 f"{got}, the run finds {expected}; the run's entity extraction "
                                 "cannot be exported faithfully")
+        if rules.match(text) != reference.rule(text):
+            raise ArtifactError(f"export refused: the exported intent rules send {text[:60]!r} "
+                                f"to {reference.rule(text)!r}, the run's to {rules.match(text)!r};"
+                                " the run's rules cannot be exported faithfully")
     path = directory / FILE
     path.write_text(dumps(document), encoding="utf-8")
     labeller = document["labeller"]
@@ -554,7 +602,7 @@ def write_export(run, document, directory, probes=()):
             "types": sorted(set(entity_types.types) | {
                 label.partition("-")[2] for label in (labeller["labels"] if labeller else ())}
                 - {""}),
-            "matchers": len(document["matchers"]),
+            "matchers": len(document["matchers"]), "rules": len(document["rules"]),
             "verification": {"messages": len(texts), "reference": "entity_export."
                              "PortableEntities (Python re on the exported patterns)",
                              "confidence_tolerance": CONFIDENCE_TOLERANCE}}

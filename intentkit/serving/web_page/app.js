@@ -50,6 +50,7 @@ async function load() {
   }
   const labels = description.labels;
   const fallback = description.fallback;
+  const modelType = description.answer.model_type;  // "ensemble" or "single", as Python's
 
   async function probabilities(text) {
     const ids = tokenizer.encode(text);
@@ -66,23 +67,29 @@ async function load() {
     return Array.from(output.data);
   }
 
+  // The model's answer; an intent rule of the run that matches the message overrides it
+  // (confidence 1, never the fallback, model_type "rule"), as the Python Predictor does.
   async function classify(text, topK = 3) {
     const entities = extractor ? extractor.extract(text) : [];
+    const rule = extractor ? extractor.rule(text) : null;
+    const ruled = (answer) => (rule === null ? { ...answer, model_type: modelType } :
+      { ...answer, intent: rule, confidence: 1, fallback: false, model_type: "rule" });
     if (!/[\p{L}\p{N}]/u.test(text.normalize("NFKC"))) {
-      return { intent: fallback.intent, confidence: 0, fallback: true, top_k: [], entities };
+      return ruled({ intent: fallback.intent, confidence: 0, fallback: true, top_k: [],
+                     entities });
     }
     const scores = await probabilities(text);
     const ranked = scores.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
     const [best, runnerUp] = [ranked[0][0], ranked.length > 1 ? ranked[1][0] : 0];
     const isFallback = best < fallback.threshold || best - runnerUp < fallback.margin;
-    return {
+    return ruled({
       intent: isFallback ? fallback.intent : labels[ranked[0][1]],
       confidence: best,
       fallback: isFallback,
       top_k: ranked.slice(0, topK).map(([p, i]) => ({ intent: labels[i], confidence: p })),
       probabilities: scores,
       entities,
-    };
+    });
   }
 
   await classify("hello");  // the first run compiles kernels: not the user's first keystroke
@@ -122,8 +129,10 @@ function render(result) {
   const answer = document.getElementById("answer");
   answer.dataset.intent = result.intent;
   answer.dataset.fallback = String(result.fallback);
+  answer.dataset.modelType = result.model_type;
   answer.textContent = result.fallback
     ? `Fallback: not sure (${(result.confidence * 100).toFixed(1)}%)`
+    : result.model_type === "rule" ? `Intent: ${result.intent} (an intent rule)`
     : `Intent: ${result.intent} (${(result.confidence * 100).toFixed(1)}%)`;
   const bars = document.getElementById("bars");
   bars.replaceChildren(...result.top_k.map(({ intent, confidence }) => {

@@ -1,6 +1,7 @@
 // A message's entities from the export's entities.json, found as the Python service finds them:
 // the CRF labeller's features recomputed, CRFsuite's Viterbi and marginals over the exported
-// weights, BIO tags to spans, then the lookups, regexes and synonyms. The file and the Python
+// weights, BIO tags to spans, then the lookups, regexes and synonyms; and the run's intent
+// rules. The file and the Python
 // reference that the export is verified with are described in intentkit/serving/entity_export.py.
 // Offsets count code points (an emoji is one), as Python's do.
 "use strict";
@@ -58,7 +59,15 @@ class PortableEntities {
       ([entity, written, canonical]) => [`${entity}\u0000${written}`, canonical]));
     this.matchers = document.matchers.map((m) => ({
       entity: m.entity, extractor: m.extractor, pattern: new RegExp(m.pattern, "gu") }));
+    this.rules = document.rules.map((r) => ({ intent: r.intent,
+                                              pattern: new RegExp(r.pattern, "u") }));
     if (this.labeller) this.weights = mapOf(this.labeller.attributes);
+  }
+
+  // The intent of the first intent rule matching the message (it overrides the model), or null.
+  rule(text) {
+    const found = this.rules.find((r) => r.pattern.test(text));
+    return found ? found.intent : null;
   }
 
   // --- Python's str methods ---------------------------------------------------------------
