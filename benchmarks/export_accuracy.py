@@ -104,8 +104,11 @@ def main():
         row["uptime"] = os.getloadavg()
         results[spec] = row
         log.info("%s: %s", spec, row)
-    if args.train_only:
-        return
+        write_results(results, args.out)  # after each set: a later one may not finish
+
+
+def write_results(results, out):
+    """The table of the sets measured so far, printed, and out.json."""
     report(["set", "full answer", "exported fp32", "exported int8", "int8 loss (points)",
             "fp32 / int8 p50 ms", "fp32 / int8 MB"],
            [[spec, f"{r['full_accuracy'] * 100:.2f} %", f"{r['fp32']['accuracy'] * 100:.2f} %",
@@ -115,7 +118,7 @@ def main():
              f"{r['fp32']['model_mb']:.0f} / {r['int8']['model_mb']:.0f}"]
             for spec, r in results.items()],
            {"date": str(datetime.date.today()), "results": results},
-           args.out.with_suffix(".json"))
+           out.with_suffix(".json"))
 
 
 def accuracy(probabilities, labels, names):
