@@ -100,14 +100,16 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """Artifacts of one quick training run on the small data set, with a feedback file folded
-    in: through the installed `intentkit` command, started in another directory than the
-    project's (relative paths, as a user types them)."""
+    in and the configuration search on (--quick turns it off): through the installed
+    `intentkit` command, started in another directory than the project's (relative paths, as a
+    user types them)."""
     work = tmp_path_factory.mktemp("trained")
     data = write_intents(work / "intents.json")
     feedback, feedback_test_text = write_feedback(work / "feedback.jsonl", data)
     out = work / "model"
     result = subprocess.run([intentkit_command(), "train", "--data", "intents.json", "--out",
-                             "model", "--feedback-in", "feedback.jsonl", *QUICK_ARGS], cwd=work,
+                             "model", "--feedback-in", "feedback.jsonl", *QUICK_ARGS,
+                             "--search"], cwd=work,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return {"data": data, "out": out, "log": result.stdout + result.stderr,

@@ -150,7 +150,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_previous_model(trained, tmp_path):
     shutil.copytree(trained["out"], out, symlinks=True)  # a published run, links and all
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     process = subprocess.Popen([sys.executable, str(ROOT / "jobs.py"), "--data", trained["data"],
-                                "--out", out, *QUICK_ARGS], cwd=ROOT, stderr=subprocess.PIPE,
+                                "--out", out, *QUICK_ARGS, "--search"], cwd=ROOT,
+                               stderr=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, text=True)
     for line in process.stderr:
         if line.startswith("tuning"):

@@ -75,9 +75,32 @@ def test_the_winner_of_a_search_on_every_row_trains_on_as_the_final_model(
     # The search ends once one trial is left: it is not run to the epoch limit.
     assert best["state"] == "selected" and best["epochs"] < config.tuning_epochs
     searched = winner.history_of_weights()["val_accuracy"]
+    optimizer, steps = winner.model.optimizer, int(winner.model.optimizer.iterations)
     fitted, histories, _ = members.fit_members(
         prepared.dataset, prepared.preprocessor, len(prepared.intents.tags), best, config,
         tmp_path, winner)
     assert fitted[artifacts.SINGLE_MEMBER].model is winner.model  # trained on, not built again
     history = histories[artifacts.SINGLE_MEMBER]["val_accuracy"]
     assert history[:len(searched)] == searched and len(history) > len(searched)
+    # ... with the optimizer it was compiled with: compiling again would trace its training
+    # step again (seconds) and restart Adam's moments.
+    assert winner.model.optimizer is optimizer and int(optimizer.iterations) > steps
+
+
+def test_without_the_search_the_baseline_configuration_trains_alone(tmp_path, monkeypatch):
+    """--no-search (and --quick): no trial is run, the seed's Baseline configuration trains,
+    the run's phases have no search; --quick --search searches again."""
+    def no_search(*args):
+        raise AssertionError("the search ran")
+    monkeypatch.setattr(train, "tune", no_search)
+    data = write_intents(tmp_path / "intents.json")
+    config = TrainConfig.quick(data=str(data), out=str(tmp_path / "model"), ensemble=False)
+    assert not config.search and "search" not in train.phase_plan(config, None)
+    assert "search" in train.phase_plan(TrainConfig.quick(search=True, out=config.out), None)
+    train.set_seed(config.seed)
+    prepared = train.prepare(config, tmp_path)
+    config = train.resolve_auto(config, len(prepared.dataset.x_train))
+    fitted = train.fit_models(prepared, config, tmp_path)
+    assert fitted.trials == [] and fitted.best_config["name"] == members.SEED_CONFIGS[0]["name"]
+    # The pretrained word vectors set the embedding's width, as in the search.
+    assert fitted.best_config["embedding_dim"] == prepared.dataset.word_vectors.shape[1]

@@ -42,8 +42,10 @@ LARGE_DATA = {"batch_size": 256, "patience": 3, "ensemble_patience": 3, "tuning_
               "tuning_max_rows": 2000, "epochs": 20, "ensemble_epochs": 20, "head_epochs": 60,
               "ensemble_weights": "fitted"}
 # --quick: a smoke run of seconds per model (flags given explicitly still apply).
-QUICK = {"augmentation_factor": 1, "tuning_epochs": 3, "tuning_patience": 2, "epochs": 6,
-         "patience": 3, "ensemble_epochs": 4, "ensemble_patience": 2, "head_epochs": 4}
+# The search is off: its four models cost a graph trace each (7-9 s on a 2-core CPU, whatever the
+# data's size), over half of a quick run on a small file.
+QUICK = {"augmentation_factor": 1, "search": False, "tuning_epochs": 3, "tuning_patience": 2,
+         "epochs": 6, "patience": 3, "ensemble_epochs": 4, "ensemble_patience": 2, "head_epochs": 4}
 
 
 # The valid range of every numeric option, checked wherever a config is made (flags, config file,
@@ -115,6 +117,9 @@ class TrainConfig:
     on_conflict: str = _option(
         "drop", "a text that is a pattern of several intents: drop (from all of them, with a "
         "warning naming it) | keep-first (in the first intent only) | error (stop)")
+    search: bool = _option(
+        True, "search the seed's four CNN-BiLSTM configurations (--no-search: its Baseline "
+        "configuration alone, as --quick does)")
     tuning_epochs: int = _option(0, "epoch limit of each tuning trial "
                                  f"(0 = {_auto('tuning_epochs')})")
     tuning_max_rows: int = _option(

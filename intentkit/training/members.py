@@ -119,10 +119,13 @@ def compile_for_training(model, learning_rate, label_smoothing):
 
 
 def fit(model, dataset, learning_rate, epochs, patience, batch_size, name, monitor="val_loss",
-        checkpoint=None, label_smoothing=0.0, callbacks=(), initial_epoch=0):
+        checkpoint=None, label_smoothing=0.0, callbacks=(), initial_epoch=0, compiled=False):
     """Adam with clipping, early stopping, LR reduction on plateau; best weights restored.
-    `initial_epoch`: the epochs the model has had already (it trains on to `epochs` at most)."""
-    compile_for_training(model, learning_rate, label_smoothing)
+    `initial_epoch`: the epochs the model has had already (it trains on to `epochs` at most).
+    `compiled`: the model trains on with its optimizer as compiled for them (its state kept; a
+    new compile would trace the training step again, 7-9 s for a CNN-BiLSTM on 2 cores)."""
+    if not compiled:
+        compile_for_training(model, learning_rate, label_smoothing)
     callbacks = [EpochProgress(name, epochs, initial_epoch), *callbacks,
                  keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                    patience=max(2, patience // 2), min_lr=1e-7)]
@@ -236,6 +239,15 @@ def tune(dataset, preprocessor, num_classes, config):
              sum(t["state"] == "pruned" for t in trials), len(trials),
              "; it trains on as the final CNN-BiLSTM" if on_every_row else "")
     return best, trials, best_trial if on_every_row else None
+
+
+def unsearched_config(dataset):
+    """The seed's first configuration (Baseline), trained without a search (--no-search)."""
+    best = dict(SEED_CONFIGS[0])
+    if dataset.word_vectors is not None:  # the vectors' width, as in the search
+        best["embedding_dim"] = int(dataset.word_vectors.shape[1])
+    log.info("configuration: %s (no search: --no-search, or --quick)", best["name"])
+    return best
 
 
 # Successive halving keeps the best quarter at each rung: of the seed's four configurations, the
@@ -357,7 +369,7 @@ def fit_members(dataset, preprocessor, num_classes, best, config, workdir, winne
                      batch_size, artifacts.SINGLE_MEMBER, checkpoint=str(checkpoint),
                      label_smoothing=config.label_smoothing,
                      callbacks=tensorboard_callbacks(config, artifacts.SINGLE_MEMBER),
-                     initial_epoch=done)
+                     initial_epoch=done, compiled=winner is not None)
     histories = {artifacts.SINGLE_MEMBER: {key: searched.get(key, []) + values
                                            for key, values in trained_on.items()}}
     checkpoint.unlink()

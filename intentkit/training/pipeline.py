@@ -36,7 +36,15 @@ from ..text import TextPreprocessor, language
 from . import devices, entities, interrupts, tracking
 from .augment import Augmenter, upsample
 from .config import TrainConfig
-from .members import Dataset, continue_members, fit_members, probabilities, refit_members, tune
+from .members import (
+    Dataset,
+    continue_members,
+    fit_members,
+    probabilities,
+    refit_members,
+    tune,
+    unsearched_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +312,8 @@ def fit_models(prepared, config, workdir, init_from=None, best_config=None):
         else:
             if best_config:
                 best, trials, winner = best_config, [], None
+            elif not config.search:
+                best, trials, winner = unsearched_config(prepared.dataset), [], None
             else:
                 with phase("search"):
                     best, trials, winner = tune(prepared.dataset, prepared.preprocessor,
@@ -642,7 +652,7 @@ TYPICAL_PHASE_SECONDS = {"prepare": 15, "search": 60, "fit": 90, "choose": 1, "r
 
 def phase_plan(config, init_from):
     """The phases this run will go through, with their expected seconds."""
-    names = ["prepare", *([] if init_from else ["search"]), "fit", "choose",
+    names = ["prepare", *([] if init_from or not config.search else ["search"]), "fit", "choose",
              *(["refit"] if config.refit != "off" and not init_from else []), "write",
              *(["track"] if tracking.enabled(config) else [])]
     last = artifacts.published_manifest(config.out) or {}
