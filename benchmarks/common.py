@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from intentkit.artifacts.model_card import markdown_table
-from intentkit.data.annotations import annotate
+from intentkit.data.annotations import annotate, parse_pattern
 from intentkit.data.intents import duplicate_key, load_examples, read_document
+from intentkit.errors import DataError
 from intentkit.evaluation.data_checks import check_data
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,21 @@ def without_contradictions(document, work):
 
 
 def write_plain_patterns(document, path):
-    """Writes an intents document whose patterns are plain text in the intents file's notation:
-    the public sets carry no entity annotations, and a bracket of theirs is a literal one
+    """Writes an intents document in the intents file's notation: a pattern that parses as one
+    (SNIPS's `[value](entity)` annotations) is kept, and in any other a bracket is literal text
     (CLINC150's "is there a travel alert for [country]", which the notation would refuse as an
     annotation without its type)."""
     path.write_text(json.dumps({**document, "intents": [
-        {**intent, "patterns": [annotate(pattern, ()) for pattern in intent["patterns"]]}
+        {**intent, "patterns": [in_notation(pattern) for pattern in intent["patterns"]]}
         for intent in document["intents"]]}, ensure_ascii=False), encoding="utf-8")
+
+
+def in_notation(pattern):
+    try:
+        parse_pattern(pattern)
+        return pattern
+    except DataError:
+        return annotate(pattern, ())
 
 
 def load_set(name, work):

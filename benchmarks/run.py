@@ -92,7 +92,7 @@ def prepare_files(spec, work, quick, seed):
     directory = Path(directory)
     name = f"{directory.name} {shots}-shot" if shots else directory.name
     rng = random.Random(seed)
-    test = list(zip(*load_examples(directory / "test.json")))
+    test = labelled_rows(directory / "test.json")
     if shots:
         document = few_shot_document(directory / "train.json", int(shots))
     else:
@@ -106,13 +106,21 @@ def prepare_files(spec, work, quick, seed):
     if quick:
         test = rng.sample(test, min(len(test), QUICK_TEST_ROWS))
     tags = {intent["tag"] for intent in document["intents"]}
-    files = {"data": str(train_path), "test_data": write_json(work / "test_in_scope.json", [
-        {"text": text, "intent": tag} for text, tag in test if tag in tags])}
+    files = {"data": str(train_path), "test_data": write_json(
+        work / "test_in_scope.json", [row for row in test if row["intent"] in tags])}
     if (directory / "val.json").exists() and not shots:
-        val = zip(*load_examples(directory / "val.json"))
         files["val_data"] = write_json(work / "val_in_scope.json", [
-            {"text": text, "intent": tag} for text, tag in val if tag in tags])
-    return name, files, [text for text, _ in test], [tag for _, tag in test]
+            row for row in labelled_rows(directory / "val.json") if row["intent"] in tags])
+    return name, files, [row["text"] for row in test], [row["intent"] for row in test]
+
+
+def labelled_rows(path):
+    """A list file's {"text", "intent"} rows, with their "entities" spans where they have them
+    (SNIPS): the pipeline scores and chooses its entity labeller on them."""
+    texts, labels = load_examples(path)
+    spans = [row.get("entities") for row in json.loads(Path(path).read_text(encoding="utf-8"))]
+    return [{"text": text, "intent": label, **({"entities": entities} if entities else {})}
+            for text, label, entities in zip(texts, labels, spans)]
 
 
 def timed(function):

@@ -48,6 +48,8 @@ def write_intents(path, intents=None):
 
 QUICK_ARGS = ["--quick", "--tuning-epochs", "2", "--epochs", "30", "--patience", "10",
               "--ensemble-epochs", "30", "--ensemble-patience", "10", "--batch-size", "16"]
+# The session's trained model: the quick run with the configuration search on (--quick has none).
+TRAINED_ARGS = [*QUICK_ARGS, "--search"]
 
 
 def write_feedback(path, data_path):
@@ -108,8 +110,8 @@ def trained(tmp_path_factory):
     feedback, feedback_test_text = write_feedback(work / "feedback.jsonl", data)
     out = work / "model"
     result = subprocess.run([intentkit_command(), "train", "--data", "intents.json", "--out",
-                             "model", "--feedback-in", "feedback.jsonl", *QUICK_ARGS,
-                             "--search"], cwd=work,
+                             "model", "--feedback-in", "feedback.jsonl", *TRAINED_ARGS],
+                            cwd=work,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return {"data": data, "out": out, "log": result.stdout + result.stderr,

