@@ -44,8 +44,8 @@ OLD_OURS = "ours: ensemble (CNN-BiLSTM + MiniLM head + CNN)"
 PEERS = list(SYSTEMS)[2:]
 SET_NAMES = {"shipped": "shipped data (one split)", "clinc150 10-shot": "CLINC150 10-shot",
              "banking77 10-shot": "Banking77 10-shot", "banking77": "Banking77",
-             "clinc150": "CLINC150"}
-SET_ORDER = ["shipped", "clinc150 10-shot", "banking77 10-shot", "banking77", "clinc150"]
+             "clinc150": "CLINC150", "snips": "SNIPS"}
+SET_ORDER = ["shipped", "clinc150 10-shot", "banking77 10-shot", "banking77", "clinc150", "snips"]
 CV_MODELS = {"default": "ours: default answer", "single": "ours: single CNN-BiLSTM",
              "reference": "TF-IDF words + logistic regression"}
 
