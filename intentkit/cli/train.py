@@ -51,8 +51,8 @@ def add_training_options(parser):
         if field.name in DEPRECATED:
             deprecated(parser, DEPRECATED[field.name], flags[0], field.name)
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run of seconds per model: few epochs, light augmentation "
-                        "(flags given explicitly still apply)")
+                        help="a smoke run of seconds per model: few epochs, light augmentation, "
+                        "no configuration search (flags given explicitly still apply)")
     parser.add_argument("--config", metavar="FILE",
                         help="read options from a .yaml/.yml/.json file (keys: the option names "
                         "above); precedence: defaults < --quick < FILE < flags given explicitly")
