@@ -34,6 +34,7 @@ import logging
 import random
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from common import ROOT, SHARED, few_shot_document, report, without_contradictions
@@ -50,7 +51,7 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 from intentkit import artifacts
-from intentkit.data.intents import load_examples, load_intents, read_document
+from intentkit.data.intents import load_annotated_examples, load_intents, read_document
 from intentkit.encoders import minilm as pretrained
 from intentkit.errors import ConfigError
 from intentkit.evaluation.metrics import (
@@ -117,10 +118,10 @@ def prepare_files(spec, work, quick, seed):
 def labelled_rows(path):
     """A list file's {"text", "intent"} rows, with their "entities" spans where they have them
     (SNIPS): the pipeline scores and chooses its entity labeller on them."""
-    texts, labels = load_examples(path)
-    spans = [row.get("entities") for row in json.loads(Path(path).read_text(encoding="utf-8"))]
-    return [{"text": text, "intent": label, **({"entities": entities} if entities else {})}
-            for text, label, entities in zip(texts, labels, spans)]
+    texts, labels, spans = load_annotated_examples(path)
+    return [{"text": text, "intent": label,
+             **({"entities": [asdict(span) for span in row_spans]} if row_spans else {})}
+            for text, label, row_spans in zip(texts, labels, spans)]
 
 
 def timed(function):

@@ -56,12 +56,8 @@ def test_harness_scores_every_system_on_a_directory_without_val(tmp_path):
 
 
 def test_few_shot_sets_take_n_patterns_per_intent_with_one_seeded_generator(tmp_path):
-    import importlib.util
     import random
-    spec = importlib.util.spec_from_file_location("benchmark_common",
-                                                  ROOT / "benchmarks" / "common.py")
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
+    common = benchmark_common()
     train = write_intents(tmp_path / "train.json")
     document = common.few_shot_document(train, 5)
     rng = random.Random(0)
@@ -71,18 +67,22 @@ def test_few_shot_sets_take_n_patterns_per_intent_with_one_seeded_generator(tmp_
 
 def test_a_public_set_keeps_its_annotations_and_its_brackets_that_are_not_one(tmp_path):
     """SNIPS's `[value](entity)` patterns train entities; CLINC150's "[country]" is text."""
-    import importlib.util
-
     from intentkit.data.annotations import parse_pattern
-    spec = importlib.util.spec_from_file_location("benchmark_common",
-                                                  ROOT / "benchmarks" / "common.py")
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
     path = tmp_path / "train.json"
-    common.write_plain_patterns({"intents": [{"tag": "a", "responses": [], "patterns": [
+    benchmark_common().write_plain_patterns({"intents": [{"tag": "a", "responses": [], "patterns": [
         "find [python](skill) jobs", "is there a travel alert for [country]"]}]}, path)
     annotated, literal = (parse_pattern(p) for p in
                           json.loads(path.read_text())["intents"][0]["patterns"])
     assert annotated.text == "find python jobs"
     assert [(s.start, s.end, s.entity) for s in annotated.spans] == [(5, 11, "skill")]
     assert literal.text == "is there a travel alert for [country]" and not literal.spans
+
+
+def benchmark_common():
+    """benchmarks/common.py, loaded as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("benchmark_common",
+                                                  ROOT / "benchmarks" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    return common

@@ -200,8 +200,7 @@ def tune(dataset, preprocessor, num_classes, config):
     running = []
     for trial in SEED_CONFIGS:
         study.enqueue_trial({"configuration": trial["name"]})
-        if searched.word_vectors is not None:  # the vectors' width, whatever the trial's
-            trial = {**trial, "embedding_dim": searched.word_vectors.shape[1]}
+        trial = with_vectors_width(trial, searched)
         keras.utils.set_random_seed(config.seed)
         model = single_model(searched, preprocessor, num_classes, trial)
         compile_for_training(model, trial["learning_rate"], config.label_smoothing)
@@ -241,11 +240,17 @@ def tune(dataset, preprocessor, num_classes, config):
     return best, trials, best_trial if on_every_row else None
 
 
+def with_vectors_width(configuration, dataset):
+    """`configuration` with the width of the dataset's word vectors as its embedding width,
+    whatever its own, when the dataset has them."""
+    if dataset.word_vectors is None:
+        return configuration
+    return {**configuration, "embedding_dim": dataset.word_vectors.shape[1]}
+
+
 def unsearched_config(dataset):
     """The seed's first configuration (Baseline), trained without a search (--no-search)."""
-    best = dict(SEED_CONFIGS[0])
-    if dataset.word_vectors is not None:  # the vectors' width, as in the search
-        best["embedding_dim"] = int(dataset.word_vectors.shape[1])
+    best = with_vectors_width(dict(SEED_CONFIGS[0]), dataset)
     log.info("configuration: %s (no search: --no-search, or --quick)", best["name"])
     return best
 
